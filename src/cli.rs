@@ -1,0 +1,491 @@
+//! Command-line interface: clap definitions and the command handlers. This
+//! is the edge where library errors become `anyhow` reports.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use anomalyd::data::{CsvOptions, FillPolicy, OrderPolicy, ScalerKind, Series};
+use anomalyd::device::DeviceSpec;
+use anomalyd::model::artifact::TrainedModel;
+use anomalyd::model::{
+    Activation, ConvAeConfig, DeepAeConfig, DenseAeConfig, LstmAeConfig, ModelConfig, ModelKind,
+    PcaConfig, VaeConfig,
+};
+use anomalyd::score::score_series;
+use anomalyd::train::{
+    Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest, train,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "anomalyd",
+    version,
+    about = "Streaming time-series anomaly detection with autoencoders",
+    after_help = "Examples:\n  anomalyd train --data series.csv --window 32 --kind dense --out model/\n  anomalyd score --model model/ --data series.csv --out scores.csv\n  anomalyd inspect model/"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train an autoencoder on CSV series and write a model artifact.
+    #[command(
+        after_help = "Example:\n  anomalyd train --data ../shared/data/nab/data/realKnownCause/machine_temperature_system_failure.csv \\\n      --window 32 --kind lstm --epochs 20 --out models/machine-temp"
+    )]
+    Train(TrainArgs),
+    /// Score a CSV series with a trained model: one row of errors per input row.
+    #[command(
+        after_help = "Example:\n  anomalyd score --model models/machine-temp \\\n      --data ../shared/data/nab/data/realKnownCause/machine_temperature_system_failure.csv --out scores.csv"
+    )]
+    Score(ScoreArgs),
+    /// Print a model artifact's manifest for a human.
+    #[command(
+        after_help = "Example:\n  anomalyd inspect models/machine-temp\n  anomalyd inspect models/machine-temp --json"
+    )]
+    Inspect(InspectArgs),
+}
+
+/// Options shared by every command that reads CSV.
+#[derive(Debug, Args)]
+pub struct CsvArgs {
+    /// Feature columns to use, by header name (default: every column after the timestamp).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
+    /// What to do with empty cells: an error (none), carry the previous value
+    /// forward, or interpolate linearly in time.
+    #[arg(long, value_enum, default_value_t = FillPolicy::None)]
+    pub fill: FillPolicy,
+    /// What to do with rows whose timestamp repeats or goes backwards: reject
+    /// the file (error), skip the row (drop), or keep it in file order (keep).
+    #[arg(long, value_enum, default_value_t = OrderPolicy::Error)]
+    pub unordered: OrderPolicy,
+}
+
+impl CsvArgs {
+    fn options(&self) -> CsvOptions {
+        CsvOptions {
+            columns: self.columns.clone(),
+            fill: self.fill,
+            unordered: self.unordered,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Training CSV file; repeat for several series (no window spans two files).
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    #[command(flatten)]
+    pub csv: CsvArgs,
+    /// Window length T in rows.
+    #[arg(long, default_value_t = 32)]
+    pub window: usize,
+    /// Rows between the starts of consecutive training windows.
+    #[arg(long, default_value_t = 1)]
+    pub stride: usize,
+    /// Last fraction of each file held out (chronologically) for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_fraction: f64,
+    /// Normalisation, fitted on the training rows only.
+    #[arg(long, value_enum, default_value_t = ScalerKind::Zscore)]
+    pub scaler: ScalerKind,
+    /// Model kind.
+    #[arg(long, value_enum, default_value_t = ModelKind::Dense)]
+    pub kind: ModelKind,
+    /// Code size: dense code width, lstm hidden size, vae latent size, pca
+    /// components, conv code channels; deep takes it as the last --hidden
+    /// layer when --hidden is not given. Default: 8 (lstm 32, conv 4).
+    #[arg(long)]
+    pub code: Option<usize>,
+    /// deep: encoder layer widths, the last is the code (default 64,16);
+    /// vae: the first entry is the hidden width (default 64).
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// dense/deep nonlinearity (default: tanh for dense, relu for deep).
+    #[arg(long, value_enum)]
+    pub activation: Option<Activation>,
+    /// conv: channels of the hidden convolution.
+    #[arg(long, default_value_t = 16)]
+    pub channels: usize,
+    /// conv: odd kernel width.
+    #[arg(long, default_value_t = 5)]
+    pub kernel: usize,
+    /// vae: weight of the KL term.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop after this many epochs without a validation improvement.
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// Clip the gradient's global L2 norm (0 turns clipping off).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip_grad_norm: f32,
+    /// Sparse AE: weight of the L1 penalty on the code.
+    #[arg(long, value_name = "L1")]
+    pub sparse: Option<f64>,
+    /// Denoising AE: standard deviation of Gaussian input noise (normalised scale).
+    #[arg(long, value_name = "SIGMA", conflicts_with = "mask")]
+    pub denoise: Option<f64>,
+    /// Denoising AE with masking noise: the fraction of inputs zeroed.
+    #[arg(long, value_name = "FRACTION")]
+    pub mask: Option<f64>,
+    /// Contractive AE: weight of the encoder-Jacobian penalty (dense with tanh/sigmoid).
+    #[arg(long, value_name = "LAMBDA")]
+    pub contractive: Option<f64>,
+    /// Quantile of the validation window errors used as the default threshold.
+    #[arg(long, default_value_t = 0.99)]
+    pub threshold_quantile: f64,
+    /// Output artifact directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Compute device.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+impl TrainArgs {
+    fn model_config(&self, features: usize) -> ModelConfig {
+        let (window, code) = (self.window, self.code);
+        match self.kind {
+            ModelKind::Dense => ModelConfig::Dense(
+                DenseAeConfig::new(window, features, code.unwrap_or(8))
+                    .with_activation(self.activation.unwrap_or(Activation::Tanh)),
+            ),
+            ModelKind::Deep => {
+                let hidden = match (&self.hidden, code) {
+                    (Some(hidden), _) => hidden.clone(),
+                    (None, Some(code)) => vec![64, code],
+                    (None, None) => vec![64, 16],
+                };
+                ModelConfig::Deep(
+                    DeepAeConfig::new(window, features, hidden)
+                        .with_activation(self.activation.unwrap_or(Activation::Relu)),
+                )
+            }
+            ModelKind::Conv => ModelConfig::Conv(
+                ConvAeConfig::new(window, features)
+                    .with_channels(self.channels)
+                    .with_code_channels(code.unwrap_or(4))
+                    .with_kernel(self.kernel),
+            ),
+            ModelKind::Lstm => {
+                ModelConfig::Lstm(LstmAeConfig::new(window, features, code.unwrap_or(32)))
+            }
+            ModelKind::Vae => {
+                let hidden = self.hidden.as_ref().and_then(|h| h.first().copied());
+                ModelConfig::Vae(
+                    VaeConfig::new(window, features, code.unwrap_or(8))
+                        .with_hidden(hidden.unwrap_or(64))
+                        .with_beta(self.beta),
+                )
+            }
+            ModelKind::Pca => ModelConfig::Pca(PcaConfig::new(window, features, code.unwrap_or(8))),
+        }
+    }
+
+    fn train_config(&self) -> TrainConfig {
+        let corruption = match (self.denoise, self.mask) {
+            (Some(sigma), _) => Some(Corruption::Gaussian { sigma }),
+            (None, Some(fraction)) => Some(Corruption::Mask { fraction }),
+            (None, None) => None,
+        };
+        TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            learning_rate: self.lr,
+            seed: self.seed,
+            patience: self.patience,
+            grad_clip_norm: (self.clip_grad_norm > 0.0).then_some(self.clip_grad_norm),
+            regularizers: Regularizers {
+                sparse_l1: self.sparse,
+                corruption,
+                contractive: self.contractive,
+            },
+            threshold_quantile: self.threshold_quantile,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// Model artifact directory written by `anomalyd train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// CSV file to score.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub csv: CsvArgs,
+    /// Output CSV (`-` for standard output).
+    #[arg(long, default_value = "-")]
+    pub out: PathBuf,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 1024)]
+    pub batch_size: usize,
+    /// Compute device.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Model artifact directory.
+    pub model: PathBuf,
+    /// Print the raw manifest JSON instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => run_train(&args),
+        Command::Score(args) => run_score(&args),
+        Command::Inspect(args) => run_inspect(&args),
+    }
+}
+
+fn read_all(paths: &[PathBuf], options: &CsvOptions) -> Result<Vec<Series>> {
+    paths
+        .iter()
+        .map(|path| {
+            let series = Series::from_path(path, options)?;
+            if series.dropped_rows > 0 {
+                tracing::warn!(file = %path.display(), rows = series.dropped_rows, "dropped rows whose timestamp repeats or goes backwards");
+            }
+            Ok(series)
+        })
+        .collect()
+}
+
+fn run_train(args: &TrainArgs) -> Result<()> {
+    let series = read_all(&args.data, &args.csv.options())?;
+    let features = series.first().map(Series::n_features).unwrap_or_default();
+    let request = TrainRequest {
+        data: DataConfig {
+            window: args.window,
+            stride: args.stride,
+            val_fraction: args.val_fraction,
+            scaler: args.scaler,
+        },
+        model: args.model_config(features),
+        train: args.train_config(),
+    };
+    let device = args.device.build();
+    tracing::info!(kind = ?args.kind, device = %args.device, files = series.len(), "training");
+    let mut progress = EpochProgress::new(request.train.epochs);
+    let mut trained = train(&series, &request, &device, &mut |stats| {
+        progress.update(stats)
+    })?;
+    progress.finish();
+    trained
+        .save(&args.out)
+        .with_context(|| format!("writing the artifact to {}", args.out.display()))?;
+    let manifest = &trained.manifest;
+    tracing::info!(
+        out = %args.out.display(),
+        best_epoch = manifest.best_epoch,
+        threshold = manifest.threshold.value,
+        "model written"
+    );
+    Ok(())
+}
+
+/// An indicatif bar on a terminal, one log line per epoch otherwise.
+struct EpochProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl EpochProgress {
+    fn new(epochs: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(epochs as u64);
+            let style = ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar
+        });
+        Self { bar }
+    }
+
+    fn update(&mut self, stats: &EpochStats) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(stats.epoch as u64);
+                bar.set_message(format!(
+                    "train {:.5} val {:.5}",
+                    stats.train_loss, stats.val_loss
+                ));
+            }
+            None => tracing::info!(
+                epoch = stats.epoch,
+                train_loss = stats.train_loss,
+                val_loss = stats.val_loss,
+                "epoch done"
+            ),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+fn run_score(args: &ScoreArgs) -> Result<()> {
+    let device = args.device.build();
+    let model = TrainedModel::load(&args.model, &device)?;
+    let mut options = args.csv.options();
+    if options.columns.is_none() {
+        // Score the columns the model was trained on, by name, whatever
+        // else the file carries.
+        options.columns = Some(model.manifest.windowing.feature_names.clone());
+    }
+    let series = read_all(std::slice::from_ref(&args.data), &options)?.remove(0);
+    let rows = score_series(&model, &series, &device, args.batch_size)?;
+    let sink: Box<dyn Write> = if args.out == Path::new("-") {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(
+            std::fs::File::create(&args.out)
+                .with_context(|| format!("creating {}", args.out.display()))?,
+        )
+    };
+    let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(sink));
+    let multivariate = series.n_features() > 1;
+    let mut header = vec!["timestamp".to_owned(), "error".to_owned()];
+    if multivariate {
+        header.extend(series.feature_names.iter().map(|n| format!("error_{n}")));
+    }
+    header.push("anomaly".to_owned());
+    writer.write_record(&header)?;
+    let mut flagged = 0usize;
+    for (stamp, row) in series.timestamps.iter().zip(&rows) {
+        let mut record = vec![stamp.clone()];
+        match &row.error {
+            Some(error) => {
+                record.push(error.total.to_string());
+                if multivariate {
+                    record.extend(error.per_feature.iter().map(f64::to_string));
+                }
+            }
+            None => record.extend(std::iter::repeat_n(
+                String::new(),
+                1 + if multivariate { series.n_features() } else { 0 },
+            )),
+        }
+        let flag = match row.anomalous {
+            Some(true) => {
+                flagged += 1;
+                "1"
+            }
+            Some(false) => "0",
+            None => "",
+        };
+        record.push(flag.to_owned());
+        writer.write_record(&record)?;
+    }
+    writer.flush()?;
+    tracing::info!(
+        rows = rows.len(),
+        flagged,
+        threshold = model.manifest.threshold.value,
+        "scored"
+    );
+    Ok(())
+}
+
+fn run_inspect(args: &InspectArgs) -> Result<()> {
+    let manifest = anomalyd::model::artifact::Manifest::read(&args.model)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&manifest)?);
+        return Ok(());
+    }
+    let model_json = serde_json::to_string(&manifest.model)?;
+    let w = &manifest.windowing;
+    println!("artifact        {}", args.model.display());
+    println!(
+        "format          v{} (anomalyd {})",
+        manifest.format_version, manifest.anomalyd_version
+    );
+    println!("model           {model_json}");
+    println!(
+        "window          {} rows, stride {}, features [{}]",
+        w.window,
+        w.stride,
+        w.feature_names.join(", ")
+    );
+    println!(
+        "scaler          {:?} offset {:?} scale {:?}",
+        manifest.scaler.kind, manifest.scaler.offset, manifest.scaler.scale
+    );
+    let t = &manifest.training;
+    println!(
+        "training        {} epochs max, batch {}, lr {}, seed {}, patience {}, clip {:?}",
+        t.epochs, t.batch_size, t.learning_rate, t.seed, t.patience, t.grad_clip_norm
+    );
+    println!(
+        "regularisers    {}",
+        serde_json::to_string(&t.regularizers)?
+    );
+    println!(
+        "best epoch      {} of {}",
+        manifest.best_epoch,
+        manifest.history.len()
+    );
+    for epoch in &manifest.history {
+        let mark = if epoch.epoch == manifest.best_epoch {
+            " *"
+        } else {
+            ""
+        };
+        println!(
+            "  epoch {:>4}    train {:.6}  val {:.6}{mark}",
+            epoch.epoch, epoch.train_loss, epoch.val_loss
+        );
+    }
+    let e = &manifest.validation_errors;
+    println!(
+        "errors ({})  n={} mean {:.6} std {:.6} max {:.6}",
+        e.calibrated_on, e.count, e.mean, e.std, e.max
+    );
+    for (q, v) in &e.quantiles {
+        println!("  {q:<12}  {v:.6}");
+    }
+    println!(
+        "threshold       {:.6} (quantile {})",
+        manifest.threshold.value, manifest.threshold.quantile
+    );
+    for file in &manifest.data {
+        println!(
+            "data            {} ({} rows, sha256 {})",
+            file.path, file.rows, file.sha256
+        );
+    }
+    match &manifest.weights {
+        Some(wi) => println!(
+            "weights         {} ({}, {} bytes, sha256 {})",
+            wi.file, wi.format, wi.bytes, wi.sha256
+        ),
+        None => bail!(
+            "{}: the manifest has no weights entry",
+            args.model.display()
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! Reading a time series from CSV.
+//!
+//! The first column is the timestamp: an RFC 3339 / ISO-8601 datetime (with
+//! or without a zone, `T` or space between date and time), or a number (epoch
+//! seconds, or a plain row index). The other columns are numeric features.
+//! Timestamps must strictly increase. Every rejected cell is reported with the
+//! file, the 1-based line (the header is line 1) and the column name.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// What to do with an empty cell.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FillPolicy {
+    /// An empty cell is an error.
+    #[default]
+    None,
+    /// Carry the last seen value forward; a gap at the very start takes the
+    /// first value that follows it.
+    Previous,
+    /// Linear interpolation in time between the neighbouring values; gaps at
+    /// either end take the nearest value.
+    Interpolate,
+}
+
+/// What to do with a row whose timestamp does not come after the previous
+/// row's (NAB itself has a few such rows around daylight-saving changes).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderPolicy {
+    /// Reject the file, naming the line.
+    #[default]
+    Error,
+    /// Skip the row, as the daemon does with late samples; the count is kept.
+    Drop,
+    /// Keep the row in file order.
+    Keep,
+}
+
+/// How to read a CSV file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CsvOptions {
+    /// Feature columns to keep, by header name, in this order. `None` keeps
+    /// every column after the timestamp.
+    pub columns: Option<Vec<String>>,
+    /// Policy for empty cells.
+    pub fill: FillPolicy,
+    /// Policy for timestamps that repeat or go backwards.
+    pub unordered: OrderPolicy,
+}
+
+/// One series read from one file.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub source: PathBuf,
+    pub feature_names: Vec<String>,
+    /// The timestamp cells as written, so that output can echo them.
+    pub timestamps: Vec<String>,
+    /// Seconds since the epoch (or the number as written, for numeric
+    /// timestamps); used for ordering and interpolation.
+    pub times: Vec<f64>,
+    /// Row-major `[rows, features]`.
+    pub values: Vec<f64>,
+    /// SHA-256 of the file's bytes, for the artifact's data fingerprint.
+    pub sha256: String,
+    /// Rows skipped under [`OrderPolicy::Drop`].
+    pub dropped_rows: usize,
+}
+
+impl Series {
+    pub fn rows(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    pub fn n_features(&self) -> usize {
+        self.feature_names.len()
+    }
+
+    pub fn row(&self, index: usize) -> &[f64] {
+        let f = self.n_features();
+        &self.values[index * f..(index + 1) * f]
+    }
+
+    /// Reads and validates `path`.
+    pub fn from_path(path: &Path, options: &CsvOptions) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_bytes(path, &bytes, options)
+    }
+
+    /// Parses CSV bytes; `path` is only used to name the source in errors.
+    pub fn from_bytes(path: &Path, bytes: &[u8], options: &CsvOptions) -> Result<Self> {
+        let data_error = |line: u64, column: Option<&str>, reason: String| Error::Data {
+            path: path.to_path_buf(),
+            line,
+            column: column.map(str::to_owned),
+            reason,
+        };
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .trim(::csv::Trim::All)
+            .from_reader(bytes);
+        let headers = reader
+            .headers()
+            .map_err(|e| data_error(1, None, format!("cannot read the header: {e}")))?
+            .clone();
+        if headers.len() < 2 {
+            return Err(data_error(
+                1,
+                None,
+                "the header needs a timestamp column and at least one value column".into(),
+            ));
+        }
+        let selected = select_columns(&headers, options.columns.as_deref())
+            .map_err(|reason| data_error(1, None, reason))?;
+        let feature_names: Vec<String> = selected.iter().map(|&i| headers[i].to_owned()).collect();
+        let n_features = feature_names.len();
+
+        let mut timestamps = Vec::new();
+        let mut times = Vec::new();
+        // NaN marks a missing cell until the fill policy has run.
+        let mut values = Vec::new();
+        let mut missing = 0usize;
+        let mut dropped_rows = 0usize;
+        let mut latest_time: Option<f64> = None;
+        let mut record = ::csv::StringRecord::new();
+        loop {
+            let more = reader.read_record(&mut record).map_err(|e| {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                data_error(line, None, format!("malformed CSV: {e}"))
+            })?;
+            if !more {
+                break;
+            }
+            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            if record.len() == 1 && record[0].is_empty() {
+                continue; // a blank line
+            }
+            let stamp_text = record.get(0).unwrap_or_default();
+            let time = parse_timestamp(stamp_text).ok_or_else(|| {
+                data_error(
+                    line,
+                    Some(&headers[0]),
+                    format!("'{stamp_text}' is not a datetime or a number"),
+                )
+            })?;
+            if let Some(&latest) = latest_time.as_ref() {
+                if time <= latest {
+                    match options.unordered {
+                        OrderPolicy::Error => {
+                            let what = if time == latest {
+                                "repeats"
+                            } else {
+                                "goes backwards"
+                            };
+                            return Err(data_error(
+                                line,
+                                Some(&headers[0]),
+                                format!(
+                                    "timestamp '{stamp_text}' {what}; timestamps must strictly increase (or pass --unordered drop|keep)"
+                                ),
+                            ));
+                        }
+                        OrderPolicy::Drop => {
+                            dropped_rows += 1;
+                            continue;
+                        }
+                        OrderPolicy::Keep => {}
+                    }
+                }
+            }
+            latest_time = Some(latest_time.map_or(time, |t: f64| t.max(time)));
+            for &column in &selected {
+                let name = &headers[column];
+                let cell = record.get(column).unwrap_or_default();
+                if cell.is_empty() {
+                    if options.fill == FillPolicy::None {
+                        return Err(data_error(
+                            line,
+                            Some(name),
+                            "missing value (use --fill previous|interpolate to fill gaps)".into(),
+                        ));
+                    }
+                    missing += 1;
+                    values.push(f64::NAN);
+                    continue;
+                }
+                let value: f64 = cell.parse().map_err(|_| {
+                    data_error(line, Some(name), format!("'{cell}' is not a number"))
+                })?;
+                if !value.is_finite() {
+                    return Err(data_error(
+                        line,
+                        Some(name),
+                        format!("'{cell}' is not a finite number"),
+                    ));
+                }
+                values.push(value);
+            }
+            timestamps.push(stamp_text.to_owned());
+            times.push(time);
+        }
+        if timestamps.is_empty() {
+            return Err(data_error(1, None, "no data rows".into()));
+        }
+        if missing > 0 {
+            fill_gaps(&mut values, &times, n_features, options.fill).map_err(|feature| {
+                data_error(
+                    1,
+                    Some(&feature_names[feature]),
+                    "every value is missing; nothing to fill from".into(),
+                )
+            })?;
+        }
+        Ok(Self {
+            source: path.to_path_buf(),
+            feature_names,
+            timestamps,
+            times,
+            values,
+            sha256: hex::encode(Sha256::digest(bytes)),
+            dropped_rows,
+        })
+    }
+}
+
+fn select_columns(
+    headers: &::csv::StringRecord,
+    wanted: Option<&[String]>,
+) -> std::result::Result<Vec<usize>, String> {
+    let Some(wanted) = wanted else {
+        return Ok((1..headers.len()).collect());
+    };
+    if wanted.is_empty() {
+        return Err("--columns is empty".into());
+    }
+    wanted
+        .iter()
+        .map(|name| {
+            headers
+                .iter()
+                .enumerate()
+                .skip(1)
+                .find(|(_, header)| header == name)
+                .map(|(i, _)| i)
+                .ok_or_else(|| {
+                    let available: Vec<&str> = headers.iter().skip(1).collect();
+                    format!(
+                        "column '{name}' is not in the header (value columns: {})",
+                        available.join(", ")
+                    )
+                })
+        })
+        .collect()
+}
+
+/// Parses a timestamp cell into seconds (or the plain number).
+pub fn parse_timestamp(text: &str) -> Option<f64> {
+    if let Ok(number) = text.parse::<f64>() {
+        return number.is_finite().then_some(number);
+    }
+    if let Ok(zoned) = DateTime::parse_from_rfc3339(text) {
+        return Some(seconds(zoned.naive_utc()));
+    }
+    const NAIVE_FORMATS: [&str; 4] = [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ];
+    for format in NAIVE_FORMATS {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(seconds(naive));
+        }
+    }
+    // A zone written with a space before it, or without a colon, is common
+    // in exported data even though RFC 3339 forbids it.
+    for format in ["%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f %z"] {
+        if let Ok(zoned) = DateTime::parse_from_str(text, format) {
+            return Some(seconds(zoned.naive_utc()));
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(seconds)
+}
+
+fn seconds(naive: NaiveDateTime) -> f64 {
+    let utc = naive.and_utc();
+    utc.timestamp() as f64 + f64::from(utc.timestamp_subsec_nanos()) * 1e-9
+}
+
+/// Replaces the NaN placeholders; on failure returns the feature index that
+/// has no value at all.
+fn fill_gaps(
+    values: &mut [f64],
+    times: &[f64],
+    n_features: usize,
+    policy: FillPolicy,
+) -> std::result::Result<(), usize> {
+    let rows = times.len();
+    for feature in 0..n_features {
+        let at = |row: usize| row * n_features + feature;
+        let known: Vec<usize> = (0..rows).filter(|&r| !values[at(r)].is_nan()).collect();
+        let (Some(&first), Some(&last)) = (known.first(), known.last()) else {
+            return Err(feature);
+        };
+        for row in 0..first {
+            values[at(row)] = values[at(first)];
+        }
+        for row in last + 1..rows {
+            values[at(row)] = values[at(last)];
+        }
+        for pair in known.windows(2) {
+            let (left, right) = (pair[0], pair[1]);
+            for row in left + 1..right {
+                values[at(row)] = match policy {
+                    FillPolicy::Interpolate => {
+                        // Rows kept out of order have no usable time span;
+                        // their position in the file stands in for time.
+                        let span = times[right] - times[left];
+                        let share = if span > 0.0 {
+                            (times[row] - times[left]) / span
+                        } else {
+                            (row - left) as f64 / (right - left) as f64
+                        };
+                        values[at(left)] + share * (values[at(right)] - values[at(left)])
+                    }
+                    FillPolicy::Previous | FillPolicy::None => values[at(left)],
+                };
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str, options: &CsvOptions) -> Result<Series> {
+        Series::from_bytes(Path::new("t.csv"), text.as_bytes(), options)
+    }
+
+    fn error_text(text: &str, options: &CsvOptions) -> String {
+        match read(text, options) {
+            Ok(_) => String::from("no error"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn reads_every_timestamp_form() {
+        for stamp in [
+            "2014-07-01 00:00:00",
+            "2014-07-01T00:00:00",
+            "2014-07-01T00:00:00Z",
+            "2014-07-01T02:00:00+02:00",
+            "1404172800",
+            "1404172800.0",
+        ] {
+            let t = parse_timestamp(stamp);
+            assert_eq!(t, Some(1_404_172_800.0), "{stamp}");
+        }
+        assert_eq!(parse_timestamp("3"), Some(3.0));
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    #[test]
+    fn univariate_nab_style_file_loads() {
+        let s = read(
+            "timestamp,value\n2014-07-01 00:00:00,1.5\n2014-07-01 00:05:00,2\n",
+            &CsvOptions::default(),
+        )
+        .map_err(|e| e.to_string());
+        let s = s.as_ref().map_err(String::as_str);
+        assert_eq!(
+            s.map(|s| s.feature_names.clone()),
+            Ok(vec!["value".to_string()])
+        );
+        assert_eq!(s.map(|s| s.values.clone()), Ok(vec![1.5, 2.0]));
+        assert_eq!(s.map(|s| s.times[1] - s.times[0]), Ok(300.0));
+    }
+
+    #[test]
+    fn column_selection_keeps_the_requested_order_and_names_unknown_columns() {
+        let text = "t,a,b,c\n0,1,2,3\n1,4,5,6\n";
+        let options = CsvOptions {
+            columns: Some(vec!["c".into(), "a".into()]),
+            ..CsvOptions::default()
+        };
+        let s = read(text, &options).map_err(|e| e.to_string());
+        assert_eq!(s.map(|s| s.values), Ok(vec![3.0, 1.0, 6.0, 4.0]));
+        let options = CsvOptions {
+            columns: Some(vec!["zz".into()]),
+            ..CsvOptions::default()
+        };
+        let message = error_text(text, &options);
+        assert!(
+            message.contains("'zz'") && message.contains("a, b, c"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn bad_cells_are_named_by_file_line_and_column() {
+        let options = CsvOptions::default();
+        let cases = [
+            ("t,v\n0,1\n1,\n", "t.csv:3 column 'v': missing value"),
+            (
+                "t,v\n0,1\n1,abc\n",
+                "t.csv:3 column 'v': 'abc' is not a number",
+            ),
+            (
+                "t,v\n0,1\n1,NaN\n",
+                "t.csv:3 column 'v': 'NaN' is not a finite number",
+            ),
+            (
+                "t,v\n0,1\n1,inf\n",
+                "t.csv:3 column 'v': 'inf' is not a finite number",
+            ),
+            (
+                "t,v\n0,1\n1,2\n0.5,3\n",
+                "t.csv:4 column 't': timestamp '0.5' goes backwards",
+            ),
+            (
+                "t,v\n0,1\n0,2\n",
+                "t.csv:3 column 't': timestamp '0' repeats",
+            ),
+            (
+                "t,v\n0,1\nnoon,2\n",
+                "t.csv:3 column 't': 'noon' is not a datetime",
+            ),
+            ("t,a,b\n0,1,2\n1,3\n", "t.csv:3 column 'b': missing value"),
+            ("t\n0\n", "t.csv:1: the header needs"),
+            ("t,v\n", "t.csv:1: no data rows"),
+        ];
+        for (text, expected) in cases {
+            let message = error_text(text, &options);
+            assert!(message.starts_with(expected), "{text:?}: got '{message}'");
+        }
+    }
+
+    #[test]
+    fn unordered_rows_can_be_dropped_or_kept() {
+        let text = "t,v\n0,1\n2,2\n1,3\n2,4\n3,5\n";
+        let with = |unordered| CsvOptions {
+            unordered,
+            ..CsvOptions::default()
+        };
+        let dropped = read(text, &with(OrderPolicy::Drop)).map_err(|e| e.to_string());
+        assert_eq!(
+            dropped.as_ref().map(|s| (s.values.clone(), s.dropped_rows)),
+            Ok((vec![1.0, 2.0, 5.0], 2))
+        );
+        let kept = read(text, &with(OrderPolicy::Keep)).map(|s| s.values);
+        assert_eq!(
+            kept.map_err(|e| e.to_string()),
+            Ok(vec![1.0, 2.0, 3.0, 4.0, 5.0])
+        );
+    }
+
+    #[test]
+    fn fill_policies_close_gaps() {
+        let text = "t,v\n0,\n1,1\n2,\n3,\n4,4\n5,\n";
+        let previous = CsvOptions {
+            fill: FillPolicy::Previous,
+            ..CsvOptions::default()
+        };
+        let interpolate = CsvOptions {
+            fill: FillPolicy::Interpolate,
+            ..CsvOptions::default()
+        };
+        let values = |o: &CsvOptions| read(text, o).map(|s| s.values).map_err(|e| e.to_string());
+        assert_eq!(values(&previous), Ok(vec![1.0, 1.0, 1.0, 1.0, 4.0, 4.0]));
+        assert_eq!(values(&interpolate), Ok(vec![1.0, 1.0, 2.0, 3.0, 4.0, 4.0]));
+        let message = error_text("t,v\n0,\n1,\n", &previous);
+        assert!(message.contains("every value is missing"), "{message}");
+    }
+}

@@ -1,0 +1,302 @@
+//! The model artifact: one directory with `manifest.json` (everything needed
+//! to rebuild, normalise and judge) and `weights.safetensors`.
+//!
+//! Weights are safetensors rather than burnpack: it is the format every
+//! other ML tool reads (PyTorch, numpy, JAX), it is a flat header plus raw
+//! little-endian tensors that cannot execute code, and operators can inspect
+//! it without anomalyd. The manifest records the weight file's size and
+//! SHA-256, checked before any byte of it is parsed.
+//!
+//! The artifact is deterministic: no wall-clock times or host names go in,
+//! so the same data, seed and backend give identical bytes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use burn::store::{ModuleStore, SafetensorsStore};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::data::Scaler;
+use crate::error::{Error, Result};
+use crate::model::{ModelConfig, Network};
+use crate::train::{EpochStats, TrainConfig, quantile};
+
+/// Bumped whenever an older anomalyd could misread a newer artifact.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Shape of the windows the model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowingSpec {
+    pub window: usize,
+    pub stride: usize,
+    pub val_fraction: f64,
+    pub feature_names: Vec<String>,
+}
+
+/// Distribution of window errors on the calibration data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorStats {
+    /// `validation`, or `train` when no validation windows existed.
+    pub calibrated_on: String,
+    pub count: usize,
+    pub mean: f64,
+    pub std: f64,
+    pub max: f64,
+    /// Keyed `q0.5`, `q0.9`, … for readability in the JSON.
+    pub quantiles: BTreeMap<String, f64>,
+}
+
+impl ErrorStats {
+    pub fn from_errors(errors: &[f64], calibrated_on: &str) -> Self {
+        let count = errors.len();
+        let n = count.max(1) as f64;
+        let mean = errors.iter().sum::<f64>() / n;
+        let variance = errors.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / n;
+        let quantiles = [0.5, 0.9, 0.95, 0.99, 0.995, 0.999]
+            .into_iter()
+            .map(|q| (format!("q{q}"), quantile(errors, q)))
+            .collect();
+        Self {
+            calibrated_on: calibrated_on.to_owned(),
+            count,
+            mean,
+            std: variance.sqrt(),
+            max: errors.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            quantiles,
+        }
+    }
+}
+
+/// The default decision threshold on the window error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Threshold {
+    pub quantile: f64,
+    pub value: f64,
+}
+
+/// One training file, identified by content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileFingerprint {
+    pub path: String,
+    pub rows: usize,
+    pub sha256: String,
+}
+
+/// Where the weights are and how to recognise them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightsInfo {
+    pub file: String,
+    pub format: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `manifest.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub anomalyd_version: String,
+    pub model: ModelConfig,
+    pub training: TrainConfig,
+    pub windowing: WindowingSpec,
+    pub scaler: Scaler,
+    pub history: Vec<EpochStats>,
+    pub best_epoch: usize,
+    pub validation_errors: ErrorStats,
+    pub threshold: Threshold,
+    pub data: Vec<FileFingerprint>,
+    /// Filled in by [`TrainedModel::save`].
+    pub weights: Option<WeightsInfo>,
+}
+
+impl Manifest {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        model: ModelConfig,
+        training: TrainConfig,
+        windowing: WindowingSpec,
+        scaler: Scaler,
+        history: Vec<EpochStats>,
+        best_epoch: usize,
+        validation_errors: ErrorStats,
+        threshold: Threshold,
+        data: Vec<FileFingerprint>,
+    ) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            anomalyd_version: env!("CARGO_PKG_VERSION").to_owned(),
+            model,
+            training,
+            windowing,
+            scaler,
+            history,
+            best_epoch,
+            validation_errors,
+            threshold,
+            data,
+            weights: None,
+        }
+    }
+
+    /// Reads and checks `dir/manifest.json` without touching the weights.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        // The version is read on its own first, so that a newer artifact is
+        // reported as such rather than as a field this build does not know.
+        let raw: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::artifact(&path, format!("not valid JSON: {e}")))?;
+        let version = raw
+            .get("format_version")
+            .and_then(serde_json::Value::as_u64)
+            .ok_or_else(|| Error::artifact(&path, "no numeric format_version"))?;
+        if version > u64::from(FORMAT_VERSION) {
+            return Err(Error::artifact(
+                &path,
+                format!(
+                    "format version {version} is newer than this anomalyd ({}) reads (up to {FORMAT_VERSION}); upgrade anomalyd",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        if version < u64::from(FORMAT_VERSION) {
+            return Err(Error::artifact(
+                &path,
+                format!("format version {version} is older than the supported {FORMAT_VERSION}"),
+            ));
+        }
+        let manifest: Self =
+            serde_json::from_value(raw).map_err(|e| Error::artifact(&path, e.to_string()))?;
+        manifest.check_consistency(&path)?;
+        Ok(manifest)
+    }
+
+    fn check_consistency(&self, path: &Path) -> Result<()> {
+        let (window, features) = self.model.input_shape();
+        let names = self.windowing.feature_names.len();
+        if window != self.windowing.window || features != names || self.scaler.n_features() != names
+        {
+            return Err(Error::artifact(
+                path,
+                format!(
+                    "inconsistent shapes: model {window}x{features}, windowing {}x{names}, scaler {} features",
+                    self.windowing.window,
+                    self.scaler.n_features()
+                ),
+            ));
+        }
+        self.model
+            .validate()
+            .map_err(|e| Error::artifact(path, format!("model config: {e}")))
+    }
+}
+
+/// A network with everything needed to use it.
+#[derive(Debug)]
+pub struct TrainedModel {
+    pub manifest: Manifest,
+    pub network: Network,
+}
+
+impl TrainedModel {
+    /// Writes `dir/weights.safetensors` and `dir/manifest.json`, creating
+    /// `dir`. The manifest goes last, so a directory with a manifest always
+    /// has the weights it describes.
+    pub fn save(&mut self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let weights_path = dir.join(WEIGHTS_FILE);
+        // No metadata: burn's default map is a HashMap whose order would make
+        // the bytes differ from run to run.
+        let mut store = SafetensorsStore::from_bytes(None).clear_metadata();
+        store
+            .collect_from(&self.network)
+            .map_err(|e| Error::artifact(&weights_path, format!("serialising weights: {e}")))?;
+        let bytes = store
+            .get_bytes()
+            .map_err(|e| Error::artifact(&weights_path, format!("serialising weights: {e}")))?;
+        std::fs::write(&weights_path, &bytes).map_err(|e| Error::io(&weights_path, e))?;
+        self.manifest.weights = Some(WeightsInfo {
+            file: WEIGHTS_FILE.to_owned(),
+            format: "safetensors".to_owned(),
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        });
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let mut text = serde_json::to_string_pretty(&self.manifest)
+            .map_err(|e| Error::artifact(&manifest_path, e.to_string()))?;
+        text.push('\n');
+        std::fs::write(&manifest_path, text).map_err(|e| Error::io(&manifest_path, e))
+    }
+
+    /// Loads and verifies an artifact directory onto `device`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let manifest = Manifest::read(dir)?;
+        let Some(info) = &manifest.weights else {
+            return Err(Error::artifact(
+                dir.join(MANIFEST_FILE),
+                "no 'weights' entry",
+            ));
+        };
+        let weights_path: PathBuf = dir.join(&info.file);
+        let bytes = std::fs::read(&weights_path).map_err(|e| Error::io(&weights_path, e))?;
+        if bytes.len() as u64 != info.bytes {
+            return Err(Error::artifact(
+                &weights_path,
+                format!(
+                    "{} bytes, the manifest says {} (truncated or replaced)",
+                    bytes.len(),
+                    info.bytes
+                ),
+            ));
+        }
+        let digest = hex::encode(Sha256::digest(&bytes));
+        if digest != info.sha256 {
+            return Err(Error::artifact(
+                &weights_path,
+                format!(
+                    "SHA-256 {digest} does not match the manifest's {}",
+                    info.sha256
+                ),
+            ));
+        }
+        let mut network = manifest.model.init(device);
+        let mut store = SafetensorsStore::from_bytes(Some(bytes)).validate(true);
+        let kind = manifest.model.kind();
+        let applied = store.apply_to(&mut network).map_err(|e| {
+            Error::artifact(
+                &weights_path,
+                format!("weights do not fit the {kind:?} model: {e}"),
+            )
+        })?;
+        if !applied.errors.is_empty() || !applied.missing.is_empty() || !applied.unused.is_empty() {
+            let mut problems: Vec<String> =
+                applied.errors.iter().map(|e| format!("{e:?}")).collect();
+            problems.extend(
+                applied
+                    .missing
+                    .iter()
+                    .map(|(p, _)| format!("missing tensor {p}")),
+            );
+            problems.extend(
+                applied
+                    .unused
+                    .iter()
+                    .map(|p| format!("unexpected tensor {p}")),
+            );
+            return Err(Error::artifact(
+                &weights_path,
+                format!(
+                    "weights do not fit the {:?} model: {}",
+                    manifest.model.kind(),
+                    problems.join("; ")
+                ),
+            ));
+        }
+        Ok(Self { manifest, network })
+    }
+}

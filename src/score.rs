@@ -1,0 +1,106 @@
+//! Reconstruction error per window: the raw signal every detector works on.
+//!
+//! A window's error is the mean squared difference between the normalised
+//! window and its reconstruction, over all T·F values; the per-feature
+//! errors average over time only, so the window error is their mean.
+
+use burn::prelude::*;
+
+use crate::data::window::Segment;
+use crate::data::{Series, WindowSet};
+use crate::error::{Error, Result};
+use crate::model::Network;
+use crate::model::artifact::TrainedModel;
+
+/// The error of one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowError {
+    /// Mean over time and features.
+    pub total: f64,
+    /// Mean over time, one per feature.
+    pub per_feature: Vec<f64>,
+}
+
+/// Scores every window of `windows`, `batch_size` at a time.
+pub fn window_errors(
+    network: &Network,
+    windows: &WindowSet,
+    device: &Device,
+    batch_size: usize,
+) -> Result<Vec<WindowError>> {
+    let features = windows.features();
+    let ids: Vec<usize> = (0..windows.len()).collect();
+    let mut errors = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(batch_size.max(1)) {
+        let input = windows.batch(batch, device);
+        let output = network.reconstruct(input.clone());
+        // [B, T, F] → mean over T → [B, 1, F].
+        let per_feature = (output - input).powf_scalar(2.0).mean_dim(1);
+        let values = per_feature
+            .into_data()
+            .try_to_vec::<f32>()
+            .map_err(|e| Error::Backend(format!("reading scores back: {e:?}")))?;
+        errors.extend(values.chunks_exact(features).map(|row| {
+            let per_feature: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+            WindowError {
+                total: per_feature.iter().sum::<f64>() / features as f64,
+                per_feature,
+            }
+        }));
+    }
+    Ok(errors)
+}
+
+/// The score of one input row: the window that ends at it, if there is one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowScore {
+    pub error: Option<WindowError>,
+    /// Whether the error exceeds the artifact's threshold.
+    pub anomalous: Option<bool>,
+}
+
+/// Scores every row of `series` with a stride-1 sliding window; the first
+/// `T - 1` rows have no window of their own.
+pub fn score_series(
+    model: &TrainedModel,
+    series: &Series,
+    device: &Device,
+    batch_size: usize,
+) -> Result<Vec<RowScore>> {
+    let spec = &model.manifest.windowing;
+    if series.feature_names.len() != spec.feature_names.len() {
+        return Err(Error::Shape(format!(
+            "{} has {} feature column(s) [{}] but the model was trained on {} [{}]",
+            series.source.display(),
+            series.feature_names.len(),
+            series.feature_names.join(", "),
+            spec.feature_names.len(),
+            spec.feature_names.join(", "),
+        )));
+    }
+    let mut values = Vec::new();
+    model
+        .manifest
+        .scaler
+        .transform_into(&series.values, &mut values);
+    let windows = WindowSet::new(
+        vec![Segment { values }],
+        spec.window,
+        1,
+        spec.feature_names.len(),
+    );
+    let errors = window_errors(&model.network, &windows, device, batch_size)?;
+    let threshold = model.manifest.threshold.value;
+    let lead = series.rows().min(spec.window - 1);
+    let mut rows: Vec<RowScore> = (0..lead)
+        .map(|_| RowScore {
+            error: None,
+            anomalous: None,
+        })
+        .collect();
+    rows.extend(errors.into_iter().map(|error| RowScore {
+        anomalous: Some(error.total > threshold),
+        error: Some(error),
+    }));
+    Ok(rows)
+}

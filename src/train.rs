@@ -1,0 +1,568 @@
+//! Offline training: windows in, a fitted network and its calibration out.
+//!
+//! Adam on the mean squared reconstruction error plus the regulariser terms,
+//! early stopping on the validation reconstruction error with the best
+//! weights kept, then a threshold calibrated on the validation errors.
+//! Everything random (initial weights, shuffling, input corruption, the VAE's
+//! noise) derives from one seed, so the same data, seed and backend give the
+//! same artifact bytes.
+
+use std::sync::{Mutex, MutexGuard};
+
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use crate::data::window::{Segment, to_tensor};
+use crate::data::{Scaler, ScalerKind, Series, WindowSet};
+use crate::error::{Error, Result};
+use crate::model::artifact::{
+    ErrorStats, FileFingerprint, Manifest, Threshold, TrainedModel, WindowingSpec,
+};
+use crate::model::{Activation, ModelConfig, Network};
+use crate::score;
+
+/// Burn's CPU backends keep one process-wide random generator, and parameters
+/// are initialised lazily from it. Runs that train concurrently would
+/// interleave their draws; holding this lock for a whole run keeps each run's
+/// draws its own.
+static BACKEND_RNG: Mutex<()> = Mutex::new(());
+
+/// How the input is corrupted for a denoising autoencoder.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Corruption {
+    /// Add N(0, σ²) noise on the normalised scale.
+    Gaussian { sigma: f64 },
+    /// Zero each value with this probability.
+    Mask { fraction: f64 },
+}
+
+/// Regularisers; each one is off when `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Regularizers {
+    /// Weight of the L1 penalty on the code activations (sparse AE).
+    pub sparse_l1: Option<f64>,
+    /// Input corruption with a clean target (denoising AE).
+    pub corruption: Option<Corruption>,
+    /// Weight of the encoder-Jacobian Frobenius penalty (contractive AE).
+    pub contractive: Option<f64>,
+}
+
+/// Optimisation settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+    /// Epochs without a validation improvement before stopping.
+    pub patience: usize,
+    /// Clip the gradient's global L2 norm to this value.
+    pub grad_clip_norm: Option<f32>,
+    pub regularizers: Regularizers,
+    /// The quantile of the validation window errors used as the default
+    /// threshold.
+    pub threshold_quantile: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 50,
+            batch_size: 64,
+            learning_rate: 1e-3,
+            seed: 42,
+            patience: 5,
+            grad_clip_norm: Some(1.0),
+            regularizers: Regularizers::default(),
+            threshold_quantile: 0.99,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings against the model they will train.
+    pub fn validate(&self, model: &ModelConfig) -> Result<()> {
+        if self.batch_size == 0 {
+            return Err(Error::config("--batch-size", "must be positive"));
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(Error::config("--lr", "must be a positive number"));
+        }
+        if !(0.0..1.0).contains(&self.threshold_quantile) || self.threshold_quantile == 0.0 {
+            return Err(Error::config("--threshold-quantile", "must lie in (0, 1)"));
+        }
+        let regs = &self.regularizers;
+        let any =
+            regs.sparse_l1.is_some() || regs.corruption.is_some() || regs.contractive.is_some();
+        if matches!(model, ModelConfig::Pca(_)) && any {
+            return Err(Error::config(
+                "--kind",
+                "pca is fitted in closed form; --sparse, --denoise, --mask and --contractive do not apply",
+            ));
+        }
+        if let Some(weight) = regs.contractive {
+            let supported = matches!(model, ModelConfig::Dense(c)
+                if matches!(c.activation, Activation::Tanh | Activation::Sigmoid));
+            if !supported {
+                return Err(Error::config(
+                    "--contractive",
+                    "needs --kind dense with --activation tanh or sigmoid (the closed-form Jacobian of a one-layer encoder)",
+                ));
+            }
+            non_negative("--contractive", weight)?;
+        }
+        if let Some(weight) = regs.sparse_l1 {
+            non_negative("--sparse", weight)?;
+        }
+        match regs.corruption {
+            Some(Corruption::Gaussian { sigma }) => non_negative("--denoise", sigma)?,
+            Some(Corruption::Mask { fraction }) if !(0.0..1.0).contains(&fraction) => {
+                return Err(Error::config("--mask", "must lie in [0, 1)"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn non_negative(field: &str, value: f64) -> Result<()> {
+    if value >= 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::config(field, "must be a non-negative number"))
+    }
+}
+
+/// How series become windows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataConfig {
+    pub window: usize,
+    pub stride: usize,
+    /// The last fraction of each file's rows held out for validation.
+    pub val_fraction: f64,
+    pub scaler: ScalerKind,
+}
+
+impl DataConfig {
+    pub fn validate(&self) -> Result<()> {
+        if self.window < 2 {
+            return Err(Error::config("--window", "must be at least 2"));
+        }
+        if self.stride == 0 {
+            return Err(Error::config("--stride", "must be positive"));
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return Err(Error::config("--val-fraction", "must lie in [0, 1)"));
+        }
+        Ok(())
+    }
+}
+
+/// Training and validation windows, normalised with a scaler fitted on the
+/// training rows only.
+#[derive(Debug, Clone)]
+pub struct PreparedData {
+    pub feature_names: Vec<String>,
+    pub scaler: Scaler,
+    pub train: WindowSet,
+    pub validation: WindowSet,
+    pub fingerprint: Vec<FileFingerprint>,
+}
+
+/// Splits every series chronologically, fits the scaler on the training
+/// parts and cuts the windows.
+pub fn prepare(series: &[Series], config: &DataConfig) -> Result<PreparedData> {
+    config.validate()?;
+    let Some(first) = series.first() else {
+        return Err(Error::config("--data", "no input files"));
+    };
+    let feature_names = first.feature_names.clone();
+    for other in &series[1..] {
+        if other.feature_names != feature_names {
+            return Err(Error::Shape(format!(
+                "{} has columns [{}] but {} has [{}]; every --data file needs the same columns",
+                other.source.display(),
+                other.feature_names.join(", "),
+                first.source.display(),
+                feature_names.join(", "),
+            )));
+        }
+    }
+    let features = feature_names.len();
+    let cut = |s: &Series| {
+        let held_out = (s.rows() as f64 * config.val_fraction).round() as usize;
+        (s.rows() - held_out.min(s.rows())) * features
+    };
+    let scaler = Scaler::fit(
+        config.scaler,
+        features,
+        series.iter().map(|s| &s.values[..cut(s)]),
+    );
+    let mut train = Vec::new();
+    let mut validation = Vec::new();
+    for s in series {
+        let (head, tail) = s.values.split_at(cut(s));
+        for (part, into) in [(head, &mut train), (tail, &mut validation)] {
+            let mut values = Vec::new();
+            scaler.transform_into(part, &mut values);
+            into.push(Segment { values });
+        }
+    }
+    let train = WindowSet::new(train, config.window, config.stride, features);
+    let validation = WindowSet::new(validation, config.window, config.stride, features);
+    if train.is_empty() {
+        let rows: usize = series.iter().map(Series::rows).sum();
+        return Err(Error::config(
+            "--window",
+            format!(
+                "no training windows of length {} fit in {rows} rows (validation takes {:.0}%)",
+                config.window,
+                config.val_fraction * 100.0
+            ),
+        ));
+    }
+    let fingerprint = series
+        .iter()
+        .map(|s| FileFingerprint {
+            path: s.source.display().to_string(),
+            rows: s.rows(),
+            sha256: s.sha256.clone(),
+        })
+        .collect();
+    Ok(PreparedData {
+        feature_names,
+        scaler,
+        train,
+        validation,
+        fingerprint,
+    })
+}
+
+/// One epoch's losses, as stored in the artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochStats {
+    pub epoch: usize,
+    /// Mean training objective (MSE plus regulariser terms) over the epoch;
+    /// for epoch 0, the untrained network's reconstruction MSE.
+    pub train_loss: f64,
+    /// Mean reconstruction MSE over the validation windows (training windows
+    /// when there is no validation data).
+    pub val_loss: f64,
+}
+
+/// The outcome of [`fit`].
+#[derive(Debug)]
+pub struct Fitted {
+    pub network: Network,
+    pub history: Vec<EpochStats>,
+    pub best_epoch: usize,
+}
+
+/// Trains `model` on `data`. `on_epoch` sees each epoch's losses as they
+/// come, for progress reporting.
+pub fn fit(
+    model: &ModelConfig,
+    config: &TrainConfig,
+    data: &PreparedData,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<Fitted> {
+    model.validate()?;
+    config.validate(model)?;
+    let (window, features) = model.input_shape();
+    if (window, features) != (data.train.window(), data.train.features()) {
+        return Err(Error::Shape(format!(
+            "model expects windows of {window}x{features}, data has {}x{}",
+            data.train.window(),
+            data.train.features()
+        )));
+    }
+    let monitor = if data.validation.is_empty() {
+        &data.train
+    } else {
+        &data.validation
+    };
+    if let ModelConfig::Pca(pca) = model {
+        let network = Network::Pca(pca.fit(&data.train, device));
+        let val_loss = mean_error(&network, monitor, device, config.batch_size)?;
+        let stats = EpochStats {
+            epoch: 1,
+            train_loss: mean_error(&network, &data.train, device, config.batch_size)?,
+            val_loss,
+        };
+        on_epoch(&stats);
+        return Ok(Fitted {
+            network,
+            history: vec![stats],
+            best_epoch: 1,
+        });
+    }
+
+    let mut trainer = Trainer::new(model, config, device)?;
+    // Epoch 0 is the untrained network, so the history shows what training
+    // bought, and early stopping can never keep weights worse than these.
+    let untrained = trainer.network();
+    let epoch_zero = EpochStats {
+        epoch: 0,
+        train_loss: mean_error(&untrained, &data.train, device, 1024)?,
+        val_loss: mean_error(&untrained, monitor, device, 1024)?,
+    };
+    on_epoch(&epoch_zero);
+    let mut best = (epoch_zero.val_loss, 0, untrained);
+    let mut history = vec![epoch_zero];
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    let mut clean = Vec::new();
+    for epoch in 1..=config.epochs.max(1) {
+        order.shuffle(&mut trainer.rng);
+        let mut objective_sum = 0.0;
+        for batch in order.chunks(config.batch_size) {
+            data.train.gather(batch, &mut clean);
+            let objective = trainer.step(&clean, batch.len()).map_err(|e| match e {
+                Error::Backend(reason) => Error::Backend(format!("epoch {epoch}: {reason}")),
+                other => other,
+            })?;
+            objective_sum += objective * batch.len() as f64;
+        }
+        let inference = trainer.network();
+        let stats = EpochStats {
+            epoch,
+            train_loss: objective_sum / order.len() as f64,
+            val_loss: mean_error(&inference, monitor, device, 1024)?,
+        };
+        on_epoch(&stats);
+        if stats.val_loss < best.0 {
+            best = (stats.val_loss, epoch, inference);
+        }
+        history.push(stats);
+        if epoch - best.1 >= config.patience.max(1) {
+            break;
+        }
+    }
+    let (_, best_epoch, network) = best;
+    Ok(Fitted {
+        network,
+        history,
+        best_epoch,
+    })
+}
+
+/// One model under optimisation: the unit a training loop (or a benchmark)
+/// drives one batch at a time.
+pub struct Trainer {
+    network: Network,
+    optimizer: ModuleOptimizer,
+    config: TrainConfig,
+    autodiff: Device,
+    /// Draws shuffles, input corruption and the VAE's noise.
+    pub rng: StdRng,
+    latent: Option<usize>,
+    window: usize,
+    features: usize,
+    _backend_rng: MutexGuard<'static, ()>,
+}
+
+impl Trainer {
+    /// Seeds the backend and builds the network and the optimiser.
+    pub fn new(model: &ModelConfig, config: &TrainConfig, device: &Device) -> Result<Self> {
+        model.validate()?;
+        config.validate(model)?;
+        if matches!(model, ModelConfig::Pca(_)) {
+            return Err(Error::config(
+                "--kind",
+                "pca is fitted in closed form, not by steps",
+            ));
+        }
+        let guard = BACKEND_RNG
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        device.seed(config.seed);
+        let autodiff = device.clone().autodiff();
+        let network = model.init(&autodiff);
+        let optimizer = AdamConfig::new()
+            .with_grad_clipping(config.grad_clip_norm.map(GradientClippingConfig::Norm))
+            .init();
+        let (window, features) = model.input_shape();
+        Ok(Self {
+            network,
+            optimizer,
+            config: config.clone(),
+            autodiff,
+            rng: StdRng::seed_from_u64(config.seed),
+            latent: match model {
+                ModelConfig::Vae(vae) => Some(vae.latent),
+                _ => None,
+            },
+            window,
+            features,
+            _backend_rng: guard,
+        })
+    }
+
+    /// One Adam step on `batch` clean windows (`[batch, T, F]` row-major);
+    /// returns the objective before the step.
+    pub fn step(&mut self, clean: &[f32], batch: usize) -> Result<f64> {
+        let shape = [batch, self.window, self.features];
+        let input = match self.config.regularizers.corruption {
+            Some(corruption) => corrupt(clean, corruption, &mut self.rng),
+            None => clean.to_vec(),
+        };
+        let noise = self.latent.map(|k| {
+            let draws: Vec<f32> = (0..batch * k)
+                .map(|_| self.rng.sample::<f32, _>(StandardNormal))
+                .collect();
+            Tensor::<2>::from_data(TensorData::new(draws, [batch, k]), &self.autodiff)
+        });
+        let target = to_tensor(clean.to_vec(), shape, &self.autodiff);
+        let pass = self
+            .network
+            .forward_train(to_tensor(input, shape, &self.autodiff), noise);
+        let regs = &self.config.regularizers;
+        let mut loss = (pass.output - target).powf_scalar(2.0).mean();
+        if let Some(kl) = pass.kl {
+            loss = loss + kl;
+        }
+        if let Some(weight) = regs.sparse_l1 {
+            loss = loss + pass.code.clone().abs().mean().mul_scalar(weight);
+        }
+        if let (Some(weight), Network::Dense(dense)) = (regs.contractive, &self.network) {
+            if let Some(penalty) = dense.contractive_penalty(&pass.code) {
+                loss = loss + penalty.mul_scalar(weight);
+            }
+        }
+        let value = f64::from(loss.clone().into_scalar::<f32>());
+        if !value.is_finite() {
+            return Err(Error::Backend(format!(
+                "training diverged (loss {value}); lower --lr or keep gradient clipping on"
+            )));
+        }
+        let gradients = GradientsParams::from_grads(loss.backward(), &self.network);
+        self.network =
+            self.optimizer
+                .step(self.config.learning_rate, self.network.clone(), gradients);
+        Ok(value)
+    }
+
+    /// The current weights, without autodiff.
+    pub fn network(&self) -> Network {
+        self.network.valid()
+    }
+}
+
+fn corrupt(clean: &[f32], corruption: Corruption, rng: &mut StdRng) -> Vec<f32> {
+    match corruption {
+        Corruption::Gaussian { sigma } => clean
+            .iter()
+            .map(|&x| x + sigma as f32 * rng.sample::<f32, _>(StandardNormal))
+            .collect(),
+        Corruption::Mask { fraction } => clean
+            .iter()
+            .map(|&x| {
+                if rng.random::<f64>() < fraction {
+                    0.0
+                } else {
+                    x
+                }
+            })
+            .collect(),
+    }
+}
+
+fn mean_error(
+    network: &Network,
+    windows: &WindowSet,
+    device: &Device,
+    batch_size: usize,
+) -> Result<f64> {
+    let errors = score::window_errors(network, windows, device, batch_size)?;
+    Ok(errors.iter().map(|e| e.total).sum::<f64>() / errors.len().max(1) as f64)
+}
+
+/// Everything `train` needs.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+/// Prepares the data, fits the model and calibrates the threshold on the
+/// validation errors: the whole of `anomalyd train` short of writing files.
+pub fn train(
+    series: &[Series],
+    request: &TrainRequest,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<TrainedModel> {
+    let data = prepare(series, &request.data)?;
+    let fitted = fit(&request.model, &request.train, &data, device, on_epoch)?;
+    let (calibration_set, calibrated_on) = if data.validation.is_empty() {
+        (&data.train, "train")
+    } else {
+        (&data.validation, "validation")
+    };
+    let errors: Vec<f64> = score::window_errors(&fitted.network, calibration_set, device, 1024)?
+        .into_iter()
+        .map(|e| e.total)
+        .collect();
+    let error_stats = ErrorStats::from_errors(&errors, calibrated_on);
+    let threshold = Threshold {
+        quantile: request.train.threshold_quantile,
+        value: quantile(&errors, request.train.threshold_quantile),
+    };
+    let manifest = Manifest::new(
+        request.model.clone(),
+        request.train.clone(),
+        WindowingSpec {
+            window: request.data.window,
+            stride: request.data.stride,
+            val_fraction: request.data.val_fraction,
+            feature_names: data.feature_names.clone(),
+        },
+        data.scaler.clone(),
+        fitted.history,
+        fitted.best_epoch,
+        error_stats,
+        threshold,
+        data.fingerprint.clone(),
+    );
+    Ok(TrainedModel {
+        manifest,
+        network: fitted.network,
+    })
+}
+
+/// The `q` quantile with linear interpolation between order statistics (the
+/// definition numpy uses by default).
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let position = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
+    let lower = position.floor() as usize;
+    let upper = position.ceil() as usize;
+    let share = position - lower as f64;
+    sorted[lower] + share * (sorted[upper] - sorted[lower])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantile_interpolates_like_numpy() {
+        let values = [4.0, 1.0, 3.0, 2.0];
+        assert_eq!(quantile(&values, 0.0), 1.0);
+        assert_eq!(quantile(&values, 1.0), 4.0);
+        assert_eq!(quantile(&values, 0.5), 2.5);
+        assert!((quantile(&values, 0.9) - 3.7).abs() < 1e-12);
+    }
+}

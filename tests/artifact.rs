@@ -1,0 +1,169 @@
+//! The artifact on disk: round trip, determinism, and a clear error for each
+//! way it can be broken.
+
+mod common;
+
+use std::path::Path;
+
+use anomalyd::device::DeviceSpec;
+use anomalyd::model::artifact::{MANIFEST_FILE, TrainedModel, WEIGHTS_FILE};
+use anomalyd::model::{DenseAeConfig, LstmAeConfig, ModelConfig};
+use anomalyd::score::score_series;
+use anomalyd::train::{TrainRequest, train};
+use common::{WINDOW, data_config, series, train_config};
+
+fn trained(model: ModelConfig, features: usize, seed: u64) -> TrainedModel {
+    let device = DeviceSpec::Cpu.build();
+    let data = series(
+        "train.csv",
+        &common::seasonal(500, features, 3, &[]),
+        features,
+    );
+    let mut config = train_config(4);
+    config.seed = seed;
+    let request = TrainRequest {
+        data: data_config(),
+        model,
+        train: config,
+    };
+    match train(&[data], &request, &device, &mut |_| {}) {
+        Ok(model) => model,
+        Err(e) => panic!("training failed: {e}"),
+    }
+}
+
+fn saved(model: &mut TrainedModel, dir: &Path) {
+    if let Err(e) = model.save(dir) {
+        panic!("save failed: {e}");
+    }
+}
+
+fn load_error(dir: &Path) -> String {
+    match TrainedModel::load(dir, &DeviceSpec::Cpu.build()) {
+        Ok(_) => "loaded fine".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn save_load_scores_identically_for_multivariate_input() {
+    let device = DeviceSpec::Cpu.build();
+    let mut model = trained(ModelConfig::Lstm(LstmAeConfig::new(WINDOW, 2, 8)), 2, 1);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    saved(&mut model, dir.path());
+    let loaded = TrainedModel::load(dir.path(), &device).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.manifest, model.manifest);
+    let test = series("test.csv", &common::seasonal(120, 2, 11, &[]), 2);
+    let before = score_series(&model, &test, &device, 64).unwrap_or_else(|e| panic!("{e}"));
+    let after = score_series(&loaded, &test, &device, 7).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        before, after,
+        "scores differ after a round trip (or across batch sizes)"
+    );
+    assert_eq!(before.len(), 120);
+    assert!(before[..WINDOW - 1].iter().all(|r| r.error.is_none()));
+    let last = before[WINDOW - 1]
+        .error
+        .as_ref()
+        .map(|e| e.per_feature.len());
+    assert_eq!(
+        last,
+        Some(2),
+        "a multivariate row carries one error per feature"
+    );
+}
+
+#[test]
+fn same_data_and_seed_give_the_same_bytes_and_another_seed_does_not() {
+    let config = || ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4));
+    let dirs: Vec<_> = (0..3)
+        .map(|_| tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    for (dir, seed) in dirs.iter().zip([5, 5, 6]) {
+        saved(&mut trained(config(), 1, seed), dir.path());
+    }
+    for file in [MANIFEST_FILE, WEIGHTS_FILE] {
+        let bytes: Vec<Vec<u8>> = dirs.iter().map(|d| read(&d.path().join(file))).collect();
+        assert_eq!(
+            bytes[0], bytes[1],
+            "{file} differs between two runs with one seed"
+        );
+    }
+    assert_ne!(
+        read(&dirs[0].path().join(WEIGHTS_FILE)),
+        read(&dirs[2].path().join(WEIGHTS_FILE)),
+        "the seed has no effect on the weights"
+    );
+}
+
+#[test]
+fn a_broken_artifact_is_refused_with_a_message_that_names_the_problem() {
+    let mut model = trained(ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)), 1, 1);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    saved(&mut model, dir.path());
+    let weights = dir.path().join(WEIGHTS_FILE);
+    let manifest = dir.path().join(MANIFEST_FILE);
+    let original_weights = read(&weights);
+    let original_manifest = String::from_utf8(read(&manifest)).unwrap_or_default();
+
+    std::fs::write(&weights, &original_weights[..original_weights.len() / 2]).ok();
+    let message = load_error(dir.path());
+    assert!(
+        message.contains(WEIGHTS_FILE) && message.contains("truncated"),
+        "{message}"
+    );
+
+    let mut flipped = original_weights.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff;
+    std::fs::write(&weights, &flipped).ok();
+    let message = load_error(dir.path());
+    assert!(message.contains("SHA-256"), "{message}");
+    std::fs::write(&weights, &original_weights).ok();
+
+    let future = original_manifest.replace("\"format_version\": 1", "\"format_version\": 99");
+    assert_ne!(future, original_manifest);
+    std::fs::write(&manifest, future).ok();
+    let message = load_error(dir.path());
+    assert!(message.contains("format version 99 is newer"), "{message}");
+
+    std::fs::write(&manifest, "{ not json").ok();
+    let message = load_error(dir.path());
+    assert!(
+        message.contains(MANIFEST_FILE) && message.contains("not valid JSON"),
+        "{message}"
+    );
+
+    // Weights of another shape under an intact checksum: the manifest says
+    // code 4, the file holds a code-4 network, but the manifest now claims 5.
+    let reshaped = original_manifest.replace("\"code\": 4", "\"code\": 5");
+    assert_ne!(reshaped, original_manifest);
+    std::fs::write(&manifest, reshaped).ok();
+    let message = load_error(dir.path());
+    assert!(
+        message.contains("do not fit the Dense model") && message.contains("Dense.encoder.weight"),
+        "{message}"
+    );
+    std::fs::write(&manifest, &original_manifest).ok();
+
+    assert_eq!(load_error(dir.path()), "loaded fine");
+}
+
+#[test]
+fn scoring_data_with_another_feature_count_is_a_shape_error() {
+    let device = DeviceSpec::Cpu.build();
+    let model = trained(ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)), 1, 1);
+    let wider = series("wide.csv", &common::seasonal(50, 3, 1, &[]), 3);
+    let message = match score_series(&model, &wider, &device, 16) {
+        Ok(_) => "scored".to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("wide.csv has 3 feature column(s)") && message.contains("trained on 1"),
+        "{message}"
+    );
+}

@@ -1,0 +1,157 @@
+//! The `anomalyd` binary end to end: train on a real NAB series, score it,
+//! inspect the artifact, and fail cleanly on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn anomalyd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+        .args(args)
+        .env("ANOMALYD_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run anomalyd: {e}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn nab_file(relative: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/nab/data")
+        .join(relative);
+    assert!(path.exists(), "NAB data missing at {}", path.display());
+    path
+}
+
+#[test]
+fn train_score_inspect_on_a_nab_series() {
+    let data = nab_file("artificialWithAnomaly/art_daily_jumpsup.csv");
+    let data = data.to_string_lossy();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model = dir.path().join("model");
+    let scores = dir.path().join("scores.csv");
+    let (model_arg, scores_arg) = (model.to_string_lossy(), scores.to_string_lossy());
+
+    let out = anomalyd(&[
+        "train", "--data", &data, "--window", "24", "--kind", "dense", "--epochs", "3", "--out",
+        &model_arg,
+    ]);
+    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+
+    let out = anomalyd(&[
+        "score",
+        "--model",
+        &model_arg,
+        "--data",
+        &data,
+        "--out",
+        &scores_arg,
+    ]);
+    assert!(out.status.success(), "score failed: {}", text(&out.stderr));
+    let written = std::fs::read_to_string(&scores).unwrap_or_default();
+    let input_rows =
+        std::fs::read_to_string(nab_file("artificialWithAnomaly/art_daily_jumpsup.csv"))
+            .map(|t| t.lines().count())
+            .unwrap_or_default();
+    let lines: Vec<&str> = written.lines().collect();
+    assert_eq!(
+        lines.len(),
+        input_rows,
+        "one output row per input row, plus the header"
+    );
+    assert_eq!(lines[0], "timestamp,error,anomaly");
+    assert!(
+        lines[1].starts_with("2014-04-01 00:00:00,,"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[23].ends_with(",,"),
+        "row 23 has no full window yet: {}",
+        lines[23]
+    );
+    let fields: Vec<&str> = lines[24].split(',').collect();
+    assert!(
+        fields[1].parse::<f64>().is_ok_and(|e| e >= 0.0),
+        "{}",
+        lines[24]
+    );
+    assert!(matches!(fields[2], "0" | "1"), "{}", lines[24]);
+    let flagged = lines[1..].iter().filter(|l| l.ends_with(",1")).count();
+    assert!(
+        flagged > 0,
+        "the jump in art_daily_jumpsup was not flagged at all"
+    );
+
+    let out = anomalyd(&["inspect", &model_arg]);
+    assert!(
+        out.status.success(),
+        "inspect failed: {}",
+        text(&out.stderr)
+    );
+    let shown = text(&out.stdout);
+    for expected in [
+        "\"kind\":\"dense\"",
+        "threshold",
+        "art_daily_jumpsup.csv",
+        "safetensors",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "inspect lacks {expected}: {shown}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_exits_non_zero_naming_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(&csv, "timestamp,value\n1,1.0\n2,oops\n").ok();
+    let out = anomalyd(&[
+        "train",
+        "--data",
+        &csv.to_string_lossy(),
+        "--out",
+        &dir.path().join("m").to_string_lossy(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("bad.csv:3 column 'value': 'oops' is not a number"),
+        "{stderr}"
+    );
+
+    let out = anomalyd(&[
+        "score",
+        "--model",
+        &dir.path().join("nowhere").to_string_lossy(),
+        "--data",
+        "x.csv",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("manifest.json"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn help_shows_an_example_for_every_command_and_version_prints() {
+    for command in ["train", "score", "inspect"] {
+        let out = anomalyd(&[command, "--help"]);
+        let help = text(&out.stdout);
+        assert!(help.contains("Example"), "{command} --help has no example");
+        assert!(
+            help.contains(&format!("anomalyd {command}")),
+            "{command}: {help}"
+        );
+    }
+    let out = anomalyd(&["--version"]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        format!("anomalyd {}", env!("CARGO_PKG_VERSION"))
+    );
+}

@@ -1,0 +1,158 @@
+//! Fixtures shared by the integration tests: synthetic seasonal series with
+//! injected anomalies, and small model configurations that train in seconds
+//! on two cores.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use anomalyd::data::ScalerKind;
+use anomalyd::data::{CsvOptions, Series};
+use anomalyd::model::{
+    Activation, ConvAeConfig, DeepAeConfig, DenseAeConfig, LstmAeConfig, ModelConfig, PcaConfig,
+    VaeConfig,
+};
+use anomalyd::train::{DataConfig, TrainConfig};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use rand_distr::StandardNormal;
+
+pub const WINDOW: usize = 16;
+pub const PERIOD: f64 = 20.0;
+
+/// An anomaly to inject into a seasonal series, over `rows`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Injection {
+    /// One point `size` standard deviations of the season away.
+    Spike { at: usize, size: f64 },
+    /// A level shift of `size` over the rows.
+    Shift { from: usize, to: usize, size: f64 },
+    /// The season runs at `factor` times its frequency over the rows.
+    Frequency { from: usize, to: usize, factor: f64 },
+}
+
+impl Injection {
+    /// Rows the anomaly covers, as a half-open range.
+    pub fn span(self) -> std::ops::Range<usize> {
+        match self {
+            Self::Spike { at, .. } => at..at + 1,
+            Self::Shift { from, to, .. } | Self::Frequency { from, to, .. } => from..to,
+        }
+    }
+}
+
+/// A noisy sine (period 20 rows) with `features` phase-shifted channels.
+pub fn seasonal(rows: usize, features: usize, seed: u64, injections: &[Injection]) -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut values = Vec::with_capacity(rows * features);
+    let mut phase = 0.0f64;
+    for t in 0..rows {
+        let mut step = 2.0 * std::f64::consts::PI / PERIOD;
+        let mut level = 0.0;
+        let mut spike = 0.0;
+        for injection in injections {
+            match *injection {
+                Injection::Frequency { from, to, factor } if (from..to).contains(&t) => {
+                    step *= factor
+                }
+                Injection::Shift { from, to, size } if (from..to).contains(&t) => level += size,
+                Injection::Spike { at, size } if at == t => spike += size,
+                _ => {}
+            }
+        }
+        phase += step;
+        for f in 0..features {
+            let noise: f64 = rng.sample(StandardNormal);
+            values
+                .push(phase.sin() + 0.5 * (phase + f as f64).cos() + 0.1 * noise + level + spike);
+        }
+    }
+    values
+}
+
+/// Writes `values` as a CSV with a NAB-style datetime column.
+pub fn csv_text(values: &[f64], features: usize) -> String {
+    let names: Vec<String> = (0..features).map(|f| format!("v{f}")).collect();
+    let mut text = format!("timestamp,{}\n", names.join(","));
+    for (row, chunk) in values.chunks(features).enumerate() {
+        let minutes = row * 5;
+        let cells: Vec<String> = chunk.iter().map(|v| format!("{v:.6}")).collect();
+        text.push_str(&format!(
+            "2024-01-{:02} {:02}:{:02}:00,{}\n",
+            1 + minutes / (24 * 60),
+            (minutes / 60) % 24,
+            minutes % 60,
+            cells.join(",")
+        ));
+    }
+    text
+}
+
+pub fn series(name: &str, values: &[f64], features: usize) -> Series {
+    let text = csv_text(values, features);
+    match Series::from_bytes(Path::new(name), text.as_bytes(), &CsvOptions::default()) {
+        Ok(series) => series,
+        Err(e) => panic!("fixture series does not parse: {e}"),
+    }
+}
+
+pub fn data_config() -> DataConfig {
+    DataConfig {
+        window: WINDOW,
+        stride: 1,
+        val_fraction: 0.2,
+        scaler: ScalerKind::Zscore,
+    }
+}
+
+pub fn train_config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 32,
+        learning_rate: 3e-3,
+        seed: 7,
+        patience: 5,
+        ..TrainConfig::default()
+    }
+}
+
+/// One small configuration of every kind, for `features` channels.
+pub fn zoo(features: usize) -> Vec<ModelConfig> {
+    vec![
+        ModelConfig::Dense(DenseAeConfig::new(WINDOW, features, 6)),
+        ModelConfig::Deep(DeepAeConfig::new(WINDOW, features, vec![32, 6])),
+        ModelConfig::Conv(
+            ConvAeConfig::new(WINDOW, features)
+                .with_channels(8)
+                .with_code_channels(2),
+        ),
+        ModelConfig::Lstm(LstmAeConfig::new(WINDOW, features, 16)),
+        ModelConfig::Vae(
+            VaeConfig::new(WINDOW, features, 6)
+                .with_hidden(32)
+                .with_beta(0.1),
+        ),
+        ModelConfig::Pca(PcaConfig::new(WINDOW, features, 6)),
+    ]
+}
+
+pub fn linear_dense(code: usize) -> ModelConfig {
+    ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, code).with_activation(Activation::Identity))
+}
+
+/// Area under the ROC curve: the probability that a random positive scores
+/// above a random negative (ties count half).
+pub fn roc_auc(positives: &[f64], negatives: &[f64]) -> f64 {
+    let mut wins = 0.0;
+    for p in positives {
+        for n in negatives {
+            wins += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    wins / (positives.len() * negatives.len()) as f64
+}
