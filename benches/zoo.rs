@@ -77,8 +77,9 @@ fn training(c: &mut Criterion) {
             continue; // closed form: no step to time
         }
         let train = TrainConfig::default();
-        let Ok(mut trainer) = Trainer::new(&config, &train, &device) else {
-            continue;
+        let mut trainer = match Trainer::new(&config, &train, &device) {
+            Ok(trainer) => trainer,
+            Err(e) => panic!("{name}: {e}"),
         };
         group.bench_function(BenchmarkId::new(name, batch), |b| {
             b.iter(|| trainer.step(&windows, batch))

@@ -431,10 +431,10 @@ impl Trainer {
         if let Some(weight) = regs.sparse_l1 {
             loss = loss + pass.code.clone().abs().mean().mul_scalar(weight);
         }
-        if let (Some(weight), Network::Dense(dense)) = (regs.contractive, &self.network) {
-            if let Some(penalty) = dense.contractive_penalty(&pass.code) {
-                loss = loss + penalty.mul_scalar(weight);
-            }
+        if let (Some(weight), Network::Dense(dense)) = (regs.contractive, &self.network)
+            && let Some(penalty) = dense.contractive_penalty(&pass.code)
+        {
+            loss = loss + penalty.mul_scalar(weight);
         }
         let value = f64::from(loss.clone().into_scalar::<f32>());
         if !value.is_finite() {

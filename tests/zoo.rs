@@ -53,7 +53,7 @@ fn auc_for(model: &TrainedModel, injection: Injection) -> f64 {
         let Some(error) = &row.error else { continue };
         let start = end + 1 - WINDOW;
         let overlap = span.end.min(end + 1).saturating_sub(span.start.max(start));
-        let needed = (span.len().min(WINDOW) + 1) / 2;
+        let needed = span.len().min(WINDOW).div_ceil(2);
         if overlap == 0 {
             negatives.push(error.total);
         } else if overlap >= needed {

@@ -150,29 +150,29 @@ impl Series {
                     format!("'{stamp_text}' is not a datetime or a number"),
                 )
             })?;
-            if let Some(&latest) = latest_time.as_ref() {
-                if time <= latest {
-                    match options.unordered {
-                        OrderPolicy::Error => {
-                            let what = if time == latest {
-                                "repeats"
-                            } else {
-                                "goes backwards"
-                            };
-                            return Err(data_error(
-                                line,
-                                Some(&headers[0]),
-                                format!(
-                                    "timestamp '{stamp_text}' {what}; timestamps must strictly increase (or pass --unordered drop|keep)"
-                                ),
-                            ));
-                        }
-                        OrderPolicy::Drop => {
-                            dropped_rows += 1;
-                            continue;
-                        }
-                        OrderPolicy::Keep => {}
+            if let Some(latest) = latest_time
+                && time <= latest
+            {
+                match options.unordered {
+                    OrderPolicy::Error => {
+                        let what = if time == latest {
+                            "repeats"
+                        } else {
+                            "goes backwards"
+                        };
+                        return Err(data_error(
+                            line,
+                            Some(&headers[0]),
+                            format!(
+                                "timestamp '{stamp_text}' {what}; timestamps must strictly increase (or pass --unordered drop|keep)"
+                            ),
+                        ));
                     }
+                    OrderPolicy::Drop => {
+                        dropped_rows += 1;
+                        continue;
+                    }
+                    OrderPolicy::Keep => {}
                 }
             }
             latest_time = Some(latest_time.map_or(time, |t: f64| t.max(time)));

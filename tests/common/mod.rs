@@ -62,8 +62,7 @@ pub fn seasonal(rows: usize, features: usize, seed: u64, injections: &[Injection
         phase += step;
         for f in 0..features {
             let noise: f64 = rng.sample(StandardNormal);
-            values
-                .push(phase.sin() + 0.5 * (phase + f as f64).cos() + 0.1 * noise + level + spike);
+            values.push(phase.sin() + 0.5 * (phase + f as f64).cos() + 0.1 * noise + level + spike);
         }
     }
     values
