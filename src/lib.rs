@@ -14,6 +14,7 @@
 //! The tensor device is built in one place, [`device`].
 
 pub mod data;
+pub mod detect;
 pub mod device;
 pub mod error;
 pub mod model;

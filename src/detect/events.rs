@@ -1,0 +1,175 @@
+//! Consecutive flagged points become anomaly events.
+//!
+//! A run of flags becomes an event once it is `min_length` points long;
+//! flags at most `merge_gap` points after the last flag extend it; after an
+//! event ends, flags within `cooldown` points are ignored.
+
+use serde::{Deserialize, Serialize};
+
+/// Event rules, all in points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventConfig {
+    /// Flags needed before a run counts as an event.
+    pub min_length: usize,
+    /// Unflagged points allowed inside one event.
+    pub merge_gap: usize,
+    /// Points after an event's end during which new flags are ignored.
+    pub cooldown: usize,
+}
+
+impl Default for EventConfig {
+    fn default() -> Self {
+        Self {
+            min_length: 1,
+            merge_gap: 0,
+            cooldown: 0,
+        }
+    }
+}
+
+/// A confirmed event, by point index (inclusive bounds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub start: usize,
+    pub end: usize,
+}
+
+/// What one point did to the event state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventChange {
+    /// An event was confirmed at this point; it began at `start`.
+    Started { start: usize },
+    /// The event ended; `end` is its last flagged point.
+    Ended(Event),
+}
+
+/// The event state machine of one series.
+#[derive(Debug, Clone)]
+pub struct EventTracker {
+    config: EventConfig,
+    /// First and last flagged index of the current run.
+    run: Option<(usize, usize)>,
+    confirmed: bool,
+    quiet_until: Option<usize>,
+}
+
+impl EventTracker {
+    pub fn new(config: EventConfig) -> Self {
+        Self {
+            config,
+            run: None,
+            confirmed: false,
+            quiet_until: None,
+        }
+    }
+
+    /// Feeds point `index` (strictly increasing) and whether it was flagged.
+    /// Returns whether the point belongs to a confirmed event, and any
+    /// change. An event that ends is reported at the first point past the
+    /// merge gap.
+    pub fn update(&mut self, index: usize, flagged: bool) -> (bool, Option<EventChange>) {
+        let mut change = None;
+        if let Some((start, last)) = self.run {
+            if flagged {
+                self.run = Some((start, index));
+            } else if index - last > self.config.merge_gap {
+                self.run = None;
+                if self.confirmed {
+                    self.confirmed = false;
+                    self.quiet_until = Some(last + self.config.cooldown);
+                    change = Some(EventChange::Ended(Event { start, end: last }));
+                }
+                return (false, change);
+            }
+        } else if flagged && self.quiet_until.is_none_or(|until| index > until) {
+            self.run = Some((index, index));
+        }
+        if let Some((start, last)) = self.run
+            && flagged
+            && !self.confirmed
+            && last + 1 - start >= self.config.min_length.max(1)
+        {
+            self.confirmed = true;
+            change = Some(EventChange::Started { start });
+        }
+        (self.confirmed && self.run.is_some(), change)
+    }
+
+    /// Closes an open event at the end of the data.
+    pub fn finish(&mut self) -> Option<Event> {
+        let run = self.run.take();
+        let confirmed = std::mem::replace(&mut self.confirmed, false);
+        run.filter(|_| confirmed)
+            .map(|(start, end)| Event { start, end })
+    }
+}
+
+/// Runs the tracker over a whole sequence of flags; returns the events.
+pub fn events_from_flags(config: EventConfig, flags: &[bool]) -> Vec<Event> {
+    let mut tracker = EventTracker::new(config);
+    let mut events: Vec<Event> = flags
+        .iter()
+        .enumerate()
+        .filter_map(|(i, &f)| match tracker.update(i, f).1 {
+            Some(EventChange::Ended(event)) => Some(event),
+            _ => None,
+        })
+        .collect();
+    events.extend(tracker.finish());
+    events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(pattern: &str) -> Vec<bool> {
+        pattern.chars().map(|c| c == '#').collect()
+    }
+
+    fn spans(config: EventConfig, pattern: &str) -> Vec<(usize, usize)> {
+        events_from_flags(config, &flags(pattern))
+            .into_iter()
+            .map(|e| (e.start, e.end))
+            .collect()
+    }
+
+    #[test]
+    fn runs_become_events_by_length_gap_and_cooldown() {
+        let plain = EventConfig::default();
+        assert_eq!(spans(plain, "..##..#."), vec![(2, 3), (6, 6)]);
+        let long = EventConfig {
+            min_length: 2,
+            ..plain
+        };
+        assert_eq!(spans(long, "..##..#.###"), vec![(2, 3), (8, 10)]);
+        let merged = EventConfig {
+            merge_gap: 2,
+            ..plain
+        };
+        assert_eq!(spans(merged, "##..#...#"), vec![(0, 4), (8, 8)]);
+        let quiet = EventConfig {
+            cooldown: 3,
+            ..plain
+        };
+        assert_eq!(spans(quiet, "#..#.#"), vec![(0, 0), (5, 5)]);
+    }
+
+    #[test]
+    fn an_event_is_confirmed_causally_and_reported_when_it_ends() {
+        let mut tracker = EventTracker::new(EventConfig {
+            min_length: 2,
+            ..EventConfig::default()
+        });
+        assert_eq!(tracker.update(0, true), (false, None));
+        assert_eq!(
+            tracker.update(1, true),
+            (true, Some(EventChange::Started { start: 0 }))
+        );
+        assert_eq!(
+            tracker.update(2, false),
+            (false, Some(EventChange::Ended(Event { start: 0, end: 1 })))
+        );
+    }
+}

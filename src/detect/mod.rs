@@ -1,0 +1,351 @@
+//! From reconstruction error to anomalies, causally: every decision at point
+//! t uses only the errors up to t. `score`, `eval` and the daemon all go
+//! through [`Detector`].
+//!
+//! error → [`smoothing`] → threshold ([`ThresholdConfig`]) → [`events`].
+//!
+//! The per-point **anomaly score** is `s / (s + θ)` for smoothed error `s`
+//! and threshold `θ`: it lies in [0, 1), is exactly 0.5 at the threshold,
+//! and grows monotonically with how far the error exceeds it.
+
+pub mod events;
+pub mod smoothing;
+pub mod spot;
+pub mod telemanom;
+pub mod threshold;
+
+use serde::{Deserialize, Serialize};
+
+pub use events::{Event, EventChange, EventConfig, EventTracker};
+pub use smoothing::{Smoother, SmoothingConfig};
+use spot::{Spot, SpotConfig, SpotMode};
+use telemanom::Telemanom;
+use threshold::{MeanStd, MedianMad};
+
+use crate::error::{Error, Result};
+
+/// How the threshold on the smoothed error is set.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ThresholdConfig {
+    /// The artifact's calibrated quantile of the validation errors.
+    Static,
+    /// Trailing mean + k·σ over `window` points.
+    MeanStd { window: usize, k: f64 },
+    /// Trailing median + k·1.4826·MAD over `window` points.
+    Mad { window: usize, k: f64 },
+    /// Telemanom's dynamic threshold with pruning over a trailing buffer.
+    Telemanom {
+        window: usize,
+        z_max: f64,
+        prune: f64,
+    },
+    /// Peaks-over-threshold, calibrated once on the first points.
+    Pot(SpotConfig),
+    /// Streaming POT.
+    Spot(SpotConfig),
+    /// Streaming POT on the error minus a moving average of `depth` points.
+    Dspot { spot: SpotConfig, depth: usize },
+}
+
+/// The whole detector configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    pub smoothing: SmoothingConfig,
+    pub threshold: ThresholdConfig,
+    pub events: EventConfig,
+    /// Points a trailing threshold needs before it replaces the static one.
+    pub min_history: usize,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            smoothing: SmoothingConfig::Ewma { alpha: 0.3 },
+            threshold: ThresholdConfig::Mad {
+                window: 2000,
+                k: 6.0,
+            },
+            events: EventConfig::default(),
+            min_history: 100,
+        }
+    }
+}
+
+impl DetectorConfig {
+    pub fn validate(&self) -> Result<()> {
+        match self.smoothing {
+            SmoothingConfig::Ewma { alpha } if !(alpha > 0.0 && alpha <= 1.0) => {
+                return Err(Error::config("smoothing.alpha", "must lie in (0, 1]"));
+            }
+            SmoothingConfig::Mean { window: 0 } => {
+                return Err(Error::config("smoothing.window", "must be positive"));
+            }
+            _ => {}
+        }
+        let spot_ok = |spot: &SpotConfig| {
+            if !(spot.risk > 0.0 && spot.risk < 1.0) {
+                return Err(Error::config("threshold.risk", "must lie in (0, 1)"));
+            }
+            if !(spot.init_quantile > 0.0 && spot.init_quantile < 1.0) {
+                return Err(Error::config(
+                    "threshold.init_quantile",
+                    "must lie in (0, 1)",
+                ));
+            }
+            Ok(())
+        };
+        match &self.threshold {
+            ThresholdConfig::MeanStd { window, .. }
+            | ThresholdConfig::Mad { window, .. }
+            | ThresholdConfig::Telemanom { window, .. }
+                if *window < 10 =>
+            {
+                Err(Error::config("threshold.window", "must be at least 10"))
+            }
+            ThresholdConfig::Pot(spot) | ThresholdConfig::Spot(spot) => spot_ok(spot),
+            ThresholdConfig::Dspot { spot, .. } => spot_ok(spot),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum ThresholdState {
+    Static,
+    MeanStd(MeanStd),
+    Mad(MedianMad),
+    Telemanom(Telemanom),
+    Spot(Spot),
+}
+
+/// The detector's output for one point.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub smoothed: f64,
+    pub threshold: f64,
+    /// `smoothed / (smoothed + threshold)`, in [0, 1).
+    pub score: f64,
+    /// The point itself crossed the threshold.
+    pub flagged: bool,
+    /// The point lies in a confirmed anomaly event.
+    pub anomalous: bool,
+    pub event: Option<EventChange>,
+}
+
+/// The causal detector of one series.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    smoother: Smoother,
+    threshold: ThresholdState,
+    events: EventTracker,
+    calibrated: f64,
+    index: usize,
+}
+
+impl Detector {
+    /// `calibrated` is the artifact's static threshold, used by `static` and
+    /// as the fallback while a trailing threshold warms up.
+    pub fn new(config: &DetectorConfig, calibrated: f64) -> Self {
+        let history = config.min_history;
+        let threshold = match config.threshold {
+            ThresholdConfig::Static => ThresholdState::Static,
+            ThresholdConfig::MeanStd { window, k } => {
+                ThresholdState::MeanStd(MeanStd::new(window, k, history))
+            }
+            ThresholdConfig::Mad { window, k } => {
+                ThresholdState::Mad(MedianMad::new(window, k, history))
+            }
+            ThresholdConfig::Telemanom {
+                window,
+                z_max,
+                prune,
+            } => ThresholdState::Telemanom(Telemanom::new(window, history, z_max, prune)),
+            ThresholdConfig::Pot(spot) => ThresholdState::Spot(Spot::new(spot, SpotMode::Pot)),
+            ThresholdConfig::Spot(spot) => ThresholdState::Spot(Spot::new(spot, SpotMode::Spot)),
+            ThresholdConfig::Dspot { spot, depth } => {
+                ThresholdState::Spot(Spot::new(spot, SpotMode::Dspot { depth }))
+            }
+        };
+        Self {
+            smoother: Smoother::new(config.smoothing),
+            threshold,
+            events: EventTracker::new(config.events),
+            calibrated,
+            index: 0,
+        }
+    }
+
+    /// Judges the next error; a missing error (no full window yet) is `None`
+    /// and leaves the state alone.
+    pub fn update(&mut self, error: f64) -> Decision {
+        let smoothed = self.smoother.update(error);
+        let fallback = self.calibrated;
+        let (threshold, flagged) = match &mut self.threshold {
+            ThresholdState::Static => (fallback, smoothed > fallback),
+            ThresholdState::MeanStd(t) => {
+                let th = t.update(smoothed, fallback);
+                (th, smoothed > th)
+            }
+            ThresholdState::Mad(t) => {
+                let th = t.update(smoothed, fallback);
+                (th, smoothed > th)
+            }
+            ThresholdState::Telemanom(t) => {
+                let verdict = t.update(smoothed, fallback);
+                (verdict.threshold, verdict.anomalous)
+            }
+            ThresholdState::Spot(t) => {
+                let th = t.update(smoothed, fallback);
+                (th, smoothed > th)
+            }
+        };
+        let (anomalous, event) = self.events.update(self.index, flagged);
+        self.index += 1;
+        let score = if threshold > 0.0 {
+            smoothed.max(0.0) / (smoothed.max(0.0) + threshold)
+        } else if smoothed > threshold {
+            1.0 - f64::EPSILON
+        } else {
+            0.0
+        };
+        Decision {
+            smoothed,
+            threshold,
+            score,
+            flagged,
+            anomalous,
+            event,
+        }
+    }
+
+    /// Closes an event still open at the end of the data.
+    pub fn finish(&mut self) -> Option<Event> {
+        self.events.finish()
+    }
+}
+
+/// Runs a fresh detector over a whole error sequence (rows without a window
+/// are `None` and produce no decision). Returns one decision per row and the
+/// events by row index.
+pub fn detect_all(
+    config: &DetectorConfig,
+    calibrated: f64,
+    errors: &[Option<f64>],
+) -> (Vec<Option<Decision>>, Vec<Event>) {
+    let mut detector = Detector::new(config, calibrated);
+    let mut decisions = Vec::with_capacity(errors.len());
+    let mut events = Vec::new();
+    // The detector counts scored points; events are mapped back to rows.
+    let mut rows = Vec::new();
+    for (row, error) in errors.iter().enumerate() {
+        let decision = error.map(|e| {
+            rows.push(row);
+            detector.update(e)
+        });
+        if let Some(Decision {
+            event: Some(EventChange::Ended(event)),
+            ..
+        }) = decision
+        {
+            events.push(event);
+        }
+        decisions.push(decision);
+    }
+    events.extend(detector.finish());
+    let events = events
+        .into_iter()
+        .map(|e| Event {
+            start: rows[e.start],
+            end: rows[e.end],
+        })
+        .collect();
+    (decisions, events)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors() -> Vec<Option<f64>> {
+        let mut errors: Vec<Option<f64>> = vec![None; 5];
+        errors.extend((0..600).map(|i| {
+            let base = 0.1 + ((i * 7919) % 101) as f64 / 2000.0;
+            Some(if (400..410).contains(&i) {
+                base + 1.0
+            } else {
+                base
+            })
+        }));
+        errors
+    }
+
+    #[test]
+    fn every_threshold_finds_the_burst_and_nothing_else() {
+        let spot = SpotConfig {
+            calibration: 200,
+            ..SpotConfig::default()
+        };
+        let thresholds = [
+            ThresholdConfig::Static,
+            ThresholdConfig::MeanStd {
+                window: 300,
+                k: 4.0,
+            },
+            ThresholdConfig::Mad {
+                window: 300,
+                k: 6.0,
+            },
+            ThresholdConfig::Telemanom {
+                window: 300,
+                z_max: 10.0,
+                prune: 0.13,
+            },
+            ThresholdConfig::Pot(spot),
+            ThresholdConfig::Spot(spot),
+            ThresholdConfig::Dspot { spot, depth: 20 },
+        ];
+        for threshold in thresholds {
+            let config = DetectorConfig {
+                smoothing: SmoothingConfig::None,
+                threshold,
+                ..DetectorConfig::default()
+            };
+            let (decisions, events) = detect_all(&config, 0.5, &errors());
+            assert_eq!(decisions.iter().filter(|d| d.is_none()).count(), 5);
+            assert_eq!(events.len(), 1, "{threshold:?}: {events:?}");
+            let event = events[0];
+            assert!(
+                event.start >= 405 && event.start <= 408 && event.end >= 410 && event.end <= 414,
+                "{threshold:?}: {event:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_score_is_one_half_at_the_threshold_and_monotone() {
+        let mut detector = Detector::new(
+            &DetectorConfig {
+                smoothing: SmoothingConfig::None,
+                threshold: ThresholdConfig::Static,
+                ..DetectorConfig::default()
+            },
+            2.0,
+        );
+        let scores: Vec<f64> = [0.0, 1.0, 2.0, 6.0]
+            .iter()
+            .map(|&e| detector.update(e).score)
+            .collect();
+        assert_eq!(scores, vec![0.0, 1.0 / 3.0, 0.5, 0.75]);
+    }
+
+    #[test]
+    fn a_decision_never_depends_on_later_points() {
+        let config = DetectorConfig::default();
+        let all = errors();
+        let (full, _) = detect_all(&config, 0.5, &all);
+        let (prefix, _) = detect_all(&config, 0.5, &all[..420]);
+        assert_eq!(&full[..420], &prefix[..]);
+    }
+}

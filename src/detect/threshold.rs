@@ -1,0 +1,149 @@
+//! Trailing-window thresholds: mean + k·σ, and its robust median + k·MAD
+//! variant. Both see only past values; until `min_history` values are in the
+//! window they fall back to the artifact's calibrated threshold.
+
+use std::collections::VecDeque;
+
+/// Scales the MAD to a standard deviation for normal data.
+const MAD_TO_SIGMA: f64 = 1.4826;
+
+/// mean + k·σ over the last `window` values.
+#[derive(Debug, Clone)]
+pub struct MeanStd {
+    window: usize,
+    k: f64,
+    min_history: usize,
+    values: VecDeque<f64>,
+    sum: f64,
+    sum_sq: f64,
+}
+
+impl MeanStd {
+    pub fn new(window: usize, k: f64, min_history: usize) -> Self {
+        Self {
+            window: window.max(2),
+            k,
+            min_history: min_history.max(2),
+            values: VecDeque::new(),
+            sum: 0.0,
+            sum_sq: 0.0,
+        }
+    }
+
+    /// The threshold for `value` from the history before it; then `value`
+    /// joins the history.
+    pub fn update(&mut self, value: f64, fallback: f64) -> f64 {
+        let n = self.values.len();
+        let threshold = if n >= self.min_history {
+            let mean = self.sum / n as f64;
+            let variance = (self.sum_sq / n as f64 - mean * mean).max(0.0);
+            mean + self.k * variance.sqrt()
+        } else {
+            fallback
+        };
+        self.values.push_back(value);
+        self.sum += value;
+        self.sum_sq += value * value;
+        if self.values.len() > self.window {
+            let old = self.values.pop_front().unwrap_or(0.0);
+            self.sum -= old;
+            self.sum_sq -= old * old;
+        }
+        threshold
+    }
+}
+
+/// median + k·1.4826·MAD over the last `window` values.
+#[derive(Debug, Clone)]
+pub struct MedianMad {
+    window: usize,
+    k: f64,
+    min_history: usize,
+    arrival: VecDeque<f64>,
+    /// The same values, kept sorted.
+    sorted: Vec<f64>,
+    scratch: Vec<f64>,
+}
+
+impl MedianMad {
+    pub fn new(window: usize, k: f64, min_history: usize) -> Self {
+        Self {
+            window: window.max(2),
+            k,
+            min_history: min_history.max(2),
+            arrival: VecDeque::new(),
+            sorted: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn update(&mut self, value: f64, fallback: f64) -> f64 {
+        let threshold = if self.sorted.len() >= self.min_history {
+            let median = median_of_sorted(&self.sorted);
+            self.scratch.clear();
+            self.scratch
+                .extend(self.sorted.iter().map(|v| (v - median).abs()));
+            self.scratch.sort_by(f64::total_cmp);
+            median + self.k * MAD_TO_SIGMA * median_of_sorted(&self.scratch)
+        } else {
+            fallback
+        };
+        let at = self.sorted.partition_point(|v| *v < value);
+        self.sorted.insert(at, value);
+        self.arrival.push_back(value);
+        if self.arrival.len() > self.window
+            && let Some(old) = self.arrival.pop_front()
+        {
+            let at = self.sorted.partition_point(|v| *v < old);
+            self.sorted.remove(at);
+        }
+        threshold
+    }
+}
+
+fn median_of_sorted(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_std_uses_only_the_past_and_falls_back_while_warming_up() {
+        let mut t = MeanStd::new(4, 2.0, 2);
+        assert_eq!(t.update(1.0, 9.0), 9.0);
+        assert_eq!(t.update(3.0, 9.0), 9.0);
+        // history [1, 3]: mean 2, σ 1.
+        assert_eq!(t.update(100.0, 9.0), 4.0);
+    }
+
+    #[test]
+    fn median_mad_ignores_a_single_outlier_and_slides() {
+        let mut t = MedianMad::new(5, 3.0, 3);
+        for v in [1.0, 2.0, 3.0, 1000.0] {
+            t.update(v, 0.0);
+        }
+        // history [1, 2, 3, 1000]: median 2.5, |dev| [0.5, 0.5, 1.5, 997.5] → MAD 1.
+        let threshold = t.update(0.0, 0.0);
+        assert!(
+            (threshold - (2.5 + 3.0 * MAD_TO_SIGMA)).abs() < 1e-12,
+            "{threshold}"
+        );
+        t.update(0.0, 0.0); // window of 5 drops the 1.0
+        // history [2, 3, 1000, 0, 0]: median 2, |dev| [0, 1, 998, 2, 2] → MAD 2.
+        let threshold = t.update(0.0, 0.0);
+        assert!(
+            (threshold - (2.0 + 3.0 * MAD_TO_SIGMA * 2.0)).abs() < 1e-12,
+            "{threshold}"
+        );
+    }
+}
