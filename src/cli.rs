@@ -9,7 +9,11 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use anomalyd::data::{CsvOptions, FillPolicy, OrderPolicy, ScalerKind, Series};
+use anomalyd::detect::{
+    DetectorConfig, EventConfig, SmoothingConfig, ThresholdConfig, ThresholdKind, ThresholdParams,
+};
 use anomalyd::device::DeviceSpec;
+use anomalyd::eval::{Dataset, EvalConfig, Protocol, Report, evaluate_series};
 use anomalyd::model::artifact::TrainedModel;
 use anomalyd::model::{
     Activation, ConvAeConfig, DeepAeConfig, DenseAeConfig, LstmAeConfig, ModelConfig, ModelKind,
@@ -44,6 +48,11 @@ pub enum Command {
         after_help = "Example:\n  anomalyd score --model models/machine-temp \\\n      --data ../shared/data/nab/data/realKnownCause/machine_temperature_system_failure.csv --out scores.csv"
     )]
     Score(ScoreArgs),
+    /// Train, detect causally and score against labelled data (NAB layout).
+    #[command(
+        after_help = "Example:\n  anomalyd eval --dataset ../shared/data/nab --protocol orion \\\n      --groups artificialWithAnomaly,realAWSCloudwatch --kind dense --out eval-out"
+    )]
+    Eval(EvalArgs),
     /// Print a model artifact's manifest for a human.
     #[command(
         after_help = "Example:\n  anomalyd inspect models/machine-temp\n  anomalyd inspect models/machine-temp --json"
@@ -84,6 +93,19 @@ pub struct TrainArgs {
     pub data: Vec<PathBuf>,
     #[command(flatten)]
     pub csv: CsvArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output artifact directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Compute device.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+/// Windowing, model and optimisation flags, shared by `train` and `eval`.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
     /// Window length T in rows.
     #[arg(long, default_value_t = 32)]
     pub window: usize,
@@ -150,15 +172,18 @@ pub struct TrainArgs {
     /// Quantile of the validation window errors used as the default threshold.
     #[arg(long, default_value_t = 0.99)]
     pub threshold_quantile: f64,
-    /// Output artifact directory.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Compute device.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
 }
 
-impl TrainArgs {
+impl ModelArgs {
+    fn data_config(&self) -> DataConfig {
+        DataConfig {
+            window: self.window,
+            stride: self.stride,
+            val_fraction: self.val_fraction,
+            scaler: self.scaler,
+        }
+    }
+
     fn model_config(&self, features: usize) -> ModelConfig {
         let (window, code) = (self.window, self.code);
         match self.kind {
@@ -242,6 +267,132 @@ pub struct ScoreArgs {
     pub device: DeviceSpec,
 }
 
+/// How reconstruction errors become anomalies (see `anomalyd::detect`).
+#[derive(Debug, Args)]
+pub struct DetectorArgs {
+    /// Error smoothing before thresholding.
+    #[arg(long, value_enum, default_value_t = SmoothingKind::Ewma)]
+    pub smoothing: SmoothingKind,
+    /// EWMA weight of the newest error.
+    #[arg(long, default_value_t = 0.3)]
+    pub alpha: f64,
+    /// Trailing-mean smoothing length.
+    #[arg(long, default_value_t = 10)]
+    pub smooth_window: usize,
+    /// Threshold method.
+    #[arg(long, value_enum, default_value_t = ThresholdKind::Mad)]
+    pub threshold: ThresholdKind,
+    /// Trailing window of meanstd, mad and telemanom (default 2000).
+    #[arg(long)]
+    pub threshold_window: Option<usize>,
+    /// k of meanstd (default 4) and mad (default 6).
+    #[arg(long)]
+    pub k: Option<f64>,
+    /// telemanom: largest z tried (default 10).
+    #[arg(long)]
+    pub z_max: Option<f64>,
+    /// telemanom: minimum relative drop between peaks that survive pruning (default 0.13).
+    #[arg(long)]
+    pub prune: Option<f64>,
+    /// pot/spot/dspot: risk q (default 0.001).
+    #[arg(long)]
+    pub risk: Option<f64>,
+    /// pot/spot/dspot: initial quantile (default 0.98).
+    #[arg(long)]
+    pub init_quantile: Option<f64>,
+    /// pot/spot/dspot: points before the first fit (default 400).
+    #[arg(long)]
+    pub calibration: Option<usize>,
+    /// dspot: moving-average depth (default 50).
+    #[arg(long)]
+    pub drift_depth: Option<usize>,
+    /// Points a trailing threshold needs before replacing the static one.
+    #[arg(long, default_value_t = 100)]
+    pub min_history: usize,
+    /// Flagged points needed before a run is an event.
+    #[arg(long, default_value_t = 1)]
+    pub min_length: usize,
+    /// Unflagged points allowed inside one event.
+    #[arg(long, default_value_t = 0)]
+    pub merge_gap: usize,
+    /// Points after an event during which new flags are ignored.
+    #[arg(long, default_value_t = 0)]
+    pub cooldown: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmoothingKind {
+    None,
+    Ewma,
+    Mean,
+}
+
+impl DetectorArgs {
+    fn config(&self) -> anyhow::Result<DetectorConfig> {
+        let smoothing = match self.smoothing {
+            SmoothingKind::None => SmoothingConfig::None,
+            SmoothingKind::Ewma => SmoothingConfig::Ewma { alpha: self.alpha },
+            SmoothingKind::Mean => SmoothingConfig::Mean {
+                window: self.smooth_window,
+            },
+        };
+        let params = ThresholdParams {
+            window: self.threshold_window,
+            k: self.k,
+            z_max: self.z_max,
+            prune: self.prune,
+            risk: self.risk,
+            init_quantile: self.init_quantile,
+            calibration: self.calibration,
+            depth: self.drift_depth,
+        };
+        let config = DetectorConfig {
+            smoothing,
+            threshold: ThresholdConfig::build(self.threshold, params),
+            events: EventConfig {
+                min_length: self.min_length,
+                merge_gap: self.merge_gap,
+                cooldown: self.cooldown,
+            },
+            min_history: self.min_history,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Dataset directory: data/<group>/<name>.csv, labels/combined_windows.json, optional train/.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// orion: train on the series (or its train file); streaming: NAB's rules.
+    #[arg(long, value_enum, default_value_t = Protocol::Orion)]
+    pub protocol: Protocol,
+    /// Groups to evaluate (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub groups: Option<Vec<String>>,
+    /// Streaming: retrain on everything seen so far every N rows.
+    #[arg(long)]
+    pub retrain_every: Option<usize>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub detector: DetectorArgs,
+    /// Rows with repeated or backward timestamps (default here: drop).
+    #[arg(long, value_enum, default_value_t = OrderPolicy::Drop)]
+    pub unordered: OrderPolicy,
+    /// Skip the per-series PNG plots.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// Output directory for report.json, report.md and plots/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Compute device.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Model artifact directory.
@@ -255,6 +406,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => run_train(&args),
         Command::Score(args) => run_score(&args),
+        Command::Eval(args) => run_eval(&args),
         Command::Inspect(args) => run_inspect(&args),
     }
 }
@@ -276,17 +428,12 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     let series = read_all(&args.data, &args.csv.options())?;
     let features = series.first().map(Series::n_features).unwrap_or_default();
     let request = TrainRequest {
-        data: DataConfig {
-            window: args.window,
-            stride: args.stride,
-            val_fraction: args.val_fraction,
-            scaler: args.scaler,
-        },
-        model: args.model_config(features),
-        train: args.train_config(),
+        data: args.model.data_config(),
+        model: args.model.model_config(features),
+        train: args.model.train_config(),
     };
     let device = args.device.build();
-    tracing::info!(kind = ?args.kind, device = %args.device, files = series.len(), "training");
+    tracing::info!(kind = ?args.model.kind, device = %args.device, files = series.len(), "training");
     let mut progress = EpochProgress::new(request.train.epochs);
     let mut trained = train(&series, &request, &device, &mut |stats| {
         progress.update(stats)
@@ -407,6 +554,60 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
         threshold = model.manifest.threshold.value,
         "scored"
     );
+    Ok(())
+}
+
+fn run_eval(args: &EvalArgs) -> Result<()> {
+    let dataset = Dataset::open(&args.dataset, args.groups.as_deref())?;
+    let config = EvalConfig {
+        protocol: args.protocol,
+        data: args.model.data_config(),
+        csv: CsvOptions {
+            columns: None,
+            fill: FillPolicy::None,
+            unordered: args.unordered,
+        },
+        train: args.model.train_config(),
+        detector: args.detector.config()?,
+        retrain_every: args.retrain_every,
+        batch_size: 1024,
+    };
+    let device = args.device.build();
+    let plots = args.out.join("plots");
+    std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
+    let bar = ProgressBar::new(dataset.entries.len() as u64);
+    if std::io::stderr().is_terminal() {
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} series {msg} eta {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    } else {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let started = std::time::Instant::now();
+    let model_for = |features: usize| args.model.model_config(features);
+    let mut outcomes = Vec::with_capacity(dataset.entries.len());
+    for entry in &dataset.entries {
+        bar.set_message(entry.key.clone());
+        let outcome = evaluate_series(entry, &config, &model_for, &device)
+            .with_context(|| format!("evaluating {}", entry.key))?;
+        if !args.no_plots {
+            let name = entry.key.trim_end_matches(".csv").replace('/', "__");
+            anomalyd::eval::plot::draw(&outcome, &plots.join(format!("{name}.png")))?;
+        }
+        tracing::debug!(series = %entry.key, tp = outcome.segment.tp, fp = outcome.segment.fp, r#fn = outcome.segment.fn_, "series done");
+        outcomes.push(outcome);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let report = Report::build(args.protocol, &outcomes);
+    let json_path = args.out.join("report.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", json_path.display()))?;
+    let markdown = report.markdown();
+    std::fs::write(args.out.join("report.md"), &markdown)?;
+    println!("{markdown}");
+    tracing::info!(series = outcomes.len(), seconds = started.elapsed().as_secs_f64(), out = %args.out.display(), "eval done");
     Ok(())
 }
 

@@ -17,6 +17,7 @@ pub mod data;
 pub mod detect;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod score;
 pub mod train;

@@ -48,6 +48,72 @@ pub enum ThresholdConfig {
     Dspot { spot: SpotConfig, depth: usize },
 }
 
+/// The threshold methods, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ThresholdKind {
+    Static,
+    MeanStd,
+    Mad,
+    Telemanom,
+    Pot,
+    Spot,
+    Dspot,
+}
+
+/// Optional overrides of a threshold method's parameters; what is left
+/// `None` takes the method's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ThresholdParams {
+    pub window: Option<usize>,
+    pub k: Option<f64>,
+    pub z_max: Option<f64>,
+    pub prune: Option<f64>,
+    pub risk: Option<f64>,
+    pub init_quantile: Option<f64>,
+    pub calibration: Option<usize>,
+    pub depth: Option<usize>,
+}
+
+impl ThresholdConfig {
+    /// Builds a method from its name and overrides; the defaults live here.
+    pub fn build(kind: ThresholdKind, params: ThresholdParams) -> Self {
+        let spot = SpotConfig {
+            risk: params.risk.unwrap_or(SpotConfig::default().risk),
+            init_quantile: params
+                .init_quantile
+                .unwrap_or(SpotConfig::default().init_quantile),
+            calibration: params
+                .calibration
+                .unwrap_or(SpotConfig::default().calibration),
+            ..SpotConfig::default()
+        };
+        let window = params.window.unwrap_or(2000);
+        match kind {
+            ThresholdKind::Static => Self::Static,
+            ThresholdKind::MeanStd => Self::MeanStd {
+                window,
+                k: params.k.unwrap_or(4.0),
+            },
+            ThresholdKind::Mad => Self::Mad {
+                window,
+                k: params.k.unwrap_or(6.0),
+            },
+            ThresholdKind::Telemanom => Self::Telemanom {
+                window,
+                z_max: params.z_max.unwrap_or(10.0),
+                prune: params.prune.unwrap_or(0.13),
+            },
+            ThresholdKind::Pot => Self::Pot(spot),
+            ThresholdKind::Spot => Self::Spot(spot),
+            ThresholdKind::Dspot => Self::Dspot {
+                spot,
+                depth: params.depth.unwrap_or(50),
+            },
+        }
+    }
+}
+
 /// The whole detector configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,10 +129,7 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
             smoothing: SmoothingConfig::Ewma { alpha: 0.3 },
-            threshold: ThresholdConfig::Mad {
-                window: 2000,
-                k: 6.0,
-            },
+            threshold: ThresholdConfig::build(ThresholdKind::Mad, ThresholdParams::default()),
             events: EventConfig::default(),
             min_history: 100,
         }

@@ -324,7 +324,10 @@ mod tests {
         // SPOT keeps its alarms out of the fit, which censors the tail and
         // pulls the threshold down a little; the alarm rate stays near q.
         let (spot, rate) = run(SpotMode::Spot, 2000);
-        assert!(spot > 5.0 && rate < 5e-3, "SPOT threshold {spot}, alarm rate {rate}");
+        assert!(
+            spot > 5.0 && rate < 5e-3,
+            "SPOT threshold {spot}, alarm rate {rate}"
+        );
     }
 
     #[test]

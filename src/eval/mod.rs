@@ -1,0 +1,434 @@
+//! `anomalyd eval`: train, detect causally and score against labels, the
+//! way the field does.
+//!
+//! Dataset layout (NAB's, generalised): `DIR/data/<group>/<name>.csv`,
+//! `DIR/labels/combined_windows.json` mapping `"<group>/<name>.csv"` to
+//! `[[start, end], ...]` (timestamps written as in the CSV), and optionally
+//! `DIR/train/<group>/<name>.csv` to train that series' model on.
+
+pub mod nab;
+pub mod orion;
+pub mod plot;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::data::csv::parse_timestamp;
+use crate::data::{CsvOptions, Series};
+use crate::detect::{Decision, DetectorConfig, detect_all};
+use crate::error::{Error, Result};
+use crate::model::ModelConfig;
+use crate::score::score_series;
+use crate::train::{DataConfig, TrainConfig, TrainRequest, train};
+use orion::{Counts, Interval};
+
+/// How the detector may learn, and how it is scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Train on the series (or its train file), detect causally, score with
+    /// Orion's overlapping-segment F1.
+    Orion,
+    /// NAB's rules: learn only from the past (the probationary period, then
+    /// optional retraining), scored by the NAB scorer and Orion's F1.
+    Streaming,
+}
+
+/// One labelled series of a dataset.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub group: String,
+    /// `<group>/<name>.csv`, the labels file's key.
+    pub key: String,
+    pub data: PathBuf,
+    pub train: Option<PathBuf>,
+    /// Labelled anomaly windows, in seconds.
+    pub windows: Vec<Interval>,
+}
+
+/// A dataset directory, read and checked.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub root: PathBuf,
+    pub entries: Vec<Entry>,
+}
+
+impl Dataset {
+    /// Reads `root`, keeping only `groups` when given.
+    pub fn open(root: &Path, groups: Option<&[String]>) -> Result<Self> {
+        let labels_path = root.join("labels").join("combined_windows.json");
+        let text = std::fs::read_to_string(&labels_path).map_err(|e| Error::io(&labels_path, e))?;
+        let labels: BTreeMap<String, Vec<Vec<serde_json::Value>>> = serde_json::from_str(&text)
+            .map_err(|e| Error::Data {
+                path: labels_path.clone(),
+                line: e.line() as u64,
+                column: None,
+                reason: format!(
+                    "labels must map \"<group>/<name>.csv\" to [[start, end], ...]: {e}"
+                ),
+            })?;
+        let stamp = |key: &str, value: &serde_json::Value| {
+            let parsed = match value {
+                serde_json::Value::String(s) => parse_timestamp(s),
+                serde_json::Value::Number(n) => n.as_f64(),
+                _ => None,
+            };
+            parsed.ok_or_else(|| Error::Data {
+                path: labels_path.clone(),
+                line: 0,
+                column: Some(key.to_owned()),
+                reason: format!("{value} is not a timestamp"),
+            })
+        };
+        let mut entries = Vec::new();
+        for (key, raw_windows) in &labels {
+            let Some((group, _)) = key.split_once('/') else {
+                return Err(Error::Data {
+                    path: labels_path.clone(),
+                    line: 0,
+                    column: Some(key.clone()),
+                    reason: "keys must look like <group>/<name>.csv".into(),
+                });
+            };
+            if groups.is_some_and(|wanted| !wanted.iter().any(|g| g == group)) {
+                continue;
+            }
+            let mut windows = Vec::with_capacity(raw_windows.len());
+            for pair in raw_windows {
+                let [start, end] = pair.as_slice() else {
+                    return Err(Error::Data {
+                        path: labels_path.clone(),
+                        line: 0,
+                        column: Some(key.clone()),
+                        reason: "each window must be [start, end]".into(),
+                    });
+                };
+                windows.push((stamp(key, start)?, stamp(key, end)?));
+            }
+            let data = root.join("data").join(key);
+            if !data.is_file() {
+                return Err(Error::io(
+                    &data,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "labelled series has no data file",
+                    ),
+                ));
+            }
+            let train = Some(root.join("train").join(key)).filter(|p| p.is_file());
+            entries.push(Entry {
+                group: group.to_owned(),
+                key: key.clone(),
+                data,
+                train,
+                windows,
+            });
+        }
+        if entries.is_empty() {
+            return Err(Error::config(
+                "--groups",
+                format!("no labelled series selected in {}", labels_path.display()),
+            ));
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            entries,
+        })
+    }
+}
+
+/// Everything `eval` needs besides the dataset.
+#[derive(Debug, Clone)]
+pub struct EvalConfig {
+    pub protocol: Protocol,
+    pub data: DataConfig,
+    pub csv: CsvOptions,
+    pub train: TrainConfig,
+    pub detector: DetectorConfig,
+    /// Streaming only: retrain on everything seen so far every this many
+    /// rows after the probationary period.
+    pub retrain_every: Option<usize>,
+    /// Rows per forward pass when scoring.
+    pub batch_size: usize,
+}
+
+/// What one series produced.
+#[derive(Debug, Clone)]
+pub struct SeriesOutcome {
+    pub group: String,
+    pub key: String,
+    pub times: Vec<f64>,
+    /// The first feature, for plots.
+    pub signal: Vec<f64>,
+    pub errors: Vec<Option<f64>>,
+    pub decisions: Vec<Option<Decision>>,
+    pub truth: Vec<Interval>,
+    pub detected: Vec<Interval>,
+    pub segment: Counts,
+    pub point: Counts,
+}
+
+impl SeriesOutcome {
+    /// The per-row anomaly score in [0, 1) handed to NAB's scorer.
+    pub fn nab_scores(&self) -> Vec<f64> {
+        self.decisions
+            .iter()
+            .map(|d| d.map_or(0.0, |d| d.score))
+            .collect()
+    }
+}
+
+fn slice_series(series: &Series, rows: std::ops::Range<usize>) -> Series {
+    let f = series.n_features();
+    Series {
+        source: series.source.clone(),
+        feature_names: series.feature_names.clone(),
+        timestamps: series.timestamps[rows.clone()].to_vec(),
+        times: series.times[rows.clone()].to_vec(),
+        values: series.values[rows.start * f..rows.end * f].to_vec(),
+        sha256: series.sha256.clone(),
+        dropped_rows: 0,
+    }
+}
+
+/// Trains, detects and counts one series.
+pub fn evaluate_series(
+    entry: &Entry,
+    config: &EvalConfig,
+    model_for: &dyn Fn(usize) -> ModelConfig,
+    device: &Device,
+) -> Result<SeriesOutcome> {
+    let series = Series::from_path(&entry.data, &config.csv)?;
+    let model = model_for(series.n_features());
+    let fit = |training: &[Series]| {
+        let request = TrainRequest {
+            data: config.data.clone(),
+            model: model.clone(),
+            train: config.train.clone(),
+        };
+        train(training, &request, device, &mut |_| {})
+    };
+    let rows = series.rows();
+    let mut errors: Vec<Option<f64>> = vec![None; rows];
+    let mut calibrated = Vec::new();
+    match config.protocol {
+        Protocol::Orion => {
+            let training = match &entry.train {
+                Some(path) => Series::from_path(path, &config.csv)?,
+                None => series.clone(),
+            };
+            let trained = fit(std::slice::from_ref(&training))?;
+            for (slot, row) in
+                errors
+                    .iter_mut()
+                    .zip(score_series(&trained, &series, device, config.batch_size)?)
+            {
+                *slot = row.error.map(|e| e.total);
+            }
+            calibrated.push((0, trained.manifest.threshold.value));
+        }
+        Protocol::Streaming => {
+            let probation = nab::probation_rows(rows);
+            let mut start = probation;
+            let step = config.retrain_every.unwrap_or(rows).max(1);
+            while start < rows {
+                let end = (start + step).min(rows);
+                let trained = fit(&[slice_series(&series, 0..start)]).map_err(|e| match e {
+                    Error::Config { field, reason } => Error::Config {
+                        field,
+                        reason: format!(
+                            "{reason} ({}: the first {start} rows are all streaming may learn from)",
+                            entry.key
+                        ),
+                    },
+                    other => other,
+                })?;
+                // Score the rows this model is responsible for, with the
+                // history their windows need.
+                // The first model also scores the probationary rows: they
+                // are never counted, but they warm the detector up.
+                let from = if start == probation {
+                    0
+                } else {
+                    start.saturating_sub(config.data.window - 1)
+                };
+                let part = slice_series(&series, from..end);
+                let scored = score_series(&trained, &part, device, config.batch_size)?;
+                for (offset, row) in scored.into_iter().enumerate() {
+                    if from + offset >= start || start == probation {
+                        errors[from + offset] = row.error.map(|e| e.total);
+                    }
+                }
+                calibrated.push((start, trained.manifest.threshold.value));
+                start = end;
+            }
+        }
+    }
+    // The detector runs over the whole series from the first row; the
+    // static fallback is the threshold of the first model.
+    let fallback = calibrated.first().map_or(f64::INFINITY, |c| c.1);
+    let (decisions, events) = detect_all(&config.detector, fallback, &errors);
+    let times = series.times.clone();
+    let detected: Vec<Interval> = events
+        .iter()
+        .map(|e| (times[e.start], times[e.end]))
+        .collect();
+    let segment = orion::overlap_segment(&entry.windows, &detected);
+    let point = orion::point_counts(&times, &entry.windows, &detected);
+    Ok(SeriesOutcome {
+        group: entry.group.clone(),
+        key: entry.key.clone(),
+        signal: (0..rows).map(|r| series.row(r)[0]).collect(),
+        times,
+        errors,
+        decisions,
+        truth: entry.windows.clone(),
+        detected,
+        segment,
+        point,
+    })
+}
+
+/// Per-group figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupReport {
+    pub tp: u64,
+    pub fp: u64,
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub point_precision: f64,
+    pub point_recall: f64,
+    pub point_f1: f64,
+    pub series: usize,
+}
+
+/// Per-series counts, for finding where the errors are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesReport {
+    pub key: String,
+    pub tp: u64,
+    pub fp: u64,
+    #[serde(rename = "fn")]
+    pub fn_: u64,
+    pub detections: usize,
+}
+
+/// `report.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub protocol: Protocol,
+    pub groups: BTreeMap<String, GroupReport>,
+    /// Mean F1 over the groups that hold at least one labelled window (F1
+    /// is undefined without anything to find).
+    pub mean_f1: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nab: Option<BTreeMap<String, f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nab_details: Option<BTreeMap<String, nab::ProfileResult>>,
+    pub series: Vec<SeriesReport>,
+}
+
+impl Report {
+    pub fn build(protocol: Protocol, outcomes: &[SeriesOutcome]) -> Self {
+        let mut sums: BTreeMap<String, (Counts, Counts, usize)> = BTreeMap::new();
+        for outcome in outcomes {
+            let entry = sums.entry(outcome.group.clone()).or_default();
+            entry.0.add(outcome.segment);
+            entry.1.add(outcome.point);
+            entry.2 += 1;
+        }
+        let groups: BTreeMap<String, GroupReport> = sums
+            .into_iter()
+            .map(|(group, (segment, point, series))| {
+                let report = GroupReport {
+                    tp: segment.tp,
+                    fp: segment.fp,
+                    fn_: segment.fn_,
+                    precision: segment.precision(),
+                    recall: segment.recall(),
+                    f1: segment.f1(),
+                    point_precision: point.precision(),
+                    point_recall: point.recall(),
+                    point_f1: point.f1(),
+                    series,
+                };
+                (group, report)
+            })
+            .collect();
+        let labelled: Vec<f64> = groups
+            .values()
+            .filter(|g| g.tp + g.fn_ > 0)
+            .map(|g| g.f1)
+            .collect();
+        let mean_f1 = labelled.iter().sum::<f64>() / labelled.len().max(1) as f64;
+        let (nab, nab_details) = match protocol {
+            Protocol::Orion => (None, None),
+            Protocol::Streaming => {
+                let corpus: Vec<(nab::NabSeries, Vec<f64>)> = outcomes
+                    .iter()
+                    .map(|o| (nab::NabSeries::new(&o.times, &o.truth), o.nab_scores()))
+                    .collect();
+                let details: BTreeMap<String, nab::ProfileResult> = nab::PROFILES
+                    .iter()
+                    .map(|p| (p.name.to_owned(), nab::score_corpus(&corpus, p)))
+                    .collect();
+                let headline = details
+                    .iter()
+                    .map(|(name, r)| (name.clone(), r.normalized))
+                    .collect();
+                (Some(headline), Some(details))
+            }
+        };
+        let series = outcomes
+            .iter()
+            .map(|o| SeriesReport {
+                key: o.key.clone(),
+                tp: o.segment.tp,
+                fp: o.segment.fp,
+                fn_: o.segment.fn_,
+                detections: o.detected.len(),
+            })
+            .collect();
+        Self {
+            protocol,
+            groups,
+            mean_f1,
+            nab,
+            nab_details,
+            series,
+        }
+    }
+
+    /// `report.md`: the same figures as tables.
+    pub fn markdown(&self) -> String {
+        let mut md = format!("# anomalyd eval ({:?} protocol)\n\n", self.protocol);
+        md.push_str("| group | series | tp | fp | fn | precision | recall | F1 | point F1 |\n");
+        md.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        for (name, g) in &self.groups {
+            md.push_str(&format!(
+                "| {name} | {} | {} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                g.series, g.tp, g.fp, g.fn_, g.precision, g.recall, g.f1, g.point_f1
+            ));
+        }
+        md.push_str(&format!(
+            "\nMean F1 over groups with labelled anomalies: **{:.3}**\n",
+            self.mean_f1
+        ));
+        if let Some(details) = &self.nab_details {
+            md.push_str("\n| NAB profile | score | threshold | raw | null | perfect |\n|---|---|---|---|---|---|\n");
+            for (name, r) in details {
+                md.push_str(&format!(
+                    "| {name} | {:.1} | {:.4} | {:.2} | {:.2} | {:.1} |\n",
+                    r.normalized, r.threshold, r.raw, r.null, r.perfect
+                ));
+            }
+        }
+        md
+    }
+}
