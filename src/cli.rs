@@ -10,7 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use anomalyd::data::{CsvOptions, FillPolicy, OrderPolicy, ScalerKind, Series};
 use anomalyd::detect::{
-    DetectorConfig, EventConfig, SmoothingConfig, ThresholdConfig, ThresholdKind, ThresholdParams,
+    self, DetectorConfig, EventConfig, SmoothingConfig, ThresholdConfig, ThresholdKind,
+    ThresholdParams, detect_all,
 };
 use anomalyd::device::DeviceSpec;
 use anomalyd::eval::{Dataset, EvalConfig, Protocol, Report, evaluate_series};
@@ -256,6 +257,8 @@ pub struct ScoreArgs {
     pub data: PathBuf,
     #[command(flatten)]
     pub csv: CsvArgs,
+    #[command(flatten)]
+    pub detector: DetectorArgs,
     /// Output CSV (`-` for standard output).
     #[arg(long, default_value = "-")]
     pub out: PathBuf,
@@ -274,13 +277,13 @@ pub struct DetectorArgs {
     #[arg(long, value_enum, default_value_t = SmoothingKind::Ewma)]
     pub smoothing: SmoothingKind,
     /// EWMA weight of the newest error.
-    #[arg(long, default_value_t = 0.3)]
+    #[arg(long, default_value_t = detect::DEFAULT_ALPHA)]
     pub alpha: f64,
     /// Trailing-mean smoothing length.
     #[arg(long, default_value_t = 10)]
     pub smooth_window: usize,
     /// Threshold method.
-    #[arg(long, value_enum, default_value_t = ThresholdKind::Mad)]
+    #[arg(long, value_enum, default_value_t = detect::DEFAULT_THRESHOLD)]
     pub threshold: ThresholdKind,
     /// Trailing window of meanstd, mad and telemanom (default 2000).
     #[arg(long)]
@@ -307,16 +310,16 @@ pub struct DetectorArgs {
     #[arg(long)]
     pub drift_depth: Option<usize>,
     /// Points a trailing threshold needs before replacing the static one.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = detect::DEFAULT_MIN_HISTORY)]
     pub min_history: usize,
     /// Flagged points needed before a run is an event.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = detect::DEFAULT_EVENTS.min_length)]
     pub min_length: usize,
     /// Unflagged points allowed inside one event.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = detect::DEFAULT_EVENTS.merge_gap)]
     pub merge_gap: usize,
     /// Points after an event during which new flags are ignored.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = detect::DEFAULT_EVENTS.cooldown)]
     pub cooldown: usize,
 }
 
@@ -505,6 +508,9 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
     }
     let series = read_all(std::slice::from_ref(&args.data), &options)?.remove(0);
     let rows = score_series(&model, &series, &device, args.batch_size)?;
+    let errors: Vec<Option<f64>> = rows.iter().map(|r| r.as_ref().map(|e| e.total)).collect();
+    let detector = args.detector.config()?;
+    let (decisions, events) = detect_all(&detector, model.manifest.threshold.value, &errors);
     let sink: Box<dyn Write> = if args.out == Path::new("-") {
         Box::new(std::io::stdout().lock())
     } else {
@@ -519,41 +525,34 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
     if multivariate {
         header.extend(series.feature_names.iter().map(|n| format!("error_{n}")));
     }
-    header.push("anomaly".to_owned());
+    header.extend(["score", "threshold", "anomaly"].map(str::to_owned));
     writer.write_record(&header)?;
-    let mut flagged = 0usize;
-    for (stamp, row) in series.timestamps.iter().zip(&rows) {
+    let blank = 1 + if multivariate { series.n_features() } else { 0 } + 3;
+    for ((stamp, row), decision) in series.timestamps.iter().zip(&rows).zip(&decisions) {
         let mut record = vec![stamp.clone()];
-        match &row.error {
-            Some(error) => {
+        match (row, decision) {
+            (Some(error), Some(decision)) => {
                 record.push(error.total.to_string());
                 if multivariate {
                     record.extend(error.per_feature.iter().map(f64::to_string));
                 }
+                record.push(format!("{:.6}", decision.score));
+                record.push(decision.threshold.to_string());
+                record.push(u8::from(decision.anomalous).to_string());
             }
-            None => record.extend(std::iter::repeat_n(
-                String::new(),
-                1 + if multivariate { series.n_features() } else { 0 },
-            )),
+            _ => record.extend(std::iter::repeat_n(String::new(), blank)),
         }
-        let flag = match row.anomalous {
-            Some(true) => {
-                flagged += 1;
-                "1"
-            }
-            Some(false) => "0",
-            None => "",
-        };
-        record.push(flag.to_owned());
         writer.write_record(&record)?;
     }
     writer.flush()?;
-    tracing::info!(
-        rows = rows.len(),
-        flagged,
-        threshold = model.manifest.threshold.value,
-        "scored"
-    );
+    for event in &events {
+        tracing::info!(
+            start = %series.timestamps[event.start],
+            end = %series.timestamps[event.end],
+            "anomaly event"
+        );
+    }
+    tracing::info!(rows = rows.len(), events = events.len(), "scored");
     Ok(())
 }
 

@@ -51,22 +51,15 @@ pub fn window_errors(
     Ok(errors)
 }
 
-/// The score of one input row: the window that ends at it, if there is one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RowScore {
-    pub error: Option<WindowError>,
-    /// Whether the error exceeds the artifact's threshold.
-    pub anomalous: Option<bool>,
-}
-
-/// Scores every row of `series` with a stride-1 sliding window; the first
-/// `T - 1` rows have no window of their own.
+/// Scores every row of `series` with a stride-1 sliding window: each row
+/// gets the error of the window that ends at it; the first `T - 1` rows have
+/// none.
 pub fn score_series(
     model: &TrainedModel,
     series: &Series,
     device: &Device,
     batch_size: usize,
-) -> Result<Vec<RowScore>> {
+) -> Result<Vec<Option<WindowError>>> {
     let spec = &model.manifest.windowing;
     if series.feature_names.len() != spec.feature_names.len() {
         return Err(Error::Shape(format!(
@@ -90,17 +83,8 @@ pub fn score_series(
         spec.feature_names.len(),
     );
     let errors = window_errors(&model.network, &windows, device, batch_size)?;
-    let threshold = model.manifest.threshold.value;
     let lead = series.rows().min(spec.window - 1);
-    let mut rows: Vec<RowScore> = (0..lead)
-        .map(|_| RowScore {
-            error: None,
-            anomalous: None,
-        })
-        .collect();
-    rows.extend(errors.into_iter().map(|error| RowScore {
-        anomalous: Some(error.total > threshold),
-        error: Some(error),
-    }));
+    let mut rows: Vec<Option<WindowError>> = vec![None; lead];
+    rows.extend(errors.into_iter().map(Some));
     Ok(rows)
 }

@@ -60,14 +60,14 @@ fn train_score_inspect_on_a_nab_series() {
         input_rows,
         "one output row per input row, plus the header"
     );
-    assert_eq!(lines[0], "timestamp,error,anomaly");
+    assert_eq!(lines[0], "timestamp,error,score,threshold,anomaly");
     assert!(
         lines[1].starts_with("2014-04-01 00:00:00,,"),
         "{}",
         lines[1]
     );
     assert!(
-        lines[23].ends_with(",,"),
+        lines[23].ends_with(",,,,"),
         "row 23 has no full window yet: {}",
         lines[23]
     );
@@ -77,7 +77,18 @@ fn train_score_inspect_on_a_nab_series() {
         "{}",
         lines[24]
     );
-    assert!(matches!(fields[2], "0" | "1"), "{}", lines[24]);
+    let score = fields[2].parse::<f64>().unwrap_or(-1.0);
+    assert!(
+        (0.0..1.0).contains(&score),
+        "score in [0, 1): {}",
+        lines[24]
+    );
+    assert!(
+        fields[3].parse::<f64>().is_ok_and(|t| t > 0.0),
+        "{}",
+        lines[24]
+    );
+    assert!(matches!(fields[4], "0" | "1"), "{}", lines[24]);
     let flagged = lines[1..].iter().filter(|l| l.ends_with(",1")).count();
     assert!(
         flagged > 0,

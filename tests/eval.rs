@@ -22,9 +22,34 @@ fn write_dataset(root: &Path) {
     };
     let mut labels = serde_json::Map::new();
     let cases = [
-        ("spiky", "a", Injection::Spike { at: 1500, size: 4.0 }, 11),
-        ("spiky", "b", Injection::Spike { at: 1300, size: -4.0 }, 12),
-        ("shifty", "c", Injection::Shift { from: 1400, to: 1500, size: 2.0 }, 13),
+        (
+            "spiky",
+            "a",
+            Injection::Spike {
+                at: 1500,
+                size: 4.0,
+            },
+            11,
+        ),
+        (
+            "spiky",
+            "b",
+            Injection::Spike {
+                at: 1300,
+                size: -4.0,
+            },
+            12,
+        ),
+        (
+            "shifty",
+            "c",
+            Injection::Shift {
+                from: 1400,
+                to: 1500,
+                size: 2.0,
+            },
+            13,
+        ),
     ];
     for (group, name, injection, seed) in cases {
         let dir = root.join("data").join(group);
@@ -32,7 +57,8 @@ fn write_dataset(root: &Path) {
         let values = seasonal(2000, 1, seed, &[injection]);
         std::fs::write(dir.join(format!("{name}.csv")), csv_text(&values, 1)).ok();
         let span = injection.span();
-        let window = serde_json::json!([[stamp(span.start.saturating_sub(20)), stamp(span.end + 20)]]);
+        let window =
+            serde_json::json!([[stamp(span.start.saturating_sub(20)), stamp(span.end + 20)]]);
         labels.insert(format!("{group}/{name}.csv"), window);
     }
     // A group without anomalies: only false positives can happen there.
@@ -52,7 +78,16 @@ fn run_eval(root: &Path, out: &Path, protocol: &str) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
         .args(["eval", "--dataset"])
         .arg(root)
-        .args(["--protocol", protocol, "--window", "16", "--kind", "dense", "--epochs", "10"])
+        .args([
+            "--protocol",
+            protocol,
+            "--window",
+            "16",
+            "--kind",
+            "dense",
+            "--epochs",
+            "10",
+        ])
         .args(["--threshold", "static", "--out"])
         .arg(out)
         .env("ANOMALYD_LOG", "warn")
@@ -76,7 +111,10 @@ fn orion_and_streaming_reports_find_the_injected_anomalies() {
     let out = dir.path().join("orion");
     let report = run_eval(&root, &out, "orion");
     assert_eq!(report["protocol"], "orion");
-    assert!(report.get("nab").is_none(), "nab scores only come with streaming");
+    assert!(
+        report.get("nab").is_none(),
+        "nab scores only come with streaming"
+    );
     for group in ["spiky", "shifty"] {
         let g = &report["groups"][group];
         let tp = g["tp"].as_u64().unwrap_or(0);
@@ -84,12 +122,20 @@ fn orion_and_streaming_reports_find_the_injected_anomalies() {
         assert!(tp >= 1 && (0.0..=1.0).contains(&f1), "{group}: {g}");
         assert!(g["point_f1"].as_f64().is_some(), "{g}");
     }
-    assert_eq!(report["groups"]["spiky"]["tp"].as_u64(), Some(2), "{}", report["groups"]);
+    assert_eq!(
+        report["groups"]["spiky"]["tp"].as_u64(),
+        Some(2),
+        "{}",
+        report["groups"]
+    );
     let mean = report["mean_f1"].as_f64().unwrap_or(-1.0);
     let by_hand = (report["groups"]["spiky"]["f1"].as_f64().unwrap_or(0.0)
         + report["groups"]["shifty"]["f1"].as_f64().unwrap_or(0.0))
         / 2.0;
-    assert!((mean - by_hand).abs() < 1e-12, "mean_f1 {mean} skips the unlabelled group");
+    assert!(
+        (mean - by_hand).abs() < 1e-12,
+        "mean_f1 {mean} skips the unlabelled group"
+    );
     for name in ["spiky__a", "spiky__b", "shifty__c", "quiet__q"] {
         let png = std::fs::read(out.join("plots").join(format!("{name}.png"))).unwrap_or_default();
         assert!(png.starts_with(b"\x89PNG"), "{name}.png is not a PNG");

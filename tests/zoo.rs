@@ -50,7 +50,7 @@ fn auc_for(model: &TrainedModel, injection: Injection) -> f64 {
     let span = injection.span();
     let (mut positives, mut negatives) = (Vec::new(), Vec::new());
     for (end, row) in rows.iter().enumerate() {
-        let Some(error) = &row.error else { continue };
+        let Some(error) = row else { continue };
         let start = end + 1 - WINDOW;
         let overlap = span.end.min(end + 1).saturating_sub(span.start.max(start));
         let needed = span.len().min(WINDOW).div_ceil(2);

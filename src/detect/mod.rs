@@ -125,13 +125,28 @@ pub struct DetectorConfig {
     pub min_history: usize,
 }
 
+/// The default method, chosen by measurement on NAB (see the README):
+/// trailing mean + 4σ over 2000 points on the EWMA(0.3)-smoothed error,
+/// with flags up to 50 points apart merged into one event and 100 quiet
+/// points after each event.
+pub const DEFAULT_THRESHOLD: ThresholdKind = ThresholdKind::MeanStd;
+pub const DEFAULT_ALPHA: f64 = 0.3;
+pub const DEFAULT_EVENTS: EventConfig = EventConfig {
+    min_length: 1,
+    merge_gap: 50,
+    cooldown: 100,
+};
+pub const DEFAULT_MIN_HISTORY: usize = 100;
+
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
-            smoothing: SmoothingConfig::Ewma { alpha: 0.3 },
-            threshold: ThresholdConfig::build(ThresholdKind::Mad, ThresholdParams::default()),
-            events: EventConfig::default(),
-            min_history: 100,
+            smoothing: SmoothingConfig::Ewma {
+                alpha: DEFAULT_ALPHA,
+            },
+            threshold: ThresholdConfig::build(DEFAULT_THRESHOLD, ThresholdParams::default()),
+            events: DEFAULT_EVENTS,
+            min_history: DEFAULT_MIN_HISTORY,
         }
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::csv::parse_timestamp;
 use crate::data::{CsvOptions, Series};
-use crate::detect::{Decision, DetectorConfig, detect_all};
+use crate::detect::{Decision, DetectorConfig, EventChange, detect_all};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::score::score_series;
@@ -172,11 +172,23 @@ pub struct SeriesOutcome {
 }
 
 impl SeriesOutcome {
-    /// The per-row anomaly score in [0, 1) handed to NAB's scorer.
+    /// The per-row anomaly score handed to NAB's scorer: the detector's
+    /// score where an event starts, 0 elsewhere. NAB rewards the earliest
+    /// detection in a window and charges every detection outside one, so an
+    /// event is reported once, when it is confirmed, as an operator would
+    /// be paged once.
     pub fn nab_scores(&self) -> Vec<f64> {
         self.decisions
             .iter()
-            .map(|d| d.map_or(0.0, |d| d.score))
+            .map(|d| match d {
+                Some(
+                    d @ Decision {
+                        event: Some(EventChange::Started { .. }),
+                        ..
+                    },
+                ) => d.score,
+                _ => 0.0,
+            })
             .collect()
     }
 }
@@ -226,7 +238,7 @@ pub fn evaluate_series(
                     .iter_mut()
                     .zip(score_series(&trained, &series, device, config.batch_size)?)
             {
-                *slot = row.error.map(|e| e.total);
+                *slot = row.map(|e| e.total);
             }
             calibrated.push((0, trained.manifest.threshold.value));
         }
@@ -259,7 +271,7 @@ pub fn evaluate_series(
                 let scored = score_series(&trained, &part, device, config.batch_size)?;
                 for (offset, row) in scored.into_iter().enumerate() {
                     if from + offset >= start || start == probation {
-                        errors[from + offset] = row.error.map(|e| e.total);
+                        errors[from + offset] = row.map(|e| e.total);
                     }
                 }
                 calibrated.push((start, trained.manifest.threshold.value));
