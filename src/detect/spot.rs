@@ -61,7 +61,7 @@ fn reduced_likelihood(peaks: &[f64], theta: f64) -> Option<(f64, Gpd)> {
     }
     let shape = log_sum / n;
     let scale = shape / theta;
-    if !(scale > 0.0) || shape.abs() < 1e-12 {
+    if scale.is_nan() || scale <= 0.0 || shape.abs() < 1e-12 {
         return None;
     }
     Some((
