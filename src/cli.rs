@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use anomalyd::config::ServeConfig;
 use anomalyd::data::{CsvOptions, FillPolicy, OrderPolicy, ScalerKind, Series};
 use anomalyd::detect::{
     self, DetectorConfig, EventConfig, SmoothingConfig, ThresholdConfig, ThresholdKind,
@@ -24,6 +25,7 @@ use anomalyd::score::score_series;
 use anomalyd::train::{
     Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest, train,
 };
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +37,15 @@ use anomalyd::train::{
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +65,11 @@ pub enum Command {
         after_help = "Example:\n  anomalyd eval --dataset ../shared/data/nab --protocol orion \\\n      --groups artificialWithAnomaly,realAWSCloudwatch --kind dense --out eval-out"
     )]
     Eval(EvalArgs),
+    /// Run the daemon: consume Kafka, score windows, export metrics and anomaly events.
+    #[command(
+        after_help = "Examples:\n  anomalyd serve --config anomalyd.toml\n  anomalyd serve --brokers localhost:9092 --topic metrics --group anomalyd \\\n      --model models/machine-temp --listen 127.0.0.1:9898"
+    )]
+    Serve(ServeArgs),
     /// Print a model artifact's manifest for a human.
     #[command(
         after_help = "Example:\n  anomalyd inspect models/machine-temp\n  anomalyd inspect models/machine-temp --json"
@@ -396,6 +412,76 @@ pub struct EvalArgs {
     pub device: DeviceSpec,
 }
 
+/// Flags and `ANOMALYD_*` variables override the config file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config file (every field documented in the README).
+    #[arg(long, env = "ANOMALYD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, host:port[,host:port].
+    #[arg(long, env = "ANOMALYD_BROKERS")]
+    pub brokers: Option<String>,
+    /// Input topic; repeat or separate with commas; `^regex` subscribes by pattern.
+    #[arg(long = "topic", env = "ANOMALYD_TOPICS", value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Consumer group id.
+    #[arg(long, env = "ANOMALYD_GROUP")]
+    pub group: Option<String>,
+    /// Model artifact directory.
+    #[arg(long, env = "ANOMALYD_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Bind address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "ANOMALYD_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Topic for anomaly events.
+    #[arg(long, env = "ANOMALYD_EVENTS_TOPIC")]
+    pub events_topic: Option<String>,
+    /// Topic for invalid messages.
+    #[arg(long, env = "ANOMALYD_DEAD_LETTER_TOPIC")]
+    pub dead_letter_topic: Option<String>,
+    /// Compute device.
+    #[arg(long, env = "ANOMALYD_DEVICE")]
+    pub device: Option<DeviceSpec>,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Result<ServeConfig> {
+        let mut config = match &self.config {
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
+        };
+        if let Some(brokers) = &self.brokers {
+            config.kafka.brokers.clone_from(brokers);
+        }
+        if !self.topics.is_empty() {
+            config.kafka.topics.clone_from(&self.topics);
+        }
+        if let Some(group) = &self.group {
+            config.kafka.group_id.clone_from(group);
+        }
+        if let Some(model) = &self.model {
+            config.model.path.clone_from(model);
+        }
+        if let Some(listen) = self.listen {
+            config.http.listen = listen;
+        }
+        if self.events_topic.is_some() {
+            config.kafka.events_topic.clone_from(&self.events_topic);
+        }
+        if self.dead_letter_topic.is_some() {
+            config
+                .kafka
+                .dead_letter_topic
+                .clone_from(&self.dead_letter_topic);
+        }
+        if let Some(device) = self.device {
+            config.model.device = device.to_string();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Model artifact directory.
@@ -410,6 +496,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => run_train(&args),
         Command::Score(args) => run_score(&args),
         Command::Eval(args) => run_eval(&args),
+        Command::Serve(args) => run_serve(&args),
         Command::Inspect(args) => run_inspect(&args),
     }
 }
@@ -608,6 +695,37 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     println!("{markdown}");
     tracing::info!(series = outcomes.len(), seconds = started.elapsed().as_secs_f64(), out = %args.out.display(), "eval done");
     Ok(())
+}
+
+fn run_serve(args: &ServeArgs) -> Result<()> {
+    let config = args.config()?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let running = anomalyd::serve::start(config, shutdown.clone()).await?;
+        let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+        let outcome = running.task.await.context("the pipeline task panicked")?;
+        signals.abort();
+        outcome?;
+        Ok(())
+    })
+}
+
+/// SIGTERM (Kubernetes) or SIGINT (a terminal) starts the drain.
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+    }
+    shutdown.cancel();
 }
 
 fn run_inspect(args: &InspectArgs) -> Result<()> {

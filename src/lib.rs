@@ -13,13 +13,16 @@
 //!
 //! The tensor device is built in one place, [`device`].
 
+pub mod config;
 pub mod data;
 pub mod detect;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod metrics;
 pub mod model;
 pub mod score;
+pub mod serve;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -116,7 +116,7 @@ impl ThresholdConfig {
 
 /// The whole detector configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct DetectorConfig {
     pub smoothing: SmoothingConfig,
     pub threshold: ThresholdConfig,

@@ -1,0 +1,318 @@
+//! The daemon's configuration: `anomalyd serve --config anomalyd.toml`.
+//!
+//! Plain documented data with defaults; [`ServeConfig::validate`] checks the
+//! cross-field rules at start-up and names the offending field.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::DetectorConfig;
+use crate::error::{Error, Result};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServeConfig {
+    /// Where samples come from and where events go.
+    pub kafka: KafkaConfig,
+    /// The model artifact that scores every series.
+    pub model: ModelSource,
+    /// Micro-batching of windows for inference.
+    pub scoring: ScoringConfig,
+    /// Per-series state limits.
+    pub series: SeriesConfig,
+    /// How reconstruction errors become anomalies (see `anomalyd::detect`).
+    pub detector: DetectorConfig,
+    /// The HTTP endpoints: /metrics, /healthz, /readyz.
+    pub http: HttpConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+}
+
+/// Payload encoding of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadFormat {
+    /// `{"series": "...", "ts": <RFC 3339 or epoch ms>, "values": [..]}` or `"value": x`.
+    #[default]
+    Json,
+}
+
+/// Kafka input and output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`: comma-separated `host:port` list.
+    pub brokers: String,
+    /// Consumer group id; replicas in one group share the partitions.
+    pub group_id: String,
+    /// Topics to consume. A name starting with `^` is a regex subscription.
+    pub topics: Vec<String>,
+    /// Payload format of the input topics.
+    pub format: PayloadFormat,
+    /// Topic that receives anomaly events (JSON); none when unset.
+    pub events_topic: Option<String>,
+    /// Topic that receives invalid messages, with the reason in the
+    /// `anomalyd-reason` header; none when unset.
+    pub dead_letter_topic: Option<String>,
+    /// Messages larger than this many bytes are rejected as `oversized`.
+    pub max_message_bytes: usize,
+    /// Any librdkafka property, passed through as is (SASL, TLS, timeouts).
+    /// The offset-management properties are set by anomalyd and refused here.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "localhost:9092".into(),
+            group_id: "anomalyd".into(),
+            topics: Vec::new(),
+            format: PayloadFormat::Json,
+            events_topic: None,
+            dead_letter_topic: None,
+            max_message_bytes: 1 << 20,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where the model comes from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSource {
+    /// Artifact directory written by `anomalyd train`.
+    pub path: PathBuf,
+    /// Compute device: `cpu`.
+    pub device: String,
+}
+
+/// Micro-batching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    /// A batch closes at this many windows...
+    pub max_batch: usize,
+    /// ...or this many milliseconds after its first message, whichever first.
+    pub max_wait_ms: u64,
+    /// Score every `stride`-th point of each series.
+    pub stride: usize,
+    /// Batches queued between stages; a slow model slows the consumer.
+    pub queue_batches: usize,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 256,
+            max_wait_ms: 50,
+            stride: 1,
+            queue_batches: 4,
+        }
+    }
+}
+
+/// Per-series state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SeriesConfig {
+    /// Series tracked at once; the least recently seen is evicted beyond it.
+    pub max_series: usize,
+    /// A gap between samples longer than this resets the series' window.
+    pub max_gap_seconds: f64,
+    /// Series with their own metric labels; the rest share `__overflow__`.
+    pub max_series_labels: usize,
+}
+
+impl Default for SeriesConfig {
+    fn default() -> Self {
+        Self {
+            max_series: 100_000,
+            max_gap_seconds: 3600.0,
+            max_series_labels: 1000,
+        }
+    }
+}
+
+/// HTTP endpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Bind address of /metrics, /healthz and /readyz.
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 9898)),
+        }
+    }
+}
+
+/// Shutdown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Time allowed to drain in-flight batches and commit after SIGTERM.
+    /// Keep it below Kafka's session timeout and Kubernetes' grace period.
+    pub drain_deadline_seconds: f64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            drain_deadline_seconds: 20.0,
+        }
+    }
+}
+
+/// Properties anomalyd owns for at-least-once delivery.
+const RESERVED_PROPERTIES: [&str; 4] = [
+    "enable.auto.offset.store",
+    "enable.auto.commit",
+    "group.id",
+    "bootstrap.servers",
+];
+
+impl ServeConfig {
+    /// Reads a TOML file; unknown fields and type errors name the field.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        toml::from_str(&text).map_err(|e| Error::Config {
+            field: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Checks every rule that crosses fields or needs a value.
+    pub fn validate(&self) -> Result<()> {
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return Err(Error::config("kafka.brokers", "is empty"));
+        }
+        if k.group_id.trim().is_empty() {
+            return Err(Error::config("kafka.group_id", "is empty"));
+        }
+        if k.topics.is_empty() {
+            return Err(Error::config("kafka.topics", "name at least one topic"));
+        }
+        if k.max_message_bytes == 0 {
+            return Err(Error::config("kafka.max_message_bytes", "must be positive"));
+        }
+        for key in k.properties.keys() {
+            if RESERVED_PROPERTIES.contains(&key.as_str()) {
+                return Err(Error::config(
+                    format!("kafka.properties.{key}"),
+                    "is set by anomalyd (use kafka.brokers / kafka.group_id for those)",
+                ));
+            }
+        }
+        if self.model.path.as_os_str().is_empty() {
+            return Err(Error::config("model.path", "is empty"));
+        }
+        let s = &self.scoring;
+        if s.max_batch == 0 {
+            return Err(Error::config("scoring.max_batch", "must be positive"));
+        }
+        if s.stride == 0 {
+            return Err(Error::config("scoring.stride", "must be positive"));
+        }
+        if s.queue_batches == 0 {
+            return Err(Error::config("scoring.queue_batches", "must be positive"));
+        }
+        if self.series.max_series == 0 {
+            return Err(Error::config("series.max_series", "must be positive"));
+        }
+        if self.series.max_gap_seconds.is_nan() || self.series.max_gap_seconds <= 0.0 {
+            return Err(Error::config("series.max_gap_seconds", "must be positive"));
+        }
+        if self.shutdown.drain_deadline_seconds.is_nan()
+            || self.shutdown.drain_deadline_seconds <= 0.0
+        {
+            return Err(Error::config(
+                "shutdown.drain_deadline_seconds",
+                "must be positive",
+            ));
+        }
+        self.detector.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> std::result::Result<ServeConfig, String> {
+        toml::from_str::<ServeConfig>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_minimal_file_takes_the_defaults() {
+        let config = parse("[kafka]\ntopics = [\"m\"]\n[model]\npath = \"models/a\"\n");
+        let config = config.unwrap_or_default();
+        assert_eq!(config.kafka.topics, vec!["m".to_string()]);
+        assert_eq!(config.scoring, ScoringConfig::default());
+        assert_eq!(config.http.listen.port(), 9898);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn the_shipped_example_parses_validates_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/anomalyd.toml");
+        let config = ServeConfig::from_file(&path).map_err(|e| e.to_string());
+        let config = config.unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.validate().is_ok());
+        assert_eq!(config.scoring, ScoringConfig::default());
+        assert_eq!(config.series, SeriesConfig::default());
+        assert_eq!(config.detector, DetectorConfig::default());
+        assert_eq!(config.shutdown, ShutdownConfig::default());
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_name_the_field() {
+        let message = parse("[kafka]\ntopicz = [\"m\"]\n")
+            .err()
+            .unwrap_or_default();
+        assert!(message.contains("topicz"), "{message}");
+        let config = ServeConfig {
+            kafka: KafkaConfig {
+                topics: vec!["m".into()],
+                ..KafkaConfig::default()
+            },
+            model: ModelSource {
+                path: "m".into(),
+                device: "cpu".into(),
+            },
+            scoring: ScoringConfig {
+                max_batch: 0,
+                ..ScoringConfig::default()
+            },
+            ..ServeConfig::default()
+        };
+        let message = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("scoring.max_batch"), "{message}");
+        let mut reserved = config.clone();
+        reserved.scoring = ScoringConfig::default();
+        reserved
+            .kafka
+            .properties
+            .insert("enable.auto.commit".into(), "true".into());
+        let message = reserved
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("kafka.properties.enable.auto.commit"),
+            "{message}"
+        );
+    }
+}

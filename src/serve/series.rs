@@ -1,0 +1,247 @@
+//! Per-series state: the normalised window buffer, the causal detector and
+//! the open event. The table is bounded: beyond `max_series`, the series
+//! seen least recently are evicted.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::data::Scaler;
+use crate::detect::{Detector, DetectorConfig};
+
+/// What a new sample did to its series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admission {
+    /// A full window to score, `[T, F]` row-major, normalised.
+    Window(Vec<f32>),
+    /// Not enough samples yet for a window.
+    Warming,
+    /// Between strides.
+    Skipped,
+    /// Older than (or as old as) the series' last sample: dropped.
+    OutOfOrder,
+}
+
+/// An anomaly event that has started and not ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenEvent {
+    pub start_time: f64,
+    pub peak_score: f64,
+    pub peak_threshold: f64,
+    /// Per-feature errors at the peak.
+    pub peak_contributions: Vec<f64>,
+}
+
+#[derive(Debug)]
+pub struct SeriesState {
+    buffer: VecDeque<f32>,
+    last_time: Option<f64>,
+    /// Full windows to skip before the next one is scored.
+    until_next: usize,
+    pub detector: Detector,
+    pub open_event: Option<OpenEvent>,
+    /// The partition the series last arrived on, to drop state on revoke.
+    pub partition: (String, i32),
+    last_seen: u64,
+}
+
+/// Counters the table reports back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TableEvents {
+    pub gap_resets: u64,
+    pub evicted: u64,
+}
+
+pub struct SeriesTable {
+    series: HashMap<String, SeriesState>,
+    window: usize,
+    features: usize,
+    stride: usize,
+    max_series: usize,
+    max_gap_seconds: f64,
+    detector: DetectorConfig,
+    calibrated_threshold: f64,
+    clock: u64,
+    pub events: TableEvents,
+}
+
+impl SeriesTable {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        window: usize,
+        features: usize,
+        stride: usize,
+        max_series: usize,
+        max_gap_seconds: f64,
+        detector: DetectorConfig,
+        calibrated_threshold: f64,
+    ) -> Self {
+        Self {
+            series: HashMap::new(),
+            window,
+            features,
+            stride: stride.max(1),
+            max_series: max_series.max(1),
+            max_gap_seconds,
+            detector,
+            calibrated_threshold,
+            clock: 0,
+            events: TableEvents::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+
+    pub fn get_mut(&mut self, series: &str) -> Option<&mut SeriesState> {
+        self.series.get_mut(series)
+    }
+
+    /// Adds a normalised sample; returns what it did.
+    pub fn admit(
+        &mut self,
+        series: &str,
+        time: f64,
+        normalised: &[f32],
+        partition: (&str, i32),
+    ) -> Admission {
+        self.clock += 1;
+        if !self.series.contains_key(series) {
+            if self.series.len() >= self.max_series {
+                self.evict();
+            }
+            self.series.insert(
+                series.to_owned(),
+                SeriesState {
+                    buffer: VecDeque::with_capacity(self.window * self.features),
+                    last_time: None,
+                    until_next: 0,
+                    detector: Detector::new(&self.detector, self.calibrated_threshold),
+                    open_event: None,
+                    partition: (partition.0.to_owned(), partition.1),
+                    last_seen: self.clock,
+                },
+            );
+        }
+        let (window, features, stride, max_gap) = (
+            self.window,
+            self.features,
+            self.stride,
+            self.max_gap_seconds,
+        );
+        let Some(state) = self.series.get_mut(series) else {
+            return Admission::Warming;
+        };
+        state.last_seen = self.clock;
+        if state.partition.1 != partition.1 || state.partition.0 != partition.0 {
+            state.partition = (partition.0.to_owned(), partition.1);
+        }
+        if let Some(last) = state.last_time {
+            if time <= last {
+                return Admission::OutOfOrder;
+            }
+            if time - last > max_gap {
+                state.buffer.clear();
+                state.until_next = 0;
+                self.events.gap_resets += 1;
+            }
+        }
+        state.last_time = Some(time);
+        state.buffer.extend(normalised.iter().copied());
+        while state.buffer.len() > window * features {
+            state.buffer.pop_front();
+        }
+        if state.buffer.len() < window * features {
+            return Admission::Warming;
+        }
+        if state.until_next > 0 {
+            state.until_next -= 1;
+            return Admission::Skipped;
+        }
+        state.until_next = stride - 1;
+        Admission::Window(state.buffer.iter().copied().collect())
+    }
+
+    /// Drops the least recently seen tenth of the table (at least one).
+    fn evict(&mut self) {
+        let mut ages: Vec<u64> = self.series.values().map(|s| s.last_seen).collect();
+        let count = (self.series.len() / 10).max(1);
+        let (_, cutoff, _) = ages.select_nth_unstable(count - 1);
+        let cutoff = *cutoff;
+        let before = self.series.len();
+        self.series.retain(|_, s| s.last_seen > cutoff);
+        self.events.evicted += (before - self.series.len()) as u64;
+    }
+
+    /// Forgets the series that last arrived on any of `partitions`.
+    pub fn drop_partitions(&mut self, partitions: &[(String, i32)]) -> usize {
+        let before = self.series.len();
+        self.series
+            .retain(|_, s| !partitions.contains(&s.partition));
+        before - self.series.len()
+    }
+}
+
+/// Normalises one sample with the artifact's scaler.
+pub fn normalise(scaler: &Scaler, values: &[f64]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(values.len());
+    scaler.transform_into(values, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(stride: usize, max_series: usize) -> SeriesTable {
+        SeriesTable::new(
+            3,
+            1,
+            stride,
+            max_series,
+            10.0,
+            DetectorConfig::default(),
+            1.0,
+        )
+    }
+
+    fn admit(t: &mut SeriesTable, series: &str, time: f64, value: f32) -> Admission {
+        t.admit(series, time, &[value], ("topic", 0))
+    }
+
+    #[test]
+    fn windows_fill_slide_and_respect_stride_order_and_gaps() {
+        let mut t = table(2, 10);
+        assert_eq!(admit(&mut t, "a", 1.0, 1.0), Admission::Warming);
+        assert_eq!(admit(&mut t, "a", 2.0, 2.0), Admission::Warming);
+        assert_eq!(
+            admit(&mut t, "a", 3.0, 3.0),
+            Admission::Window(vec![1.0, 2.0, 3.0])
+        );
+        assert_eq!(admit(&mut t, "a", 4.0, 4.0), Admission::Skipped);
+        assert_eq!(
+            admit(&mut t, "a", 5.0, 5.0),
+            Admission::Window(vec![3.0, 4.0, 5.0])
+        );
+        assert_eq!(admit(&mut t, "a", 5.0, 9.0), Admission::OutOfOrder);
+        assert_eq!(admit(&mut t, "a", 4.5, 9.0), Admission::OutOfOrder);
+        // A gap over 10 s restarts the window.
+        assert_eq!(admit(&mut t, "a", 30.0, 6.0), Admission::Warming);
+        assert_eq!(t.events.gap_resets, 1);
+    }
+
+    #[test]
+    fn the_table_stays_bounded_and_evicts_the_stalest() {
+        let mut t = table(1, 100);
+        for i in 0..1000 {
+            admit(&mut t, &format!("s{i}"), 1.0, 0.0);
+            admit(&mut t, "hot", f64::from(i) + 1.0, 0.0);
+        }
+        assert!(t.len() <= 100, "{}", t.len());
+        assert!(t.get_mut("hot").is_some(), "the busiest series was evicted");
+        assert!(t.events.evicted >= 900);
+    }
+}

@@ -1,0 +1,298 @@
+//! The daemon end to end on rdkafka's in-process mock cluster: samples in,
+//! metrics, anomaly events and committed offsets out.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use anomalyd::config::{KafkaConfig, ModelSource, ScoringConfig, ServeConfig};
+use anomalyd::device::DeviceSpec;
+use anomalyd::model::{DenseAeConfig, ModelConfig};
+use anomalyd::serve::AnomalyEvent;
+use anomalyd::train::{TrainRequest, train};
+use common::{WINDOW, data_config, series, train_config};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+const ROWS: usize = 400;
+const SPIKE_AT: usize = 300;
+const START_MS: i64 = 1_700_000_000_000;
+
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return (0, String::new());
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    (status, body)
+}
+
+/// The value of the sample line that starts with `prefix` (name and
+/// labels), or 0 when there is none.
+fn metric(body: &str, prefix: &str) -> f64 {
+    body.lines()
+        .find(|line| line.starts_with(prefix) && line[prefix.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn trained_model(dir: &std::path::Path) {
+    let device = DeviceSpec::Cpu.build();
+    let data = series("train.csv", &common::seasonal(1200, 1, 1, &[]), 1);
+    let request = TrainRequest {
+        data: data_config(),
+        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 6)),
+        train: train_config(15),
+    };
+    let mut model = train(&[data], &request, &device, &mut |_| {})
+        .unwrap_or_else(|e| panic!("training failed: {e}"));
+    model
+        .save(dir)
+        .unwrap_or_else(|e| panic!("save failed: {e}"));
+}
+
+async fn produce(brokers: &str, messages: Vec<(Option<String>, String)>) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap_or_else(|e| panic!("producer: {e}"));
+    for (key, payload) in messages {
+        let mut record = FutureRecord::to("samples").payload(&payload);
+        if let Some(key) = &key {
+            record = record.key(key);
+        }
+        if let Err((e, _)) = producer.send(record, Duration::from_secs(10)).await {
+            panic!("produce failed: {e}");
+        }
+    }
+}
+
+fn sample(series: &str, row: usize, value: f64) -> (Option<String>, String) {
+    let ts = START_MS + row as i64 * 60_000;
+    (
+        Some(series.to_owned()),
+        format!(r#"{{"ts":{ts},"value":{value}}}"#),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_become_metrics_events_and_committed_offsets() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    trained_model(&model_dir);
+
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 2, 1).ok();
+    cluster.create_topic("events", 1, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+
+    let clean = common::seasonal(ROWS, 1, 21, &[]);
+    let spiky = common::seasonal(
+        ROWS,
+        1,
+        22,
+        &[common::Injection::Spike {
+            at: SPIKE_AT,
+            size: 4.0,
+        }],
+    );
+    let mut messages = Vec::new();
+    for row in 0..ROWS {
+        messages.push(sample("clean", row, clean[row]));
+        messages.push(sample("spiky", row, spiky[row]));
+    }
+    let bad = [
+        r#"{"series":"x","ts":1,"value":"#.to_string(),
+        r#"{"series":"x","ts":1,"values":[1,2]}"#.to_string(),
+        r#"{"ts":1,"value":1}"#.to_string(),
+        format!(
+            r#"{{"series":"x","ts":1,"value":1,"pad":"{}"}}"#,
+            "p".repeat(5000)
+        ),
+    ];
+    messages.extend(bad.iter().map(|payload| (None, payload.clone())));
+    produce(&brokers, messages).await;
+
+    let config = ServeConfig {
+        kafka: KafkaConfig {
+            brokers: brokers.clone(),
+            group_id: "anomalyd-test".into(),
+            topics: vec!["samples".into()],
+            events_topic: Some("events".into()),
+            max_message_bytes: 4096,
+            ..KafkaConfig::default()
+        },
+        model: ModelSource {
+            path: model_dir.clone(),
+            device: "cpu".into(),
+        },
+        scoring: ScoringConfig {
+            max_wait_ms: 10,
+            ..ScoringConfig::default()
+        },
+        http: anomalyd::config::HttpConfig {
+            listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        },
+        ..ServeConfig::default()
+    };
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    let addr = running.http_addr;
+
+    let expected_windows = (2 * (ROWS - WINDOW + 1)) as f64;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut body = String::new();
+    while Instant::now() < deadline {
+        body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1)
+            .await
+            .unwrap_or_default();
+        if metric(&body, "anomalyd_windows_scored_total") >= expected_windows {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        metric(&body, "anomalyd_windows_scored_total"),
+        expected_windows,
+        "{body}"
+    );
+    assert!(
+        metric(&body, r#"anomalyd_anomalies_total{series="spiky"}"#) >= 1.0,
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, r#"anomalyd_anomalies_total{series="clean"}"#),
+        0.0,
+        "{body}"
+    );
+    for reason in [
+        "malformed_json",
+        "feature_count",
+        "missing_series",
+        "oversized",
+    ] {
+        let line = format!(r#"anomalyd_invalid_messages_total{{reason="{reason}"}}"#);
+        assert_eq!(metric(&body, &line), 1.0, "{reason}: {body}");
+    }
+    assert_eq!(metric(&body, "anomalyd_series_tracked"), 2.0, "{body}");
+    let build = format!(
+        r#"anomalyd_build_info{{version="{}"}}"#,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(metric(&body, &build), 1.0, "{body}");
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/readyz"))
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        status, 200,
+        "ready once the model is loaded and partitions assigned"
+    );
+    let (status, _) = tokio::task::spawn_blocking(move || http_get(addr, "/healthz"))
+        .await
+        .unwrap_or_default();
+    assert_eq!(status, 200);
+
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+    assert!(
+        matches!(outcome, Ok(Ok(Ok(())))),
+        "serve did not stop cleanly: {outcome:?}"
+    );
+
+    // The events topic holds one event for the spiky series around the spike.
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "event-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    reader.subscribe(&["events"]).ok();
+    let mut events = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && events.is_empty() {
+        if let Some(Ok(message)) = reader.poll(Duration::from_millis(200)) {
+            let event: AnomalyEvent = serde_json::from_slice(message.payload().unwrap_or_default())
+                .unwrap_or_else(|e| panic!("event JSON: {e}"));
+            events.push(event);
+        }
+    }
+    let spike_time = (START_MS as f64 + SPIKE_AT as f64 * 60_000.0) / 1000.0;
+    assert!(
+        events.iter().any(|e| e.series == "spiky"
+            && e.start <= spike_time + 60.0
+            && e.end >= spike_time
+            && e.peak_score > 0.5
+            && e.top_features.first().map(|f| f.feature.as_str()) == Some("v0")),
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| e.series == "spiky"), "{events:?}");
+
+    // Every consumed message was committed: the group's offsets sit at the
+    // end of both partitions.
+    let checker: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "anomalyd-test")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition("samples", 0);
+    wanted.add_partition("samples", 1);
+    let committed = checker
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("committed offsets: {e}"));
+    let total: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| {
+            checker
+                .fetch_watermarks("samples", e.partition(), Duration::from_secs(10))
+                .map_or(0, |(_, high)| high)
+        })
+        .sum();
+    assert_eq!(
+        total as usize,
+        2 * ROWS + bad.len(),
+        "every produced message is on the topic"
+    );
+    for element in committed.elements() {
+        let (_, high) = checker
+            .fetch_watermarks("samples", element.partition(), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        // A partition that received nothing has nothing to commit.
+        let expected = if high == 0 {
+            element.offset()
+        } else {
+            Offset::Offset(high)
+        };
+        assert_eq!(
+            element.offset(),
+            expected,
+            "partition {} committed {:?} of {high}",
+            element.partition(),
+            element.offset()
+        );
+    }
+}
