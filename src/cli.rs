@@ -50,6 +50,11 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole loop on one machine: mock Kafka, replayed series, a model, the daemon.
+    #[command(
+        after_help = "Examples:\n  anomalyd demo\n  anomalyd demo --rows 4000 --rate 1000 --listen 127.0.0.1:9898"
+    )]
+    Demo(DemoArgs),
     /// Train an autoencoder on CSV series and write a model artifact.
     #[command(
         after_help = "Example:\n  anomalyd train --data ../shared/data/nab/data/realKnownCause/machine_temperature_system_failure.csv \\\n      --window 32 --kind lstm --epochs 20 --out models/machine-temp"
@@ -412,6 +417,68 @@ pub struct EvalArgs {
     pub device: DeviceSpec,
 }
 
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Rows replayed per series.
+    #[arg(long, default_value_t = 2000)]
+    pub rows: usize,
+    /// Rows per second per series (accelerated time: one row is one minute).
+    #[arg(long, default_value_t = 400.0)]
+    pub rate: f64,
+    /// Bind address of /metrics, /healthz and /readyz while the demo runs.
+    #[arg(long, default_value = "127.0.0.1:9898")]
+    pub listen: std::net::SocketAddr,
+    /// A trained univariate model to use instead of training one.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Print the final summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn run_demo(args: &DemoArgs) -> Result<()> {
+    let work_dir = std::env::temp_dir().join(format!("anomalyd-demo-{}", std::process::id()));
+    let options = anomalyd::demo::DemoOptions {
+        rows: args.rows,
+        rate: args.rate,
+        listen: args.listen,
+        model: args.model.clone(),
+        work_dir: work_dir.clone(),
+        seed: args.seed,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    let quiet = args.json;
+    let summary = runtime.block_on(anomalyd::demo::run(options, &mut |line| {
+        if !quiet {
+            println!("{line}");
+        }
+    }));
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let summary = summary?;
+    if args.json {
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(());
+    }
+    println!("\nmetrics were served on http://{}/metrics", summary.http);
+    println!(
+        "{:<16} {:>9} {:>7} {:>7}  events (rows)",
+        "series", "labelled", "found", "false"
+    );
+    for s in &summary.series {
+        println!(
+            "{:<16} {:>9} {:>7} {:>7}  {:?}",
+            s.series,
+            s.labelled.len(),
+            s.found,
+            s.false_events,
+            s.events
+        );
+    }
+    Ok(())
+}
+
 /// Flags and `ANOMALYD_*` variables override the config file.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -493,6 +560,7 @@ pub struct InspectArgs {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Demo(args) => run_demo(&args),
         Command::Train(args) => run_train(&args),
         Command::Score(args) => run_score(&args),
         Command::Eval(args) => run_eval(&args),

@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod data;
+pub mod demo;
 pub mod detect;
 pub mod device;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod model;
 pub mod score;
 pub mod serve;
+pub mod synthetic;
 pub mod train;
 
 pub use error::{Error, Result};

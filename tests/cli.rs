@@ -151,7 +151,7 @@ fn bad_input_exits_non_zero_naming_file_line_and_column() {
 
 #[test]
 fn help_shows_an_example_for_every_command_and_version_prints() {
-    for command in ["train", "score", "inspect"] {
+    for command in ["demo", "train", "score", "eval", "serve", "inspect"] {
         let out = anomalyd(&[command, "--help"]);
         let help = text(&out.stdout);
         assert!(help.contains("Example"), "{command} --help has no example");

@@ -24,6 +24,7 @@ use burn::prelude::*;
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
@@ -392,6 +393,8 @@ impl Pipeline {
         }
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => self.metrics.offsets_committed.inc(),
+            // Nothing stored since the last automatic commit.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => tracing::warn!(error = %e, "final commit"),
         }
         let _ = inference.join();
