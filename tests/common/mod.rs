@@ -14,6 +14,7 @@ use anomalyd::model::{
 use anomalyd::train::{DataConfig, TrainConfig};
 
 pub const WINDOW: usize = 16;
+#[allow(unused_imports)] // each test binary uses its own part of the fixtures
 pub use anomalyd::synthetic::{Injection, seasonal};
 
 /// Writes `values` as a CSV with a NAB-style datetime column.
