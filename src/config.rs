@@ -34,11 +34,25 @@ pub struct ServeConfig {
 
 /// Payload encoding of a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum PayloadFormat {
     /// `{"series": "...", "ts": <RFC 3339 or epoch ms>, "values": [..]}` or `"value": x`.
     #[default]
     Json,
+    /// One `anomalyd.v1.Sample` per message.
+    Protobuf,
+    /// One `anomalyd.v1.SampleBatch` per message.
+    ProtobufBatch,
+}
+
+/// Encoding of the anomaly events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventFormat {
+    #[default]
+    Json,
+    /// `anomalyd.v1.AnomalyEvent`.
+    Protobuf,
 }
 
 /// Kafka input and output.
@@ -51,10 +65,16 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Topics to consume. A name starting with `^` is a regex subscription.
     pub topics: Vec<String>,
-    /// Payload format of the input topics.
+    /// Payload format of the input topics. A `content-type` header on a
+    /// message overrides it: `application/json`, `application/x-protobuf`
+    /// (a Sample) or `application/x-protobuf; proto=anomalyd.v1.SampleBatch`.
     pub format: PayloadFormat,
-    /// Topic that receives anomaly events (JSON); none when unset.
+    /// Per-topic formats, overriding `format` for the topics named.
+    pub topic_formats: BTreeMap<String, PayloadFormat>,
+    /// Topic that receives anomaly events; none when unset.
     pub events_topic: Option<String>,
+    /// Encoding of the events: json or protobuf.
+    pub events_format: EventFormat,
     /// Topic that receives invalid messages, with the reason in the
     /// `anomalyd-reason` header; none when unset.
     pub dead_letter_topic: Option<String>,
@@ -72,7 +92,9 @@ impl Default for KafkaConfig {
             group_id: "anomalyd".into(),
             topics: Vec::new(),
             format: PayloadFormat::Json,
+            topic_formats: BTreeMap::new(),
             events_topic: None,
+            events_format: EventFormat::Json,
             dead_letter_topic: None,
             max_message_bytes: 1 << 20,
             properties: BTreeMap::new(),

@@ -22,6 +22,7 @@ pub mod error;
 pub mod eval;
 pub mod metrics;
 pub mod model;
+pub mod proto;
 pub mod score;
 pub mod serve;
 pub mod synthetic;

@@ -13,8 +13,10 @@ use anomalyd::model::{DenseAeConfig, ModelConfig};
 use anomalyd::serve::AnomalyEvent;
 use anomalyd::train::{TrainRequest, train};
 use common::{WINDOW, data_config, series, train_config};
+use prost::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
@@ -72,15 +74,24 @@ fn trained_model(dir: &std::path::Path) {
         .unwrap_or_else(|e| panic!("save failed: {e}"));
 }
 
-async fn produce(brokers: &str, messages: Vec<(Option<String>, String)>) {
+/// A message: key, payload, content-type header.
+type Outgoing = (Option<String>, Vec<u8>, Option<&'static str>);
+
+async fn produce(brokers: &str, messages: Vec<Outgoing>) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap_or_else(|e| panic!("producer: {e}"));
-    for (key, payload) in messages {
+    for (key, payload, content_type) in messages {
         let mut record = FutureRecord::to("samples").payload(&payload);
         if let Some(key) = &key {
             record = record.key(key);
+        }
+        if let Some(content_type) = content_type {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: "content-type",
+                value: Some(content_type),
+            }));
         }
         if let Err((e, _)) = producer.send(record, Duration::from_secs(10)).await {
             panic!("produce failed: {e}");
@@ -88,12 +99,39 @@ async fn produce(brokers: &str, messages: Vec<(Option<String>, String)>) {
     }
 }
 
-fn sample(series: &str, row: usize, value: f64) -> (Option<String>, String) {
+fn sample(series: &str, row: usize, value: f64) -> Outgoing {
     let ts = START_MS + row as i64 * 60_000;
     (
         Some(series.to_owned()),
-        format!(r#"{{"ts":{ts},"value":{value}}}"#),
+        format!(r#"{{"ts":{ts},"value":{value}}}"#).into_bytes(),
+        None,
     )
+}
+
+/// A clean series sent as protobuf SampleBatch messages of 50 samples.
+fn protobuf_batches(values: &[f64]) -> Vec<Outgoing> {
+    values
+        .chunks(50)
+        .enumerate()
+        .map(|(chunk, part)| {
+            let samples = part
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| anomalyd::proto::Sample {
+                    series: "pb".into(),
+                    timestamp_ms: START_MS + ((chunk * 50 + i) as i64) * 60_000,
+                    values: vec![v],
+                })
+                .collect();
+            let batch = anomalyd::proto::SampleBatch { samples };
+            // Keyed, so that every batch lands on one partition, in order.
+            (
+                Some("pb".to_owned()),
+                batch.encode_to_vec(),
+                Some("application/x-protobuf; proto=anomalyd.v1.SampleBatch"),
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,6 +143,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
     cluster.create_topic("samples", 2, 1).ok();
     cluster.create_topic("events", 1, 1).ok();
+    cluster.create_topic("dead", 1, 1).ok();
     let brokers = cluster.bootstrap_servers();
 
     let clean = common::seasonal(ROWS, 1, 21, &[]);
@@ -131,7 +170,16 @@ async fn samples_become_metrics_events_and_committed_offsets() {
             "p".repeat(5000)
         ),
     ];
-    messages.extend(bad.iter().map(|payload| (None, payload.clone())));
+    messages.extend(protobuf_batches(&common::seasonal(ROWS, 1, 23, &[])));
+    messages.extend(
+        bad.iter()
+            .map(|payload| (None, payload.clone().into_bytes(), None)),
+    );
+    messages.push((
+        Some("x".into()),
+        vec![0xff, 0xff, 0xff],
+        Some("application/x-protobuf"),
+    ));
     produce(&brokers, messages).await;
 
     let config = ServeConfig {
@@ -140,6 +188,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
             group_id: "anomalyd-test".into(),
             topics: vec!["samples".into()],
             events_topic: Some("events".into()),
+            dead_letter_topic: Some("dead".into()),
             max_message_bytes: 4096,
             ..KafkaConfig::default()
         },
@@ -162,7 +211,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         .unwrap_or_else(|e| panic!("start failed: {e}"));
     let addr = running.http_addr;
 
-    let expected_windows = (2 * (ROWS - WINDOW + 1)) as f64;
+    let expected_windows = (3 * (ROWS - WINDOW + 1)) as f64;
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut body = String::new();
     while Instant::now() < deadline {
@@ -197,7 +246,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         let line = format!(r#"anomalyd_invalid_messages_total{{reason="{reason}"}}"#);
         assert_eq!(metric(&body, &line), 1.0, "{reason}: {body}");
     }
-    assert_eq!(metric(&body, "anomalyd_series_tracked"), 2.0, "{body}");
+    assert_eq!(metric(&body, "anomalyd_series_tracked"), 3.0, "{body}");
     let build = format!(
         r#"anomalyd_build_info{{version="{}"}}"#,
         env!("CARGO_PKG_VERSION")
@@ -250,6 +299,38 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     );
     assert!(events.iter().all(|e| e.series == "spiky"), "{events:?}");
 
+    // Every invalid message reached the dead-letter topic with its reason.
+    let dead: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "dead-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    dead.subscribe(&["dead"]).ok();
+    let mut reasons = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && reasons.len() < 5 {
+        if let Some(Ok(message)) = dead.poll(Duration::from_millis(200)) {
+            let reason = message
+                .headers()
+                .and_then(|h| h.iter().find(|h| h.key == "anomalyd-reason"))
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+            reasons.push(reason.unwrap_or_default());
+        }
+    }
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        vec![
+            "feature_count",
+            "malformed_json",
+            "malformed_protobuf",
+            "missing_series",
+            "oversized"
+        ]
+    );
+
     // Every consumed message was committed: the group's offsets sit at the
     // end of both partitions.
     let checker: BaseConsumer = ClientConfig::new()
@@ -274,7 +355,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         .sum();
     assert_eq!(
         total as usize,
-        2 * ROWS + bad.len(),
+        2 * ROWS + ROWS.div_ceil(50) + bad.len() + 1,
         "every produced message is on the topic"
     );
     for element in committed.elements() {

@@ -1,9 +1,12 @@
 //! Decoding input messages. Every rejection has a reason with a bounded
 //! label, so that it can be counted and logged without killing anything.
 
+use prost::Message as _;
 use serde::Deserialize;
 
+use crate::config::PayloadFormat;
 use crate::data::csv::parse_timestamp;
+use crate::proto;
 
 /// One sample of one series.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +22,8 @@ pub struct Sample {
 pub enum Invalid {
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
+    #[error("malformed protobuf: {0}")]
+    MalformedProtobuf(String),
     #[error("no series: neither a message key nor a \"series\" field")]
     MissingSeries,
     #[error("no \"values\" or \"value\" field")]
@@ -38,6 +43,7 @@ impl Invalid {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::MalformedJson(_) => "malformed_json",
+            Self::MalformedProtobuf(_) => "malformed_protobuf",
             Self::MissingSeries => "missing_series",
             Self::MissingValues => "missing_values",
             Self::BadTimestamp(_) => "bad_timestamp",
@@ -46,6 +52,114 @@ impl Invalid {
             Self::Oversized { .. } => "oversized",
         }
     }
+}
+
+/// The format a message is in: its `content-type` header when it has one
+/// that names a known format, else the topic's configured format.
+pub fn format_of(content_type: Option<&str>, configured: PayloadFormat) -> PayloadFormat {
+    let Some(content_type) = content_type else {
+        return configured;
+    };
+    let lower = content_type.to_ascii_lowercase();
+    if lower.starts_with("application/json") {
+        PayloadFormat::Json
+    } else if lower.contains("protobuf") {
+        if lower.contains("samplebatch") {
+            PayloadFormat::ProtobufBatch
+        } else {
+            PayloadFormat::Protobuf
+        }
+    } else {
+        configured
+    }
+}
+
+/// Decodes a message in `format` into its samples. A message-level failure
+/// is the outer error; a batch can carry good and bad samples side by side.
+pub fn decode(
+    format: PayloadFormat,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    features: usize,
+    max_bytes: usize,
+) -> Result<Vec<Result<Sample, Invalid>>, Invalid> {
+    if payload.len() > max_bytes {
+        return Err(Invalid::Oversized {
+            bytes: payload.len(),
+            limit: max_bytes,
+        });
+    }
+    let key = key
+        .filter(|k| !k.is_empty())
+        .map(|k| String::from_utf8_lossy(k).into_owned());
+    match format {
+        PayloadFormat::Json => Ok(vec![decode_json(
+            key.as_deref().map(str::as_bytes),
+            payload,
+            features,
+            max_bytes,
+        )]),
+        PayloadFormat::Protobuf => {
+            let sample = proto::Sample::decode(payload)
+                .map_err(|e| Invalid::MalformedProtobuf(e.to_string()))?;
+            // A single sample's message key names its series.
+            Ok(vec![from_proto(sample, key.as_deref(), true, features)])
+        }
+        PayloadFormat::ProtobufBatch => {
+            let batch = proto::SampleBatch::decode(payload)
+                .map_err(|e| Invalid::MalformedProtobuf(e.to_string()))?;
+            Ok(batch
+                .samples
+                .into_iter()
+                .map(|s| from_proto(s, key.as_deref(), false, features))
+                .collect())
+        }
+    }
+}
+
+fn from_proto(
+    sample: proto::Sample,
+    key: Option<&str>,
+    key_wins: bool,
+    features: usize,
+) -> Result<Sample, Invalid> {
+    let series = match (key, sample.series.is_empty()) {
+        (Some(key), true) => key.to_owned(),
+        (Some(key), false) if key_wins => key.to_owned(),
+        (_, false) => sample.series,
+        (None, true) => return Err(Invalid::MissingSeries),
+    };
+    checked(
+        series,
+        sample.timestamp_ms as f64 / 1000.0,
+        sample.values,
+        features,
+    )
+}
+
+fn checked(
+    series: String,
+    time: f64,
+    values: Vec<f64>,
+    features: usize,
+) -> Result<Sample, Invalid> {
+    if values.is_empty() {
+        return Err(Invalid::MissingValues);
+    }
+    if values.len() != features {
+        return Err(Invalid::FeatureCount {
+            got: values.len(),
+            want: features,
+        });
+    }
+    if let Some(&bad) = values.iter().find(|v| !v.is_finite()) {
+        return Err(Invalid::NonFinite(bad));
+    }
+    Ok(Sample {
+        series,
+        time,
+        values,
+    })
 }
 
 #[derive(Deserialize)]
@@ -97,20 +211,7 @@ pub fn decode_json(
         (None, Some(value)) => vec![value],
         (None, None) => return Err(Invalid::MissingValues),
     };
-    if values.len() != features {
-        return Err(Invalid::FeatureCount {
-            got: values.len(),
-            want: features,
-        });
-    }
-    if let Some(&bad) = values.iter().find(|v| !v.is_finite()) {
-        return Err(Invalid::NonFinite(bad));
-    }
-    Ok(Sample {
-        series,
-        time,
-        values,
-    })
+    checked(series, time, values, features)
 }
 
 #[cfg(test)]
@@ -139,6 +240,90 @@ mod tests {
         assert_eq!(
             sample.map(|s| (s.series, s.time)),
             Ok(("k".into(), 1_700_000_000.0))
+        );
+    }
+
+    #[test]
+    fn protobuf_samples_and_batches_decode_with_their_key_rules() {
+        let sample = proto::Sample {
+            series: "inner".into(),
+            timestamp_ms: 1_700_000_000_000,
+            values: vec![1.5],
+        };
+        let one = super::decode(
+            PayloadFormat::Protobuf,
+            Some(b"key"),
+            &sample.encode_to_vec(),
+            1,
+            100,
+        );
+        let series: Vec<String> = one
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|s| s.ok().map(|s| s.series))
+            .collect();
+        assert_eq!(series, vec!["key".to_string()]);
+        let batch = proto::SampleBatch {
+            samples: vec![
+                sample.clone(),
+                proto::Sample {
+                    series: String::new(),
+                    ..sample.clone()
+                },
+                proto::Sample {
+                    values: vec![f64::NAN],
+                    ..sample
+                },
+            ],
+        };
+        let decoded = super::decode(
+            PayloadFormat::ProtobufBatch,
+            Some(b"key"),
+            &batch.encode_to_vec(),
+            1,
+            100,
+        )
+        .unwrap_or_default();
+        let outcome: Vec<Result<String, &str>> = decoded
+            .into_iter()
+            .map(|s| s.map(|s| s.series).map_err(|e| e.reason()))
+            .collect();
+        assert_eq!(
+            outcome,
+            vec![
+                Ok("inner".to_string()),
+                Ok("key".to_string()),
+                Err("non_finite")
+            ]
+        );
+        let garbage = super::decode(PayloadFormat::Protobuf, None, &[0xff, 0xff, 0xff], 1, 100);
+        assert_eq!(
+            garbage.err().map(|e| e.reason()),
+            Some("malformed_protobuf")
+        );
+    }
+
+    #[test]
+    fn a_content_type_header_overrides_the_topic_format() {
+        assert_eq!(format_of(None, PayloadFormat::Json), PayloadFormat::Json);
+        assert_eq!(
+            format_of(Some("application/x-protobuf"), PayloadFormat::Json),
+            PayloadFormat::Protobuf
+        );
+        assert_eq!(
+            format_of(
+                Some("application/x-protobuf; proto=anomalyd.v1.SampleBatch"),
+                PayloadFormat::Json
+            ),
+            PayloadFormat::ProtobufBatch
+        );
+        assert_eq!(
+            format_of(Some("application/json"), PayloadFormat::Protobuf),
+            PayloadFormat::Json
+        );
+        assert_eq!(
+            format_of(Some("text/plain"), PayloadFormat::Protobuf),
+            PayloadFormat::Protobuf
         );
     }
 

@@ -25,21 +25,22 @@ use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::ServeConfig;
+use crate::config::{EventFormat, ServeConfig};
 use crate::detect::EventChange;
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::Network;
 use crate::model::artifact::TrainedModel;
-use codec::{Invalid, decode_json};
+use codec::{Invalid, decode, format_of};
+use prost::Message as _;
 use series::{Admission, OpenEvent, SeriesTable, normalise};
 
 /// Shared readiness: the model is loaded and partitions are assigned.
@@ -168,6 +169,29 @@ pub struct AnomalyEvent {
     pub kind: String,
     /// Features by their share of the peak window's error, largest first.
     pub top_features: Vec<FeatureContribution>,
+}
+
+impl AnomalyEvent {
+    /// The `anomalyd.v1.AnomalyEvent` form.
+    pub fn to_proto(&self) -> crate::proto::AnomalyEvent {
+        crate::proto::AnomalyEvent {
+            series: self.series.clone(),
+            start_ms: (self.start * 1000.0).round() as i64,
+            end_ms: (self.end * 1000.0).round() as i64,
+            peak_score: self.peak_score,
+            threshold: self.threshold,
+            model: self.model.clone(),
+            kind: self.kind.clone(),
+            top_features: self
+                .top_features
+                .iter()
+                .map(|f| crate::proto::FeatureContribution {
+                    feature: f.feature.clone(),
+                    error: f.error,
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -425,19 +449,57 @@ impl Pipeline {
             batch.opened = Some(Instant::now());
         }
         let payload = message.payload().unwrap_or_default();
-        let decoded = decode_json(
+        let content_type = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key.eq_ignore_ascii_case("content-type"))
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        });
+        let kafka = &self.config.kafka;
+        let configured = kafka
+            .topic_formats
+            .get(&topic)
+            .copied()
+            .unwrap_or(kafka.format);
+        let decoded = decode(
+            format_of(content_type, configured),
             message.key(),
             payload,
             self.feature_names.len(),
-            self.config.kafka.max_message_bytes,
+            kafka.max_message_bytes,
         );
-        let sample = match decoded {
-            Ok(sample) => sample,
+        let samples = match decoded {
+            Ok(samples) => samples,
             Err(invalid) => {
                 self.reject(&invalid, message).await;
                 return;
             }
         };
+        let mut forwarded = false;
+        for sample in samples {
+            match sample {
+                Ok(sample) => self.admit_sample(sample, (&topic, partition), batch),
+                Err(invalid) => {
+                    // A batch goes to the dead-letter topic once, with the
+                    // first reason; every bad sample is counted.
+                    if forwarded {
+                        self.count_invalid(&invalid, message);
+                    } else {
+                        self.reject(&invalid, message).await;
+                        forwarded = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn admit_sample(
+        &mut self,
+        sample: codec::Sample,
+        (topic, partition): (&str, i32),
+        batch: &mut Batch,
+    ) {
         let normalised = normalise(&self.scaler, &sample.values);
         let gap_resets = self.table.events.gap_resets;
         let admission = self.table.admit(
@@ -466,7 +528,7 @@ impl Pipeline {
         self.metrics.series_tracked.set(self.table.len() as i64);
     }
 
-    async fn reject(&self, invalid: &Invalid, message: &rdkafka::message::BorrowedMessage<'_>) {
+    fn count_invalid(&self, invalid: &Invalid, message: &rdkafka::message::BorrowedMessage<'_>) {
         self.metrics.samples.with_label_values(&["invalid"]).inc();
         self.metrics
             .invalid_messages
@@ -480,6 +542,12 @@ impl Pipeline {
             detail = %invalid,
             "invalid message"
         );
+    }
+
+    /// Counts and logs a rejected message and forwards it to the
+    /// dead-letter topic when there is one.
+    async fn reject(&self, invalid: &Invalid, message: &rdkafka::message::BorrowedMessage<'_>) {
+        self.count_invalid(invalid, message);
         if let (Some(producer), Some(topic)) =
             (&self.producer, &self.config.kafka.dead_letter_topic)
         {
@@ -561,8 +629,15 @@ impl Pipeline {
             .inc_by(scored.batch.jobs.len() as u64);
         if let (Some(producer), Some(topic)) = (&self.producer, &self.config.kafka.events_topic) {
             for event in events {
-                let Ok(payload) = serde_json::to_vec(&event) else {
-                    continue;
+                let payload = match self.config.kafka.events_format {
+                    EventFormat::Json => match serde_json::to_vec(&event) {
+                        Ok(payload) => payload,
+                        Err(e) => {
+                            tracing::error!(error = %e, "event encoding failed");
+                            continue;
+                        }
+                    },
+                    EventFormat::Protobuf => event.to_proto().encode_to_vec(),
                 };
                 let record = FutureRecord::to(topic).key(&event.series).payload(&payload);
                 if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
