@@ -502,12 +502,9 @@ impl Pipeline {
     ) {
         let normalised = normalise(&self.scaler, &sample.values);
         let gap_resets = self.table.events.gap_resets;
-        let admission = self.table.admit(
-            &sample.series,
-            sample.time,
-            &normalised,
-            (&topic, partition),
-        );
+        let admission =
+            self.table
+                .admit(&sample.series, sample.time, &normalised, (topic, partition));
         if self.table.events.gap_resets > gap_resets {
             self.metrics.samples.with_label_values(&["gap_reset"]).inc();
         }
