@@ -771,7 +771,7 @@ fn run_serve(args: &ServeArgs) -> Result<()> {
     runtime.block_on(async move {
         let shutdown = CancellationToken::new();
         let running = anomalyd::serve::start(config, shutdown.clone()).await?;
-        let signals = tokio::spawn(wait_for_signal(shutdown.clone()));
+        let signals = tokio::spawn(wait_for_signal(shutdown.clone(), running.reload.clone()));
         let outcome = running.task.await.context("the pipeline task panicked")?;
         signals.abort();
         outcome?;
@@ -779,19 +779,33 @@ fn run_serve(args: &ServeArgs) -> Result<()> {
     })
 }
 
-/// SIGTERM (Kubernetes) or SIGINT (a terminal) starts the drain.
-async fn wait_for_signal(shutdown: CancellationToken) {
+/// SIGTERM (Kubernetes) or SIGINT (a terminal) starts the drain; SIGHUP
+/// reloads the model.
+async fn wait_for_signal(shutdown: CancellationToken, reload: std::sync::Arc<tokio::sync::Notify>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut terminate), Ok(mut interrupt)) = (
+    let (Ok(mut terminate), Ok(mut interrupt), Ok(mut hangup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return;
     };
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
-        _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => {
+                tracing::info!("SIGTERM: draining");
+                break;
+            }
+            _ = interrupt.recv() => {
+                tracing::info!("SIGINT: draining");
+                break;
+            }
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading the model");
+                reload.notify_one();
+            }
+        }
     }
     shutdown.cancel();
 }

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub series_tracked: IntGauge,
     pub series_folded: IntCounter,
     pub model_info: IntGaugeVec,
+    pub model_reloads: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub offsets_committed: IntCounter,
     pub ready: Gauge,
@@ -179,6 +180,17 @@ impl Metrics {
                 )
                 .map_err(fail)?,
             )?,
+            model_reloads: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "anomalyd_model_reloads_total",
+                        "Model reloads (SIGHUP), by outcome.",
+                    ),
+                    &["outcome"],
+                )
+                .map_err(fail)?,
+            )?,
             consumer_lag: register(
                 r,
                 IntGaugeVec::new(
@@ -213,6 +225,9 @@ impl Metrics {
         // Pre-create the outcome and reason series so that rates exist at 0.
         for outcome in ["scored", "warming", "skipped", "invalid", "dropped"] {
             metrics.samples.with_label_values(&[outcome]);
+        }
+        for outcome in ["ok", "rejected"] {
+            metrics.model_reloads.with_label_values(&[outcome]);
         }
         Ok(metrics)
     }

@@ -25,6 +25,22 @@ use tokio_util::sync::CancellationToken;
 const ROWS: usize = 400;
 const SPIKE_AT: usize = 300;
 const START_MS: i64 = 1_700_000_000_000;
+/// Samples sent after the reload checks.
+const EXTRA: usize = 20;
+
+/// Scrapes /metrics until `line` reaches `value` (or 30 s pass).
+async fn wait_for(addr: SocketAddr, line: &str, value: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1)
+            .await
+            .unwrap_or_default();
+        if metric(&body, line) >= value || Instant::now() > deadline {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     let Ok(mut stream) = TcpStream::connect(addr) else {
@@ -264,6 +280,39 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         .unwrap_or_default();
     assert_eq!(status, 200);
 
+    // SIGHUP's reload: a corrupt artifact is rejected and the old model
+    // keeps scoring; a good one is taken.
+    let manifest = model_dir.join("manifest.json");
+    let original = std::fs::read(&manifest).unwrap_or_default();
+    std::fs::write(&manifest, "{").ok();
+    running.reload.notify_one();
+    let rejected = r#"anomalyd_model_reloads_total{outcome="rejected"}"#;
+    let body = wait_for(addr, rejected, 1.0).await;
+    assert_eq!(metric(&body, rejected), 1.0, "{body}");
+    produce(
+        &brokers,
+        (ROWS..ROWS + EXTRA)
+            .map(|row| sample("clean", row, clean[row % ROWS]))
+            .collect(),
+    )
+    .await;
+    let body = wait_for(
+        addr,
+        "anomalyd_windows_scored_total",
+        expected_windows + EXTRA as f64,
+    )
+    .await;
+    assert_eq!(
+        metric(&body, "anomalyd_windows_scored_total"),
+        expected_windows + EXTRA as f64,
+        "scoring goes on with the old model"
+    );
+    std::fs::write(&manifest, &original).ok();
+    running.reload.notify_one();
+    let ok = r#"anomalyd_model_reloads_total{outcome="ok"}"#;
+    let body = wait_for(addr, ok, 1.0).await;
+    assert_eq!(metric(&body, ok), 1.0, "{body}");
+
     shutdown.cancel();
     let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
     assert!(
@@ -355,7 +404,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         .sum();
     assert_eq!(
         total as usize,
-        2 * ROWS + ROWS.div_ceil(50) + bad.len() + 1,
+        2 * ROWS + EXTRA + ROWS.div_ceil(50) + bad.len() + 1,
         "every produced message is on the topic"
     );
     for element in committed.elements() {

@@ -29,7 +29,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EventFormat, ServeConfig};
@@ -151,6 +151,8 @@ pub struct Running {
     pub readiness: Arc<Readiness>,
     pub metrics: Arc<Metrics>,
     pub task: tokio::task::JoinHandle<Result<()>>,
+    /// Notify to reload the model artifact (what SIGHUP does).
+    pub reload: Arc<Notify>,
 }
 
 fn kafka_error(context: &str, e: impl std::fmt::Display) -> Error {
@@ -299,14 +301,17 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
         window: manifest.windowing.window,
         producer,
         revoked: revoked_rx,
+        device,
         config,
     };
-    let task = tokio::spawn(pipeline.run(consumer, model.network, device, shutdown));
+    let reload = Arc::new(Notify::new());
+    let task = tokio::spawn(pipeline.run(consumer, model.network, shutdown, reload.clone()));
     Ok(Running {
         http_addr,
         readiness,
         metrics,
         task,
+        reload,
     })
 }
 
@@ -320,6 +325,7 @@ struct Pipeline {
     window: usize,
     producer: Option<FutureProducer>,
     revoked: mpsc::UnboundedReceiver<Vec<(String, i32)>>,
+    device: Device,
     config: ServeConfig,
 }
 
@@ -334,11 +340,12 @@ impl Pipeline {
         mut self,
         consumer: StreamConsumer<ServeContext>,
         network: Network,
-        device: Device,
         shutdown: CancellationToken,
+        reload: Arc<Notify>,
     ) -> Result<()> {
+        let device = self.device.clone();
         let capacity = self.config.scoring.queue_batches;
-        let (batch_tx, batch_rx) = mpsc::channel::<Batch>(capacity);
+        let (batch_tx, batch_rx) = mpsc::channel::<Work>(capacity);
         let (scored_tx, mut scored_rx) = mpsc::channel::<Result<Scored>>(capacity);
         let shape = (self.window, self.feature_names.len());
         let inference_metrics = self.metrics.clone();
@@ -367,6 +374,11 @@ impl Pipeline {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
+                _ = reload.notified() => {
+                    if let Some(tx) = &batch_tx {
+                        self.reload(tx).await?;
+                    }
+                }
                 Some(scored) = scored_rx.recv() => {
                     in_flight -= 1;
                     self.finish_batch(&consumer, scored?).await;
@@ -423,6 +435,57 @@ impl Pipeline {
         }
         let _ = inference.join();
         tracing::info!("anomalyd stopped");
+        Ok(())
+    }
+
+    /// Loads the artifact again. A model that fails to load, or that
+    /// windows differently, is rejected and counted; the old one keeps
+    /// serving.
+    async fn reload(&mut self, work: &mpsc::Sender<Work>) -> Result<()> {
+        let path = self.config.model.path.clone();
+        let device = self.device.clone();
+        let loaded = tokio::task::spawn_blocking(move || TrainedModel::load(&path, &device))
+            .await
+            .map_err(|e| Error::Backend(format!("model reload task: {e}")))?;
+        let model = match loaded {
+            Ok(model) => model,
+            Err(e) => {
+                self.metrics
+                    .model_reloads
+                    .with_label_values(&["rejected"])
+                    .inc();
+                tracing::error!(error = %e, "model reload rejected; the old model keeps serving");
+                return Ok(());
+            }
+        };
+        let windowing = &model.manifest.windowing;
+        if windowing.window != self.window || windowing.feature_names != self.feature_names {
+            self.metrics
+                .model_reloads
+                .with_label_values(&["rejected"])
+                .inc();
+            tracing::error!(
+                window = windowing.window,
+                features = ?windowing.feature_names,
+                "model reload rejected: a reload must keep the window and features; restart to change them"
+            );
+            return Ok(());
+        }
+        let kind = format!("{:?}", model.manifest.model.kind()).to_lowercase();
+        self.metrics.model_info.reset();
+        self.metrics
+            .model_info
+            .with_label_values(&[&self.model_name, &kind, &model.manifest.anomalyd_version])
+            .set(1);
+        self.model_kind = kind;
+        self.scaler = model.manifest.scaler.clone();
+        self.table
+            .set_calibrated_threshold(model.manifest.threshold.value);
+        work.send(Work::Swap(Box::new(model.network)))
+            .await
+            .map_err(|_| Error::Backend("the inference thread stopped".into()))?;
+        self.metrics.model_reloads.with_label_values(&["ok"]).inc();
+        tracing::info!(model = %self.model_name, "model reloaded");
         Ok(())
     }
 
@@ -674,13 +737,20 @@ impl Pipeline {
     }
 }
 
+/// What the inference thread is asked to do, in order.
+enum Work {
+    Score(Batch),
+    /// Replace the network (a reload); batches after it use the new one.
+    Swap(Box<Network>),
+}
+
 /// Closes the open batch and queues it; returns how many batches went.
-async fn send_batch(tx: &mpsc::Sender<Batch>, batch: &mut Batch) -> Result<usize> {
+async fn send_batch(tx: &mpsc::Sender<Work>, batch: &mut Batch) -> Result<usize> {
     if batch.opened.is_none() {
         return Ok(0);
     }
     let full = std::mem::take(batch);
-    tx.send(full)
+    tx.send(Work::Score(full))
         .await
         .map_err(|_| Error::Backend("the inference thread stopped".into()))?;
     Ok(1)
@@ -688,14 +758,21 @@ async fn send_batch(tx: &mpsc::Sender<Batch>, batch: &mut Batch) -> Result<usize
 
 /// The inference thread: batches in, per-feature errors out, in order.
 fn infer_loop(
-    network: Network,
+    mut network: Network,
     device: Device,
     (window, features): (usize, usize),
-    mut batches: mpsc::Receiver<Batch>,
+    mut work: mpsc::Receiver<Work>,
     scored: mpsc::Sender<Result<Scored>>,
     metrics: Arc<Metrics>,
 ) {
-    while let Some(batch) = batches.blocking_recv() {
+    while let Some(next) = work.blocking_recv() {
+        let batch = match next {
+            Work::Score(batch) => batch,
+            Work::Swap(replacement) => {
+                network = *replacement;
+                continue;
+            }
+        };
         let count = batch.jobs.len();
         let result = if count == 0 {
             Ok(Vec::new())

@@ -88,6 +88,11 @@ impl SeriesTable {
         }
     }
 
+    /// The static threshold new series start from (after a reload).
+    pub fn set_calibrated_threshold(&mut self, threshold: f64) {
+        self.calibrated_threshold = threshold;
+    }
+
     pub fn len(&self) -> usize {
         self.series.len()
     }
