@@ -192,7 +192,7 @@ pub struct ModelArgs {
     #[arg(long, value_name = "LAMBDA")]
     pub contractive: Option<f64>,
     /// Quantile of the validation window errors used as the default threshold.
-    #[arg(long, default_value_t = 0.99)]
+    #[arg(long, default_value_t = anomalyd::train::DEFAULT_THRESHOLD_QUANTILE)]
     pub threshold_quantile: f64,
 }
 

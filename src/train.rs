@@ -33,6 +33,12 @@ use crate::score;
 /// draws its own.
 static BACKEND_RNG: Mutex<()> = Mutex::new(());
 
+/// The validation-error quantile that becomes the artifact's threshold. At
+/// 0.99 a stream would cross it once every hundred points by construction,
+/// which pages an operator many times a day; 0.999 sits near the largest
+/// validation error.
+pub const DEFAULT_THRESHOLD_QUANTILE: f64 = 0.999;
+
 /// How the input is corrupted for a denoising autoencoder.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -81,7 +87,7 @@ impl Default for TrainConfig {
             patience: 5,
             grad_clip_norm: Some(1.0),
             regularizers: Regularizers::default(),
-            threshold_quantile: 0.99,
+            threshold_quantile: DEFAULT_THRESHOLD_QUANTILE,
         }
     }
 }

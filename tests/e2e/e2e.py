@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""End to end on real, out-of-process components: the tansu Kafka-protocol
+broker, the anomalyd binary, a real Prometheus server, and a producer that
+anomalyd did not write (confluent-kafka's Python client).
+
+1. Train a model with `anomalyd train` on a clean synthetic series.
+2. Produce a clean and an anomalous series to tansu.
+3. Run `anomalyd serve`; let Prometheus scrape it; assert through
+   Prometheus's query API that the anomaly counter rose for the anomalous
+   series and not for the clean one; `promtool check metrics` on a scrape.
+4. SIGTERM: exit 0 and committed offsets at the end of what was produced.
+5. Restart, produce more, and check the new process saw exactly those.
+
+Usage: e2e.py ANOMALYD_BIN TANSU_BIN PROMETHEUS_BIN PROMTOOL_BIN
+Prints 'e2e: N passed, 0 failed' at the end.
+"""
+
+import json
+import math
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ANOMALYD, TANSU, PROMETHEUS, PROMTOOL = sys.argv[1:5]
+ROWS = 600
+SPIKE_AT = 450
+START_MS = 1_700_000_000_000
+checks = 0
+
+
+def check(condition, message):
+    global checks
+    if not condition:
+        print(f"e2e: FAILED: {message}", flush=True)
+        print(f"e2e: {checks} passed, 1 failed", flush=True)
+        sys.exit(1)
+    checks += 1
+    print(f"e2e: ok: {message}", flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.3)
+    check(False, f"timed out waiting for {what}")
+
+
+def http(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except Exception as e:  # noqa: BLE001 - any failure means "not yet"
+        return 0, str(e)
+
+
+def metric(body, name):
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def season(rows, seed, spike=None):
+    rng = random.Random(seed)
+    values = []
+    for t in range(rows):
+        phase = 2 * math.pi * t / 20
+        v = math.sin(phase) + 0.5 * math.cos(phase) + 0.1 * rng.gauss(0, 1)
+        if spike is not None and t == spike:
+            v += 4.0
+        values.append(v)
+    return values
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="anomalyd-e2e-")
+    kafka_port, http_port, prom_port = free_port(), free_port(), free_port()
+    brokers = f"127.0.0.1:{kafka_port}"
+    procs = []
+
+    def start(args, log):
+        p = subprocess.Popen(args, stdout=open(os.path.join(work, log), "w"), stderr=subprocess.STDOUT)
+        procs.append(p)
+        return p
+
+    try:
+        url = f"tcp://127.0.0.1:{kafka_port}"
+        start([TANSU, "broker", "--listener-url", url, "--advertised-listener-url", url,
+               "--storage-engine", "memory://tansu/"], "tansu.log")
+        admin = AdminClient({"bootstrap.servers": brokers})
+        def topics_created():
+            try:
+                futures = admin.create_topics([NewTopic("samples", 2, 1), NewTopic("events", 1, 1)])
+                for f in futures.values():
+                    f.result(5)
+                return True
+            except Exception as e:  # noqa: BLE001
+                return "already exists" in str(e).lower() or None
+        wait_until(topics_created, 30, "tansu to accept topics")
+
+        training = os.path.join(work, "train.csv")
+        with open(training, "w") as f:
+            f.write("t,value\n")
+            for i, v in enumerate(season(3000, 1)):
+                f.write(f"{i},{v}\n")
+        model = os.path.join(work, "model")
+        subprocess.run([ANOMALYD, "train", "--data", training, "--window", "32", "--kind", "dense",
+                        "--epochs", "20", "--out", model], check=True, capture_output=True)
+        check(os.path.exists(os.path.join(model, "manifest.json")), "anomalyd train wrote a model")
+
+        produced = {}
+        def delivered(err, msg):
+            if err is None:
+                key = (msg.topic(), msg.partition())
+                produced[key] = max(produced.get(key, 0), msg.offset() + 1)
+        producer = Producer({"bootstrap.servers": brokers})
+        def send(series, rows, values, first_row=0):
+            for i in range(rows):
+                row = first_row + i
+                payload = json.dumps({"ts": START_MS + row * 60_000, "value": values[i]})
+                producer.produce("samples", key=series, value=payload, on_delivery=delivered)
+                producer.poll(0)
+            producer.flush(30)
+        send("clean", ROWS, season(ROWS, 2))
+        send("anomalous", ROWS, season(ROWS, 3, spike=SPIKE_AT))
+        check(sum(produced.values()) == 2 * ROWS, f"confluent-kafka produced {2 * ROWS} samples to tansu")
+
+        serve_args = [ANOMALYD, "serve", "--brokers", brokers, "--topic", "samples", "--group", "e2e",
+                      "--model", model, "--listen", f"127.0.0.1:{http_port}", "--events-topic", "events"]
+        serve = start(serve_args, "serve-1.log")
+        metrics_url = f"http://127.0.0.1:{http_port}/metrics"
+        expected = 2 * (ROWS - 31)
+        body = wait_until(lambda: (lambda b: b if metric(b, "anomalyd_windows_scored_total") >= expected else None)(http(metrics_url)[1]),
+                          90, f"{expected} windows scored")
+        check(metric(body, "anomalyd_windows_scored_total") == expected, "every window was scored once")
+        check(http(f"http://127.0.0.1:{http_port}/readyz")[0] == 200, "/readyz is 200 while serving")
+
+        scrape = os.path.join(work, "scrape.txt")
+        with open(scrape, "w") as f:
+            f.write(body)
+        lint = subprocess.run([PROMTOOL, "check", "metrics"], stdin=open(scrape), capture_output=True, text=True)
+        check(lint.returncode == 0, f"promtool check metrics passes on a real scrape {lint.stdout}{lint.stderr}")
+
+        prom_config = os.path.join(work, "prometheus.yml")
+        with open(prom_config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: anomalyd\n"
+                    f"    static_configs:\n      - targets: ['127.0.0.1:{http_port}']\n")
+        start([PROMETHEUS, f"--config.file={prom_config}", f"--storage.tsdb.path={work}/tsdb",
+               f"--web.listen-address=127.0.0.1:{prom_port}"], "prometheus.log")
+        def query(expr):
+            q = urllib.parse.urlencode({"query": expr})
+            status, text = http(f"http://127.0.0.1:{prom_port}/api/v1/query?{q}")
+            if status != 200:
+                return None
+            return json.loads(text)["data"]["result"]
+        anomalous = wait_until(lambda: query('anomalyd_anomalies_total{series="anomalous"} > 0'), 60,
+                               "Prometheus to see the anomalous series' counter rise")
+        check(len(anomalous) == 1, "Prometheus: anomalyd_anomalies_total rose for the anomalous series")
+        clean = query('anomalyd_anomalies_total{series="clean"} > 0')
+        check(clean == [], "Prometheus: no anomaly counted for the clean series")
+
+        serve.send_signal(signal.SIGTERM)
+        code = serve.wait(60)
+        check(code == 0, "SIGTERM: serve drained and exited 0")
+
+        reader = Consumer({"bootstrap.servers": brokers, "group.id": "e2e"})
+        committed = reader.committed([TopicPartition("samples", p) for p in (0, 1)], timeout=20)
+        offsets = {(tp.topic, tp.partition): tp.offset for tp in committed}
+        want = {k: v for k, v in produced.items()}
+        got = {k: offsets.get(k) for k in want}
+        check(got == want, f"committed offsets sit at the end of what was produced: {got} vs {want}")
+        reader.close()
+
+        serve = start(serve_args, "serve-2.log")
+        more = 10
+        send("clean", more, season(more, 4), first_row=ROWS)
+        def consumed():
+            b = http(metrics_url)[1]
+            total = sum(metric(b, f'anomalyd_samples_total{{outcome="{o}"}}')
+                        for o in ("scored", "warming", "skipped", "dropped", "invalid"))
+            return b if total >= more else None
+        body = wait_until(consumed, 60, "the restarted daemon to consume the new samples")
+        time.sleep(2)
+        body = http(metrics_url)[1]
+        total = sum(metric(body, f'anomalyd_samples_total{{outcome="{o}"}}')
+                    for o in ("scored", "warming", "skipped", "dropped", "invalid"))
+        check(total == more, f"after a restart exactly the {more} new samples were read (got {total}): nothing skipped, nothing re-read")
+        serve.send_signal(signal.SIGTERM)
+        check(serve.wait(60) == 0, "the restarted daemon exits 0 on SIGTERM")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    print(f"e2e: {checks} passed, 0 failed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
