@@ -1,0 +1,228 @@
+//! End-to-end daemon throughput, as a ratio to a plain consumer measured in
+//! the same run, and the memory bound under a flood of distinct series.
+//!
+//! `cargo bench --bench serve_throughput` pre-fills a topic on the
+//! in-process mock cluster, then times (a) an rdkafka consumer that only
+//! counts messages and (b) `anomalyd serve` taking every sample to scored,
+//! for the dense and the LSTM model. Then it feeds 100k distinct series to a
+//! daemon capped at 10k and reports the tracked series and the resident
+//! memory.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anomalyd::config::{
+    HttpConfig, KafkaConfig, ModelSource, ScoringConfig, SeriesConfig, ServeConfig,
+};
+use anomalyd::data::{CsvOptions, Series};
+use anomalyd::device::DeviceSpec;
+use anomalyd::model::{DenseAeConfig, LstmAeConfig, ModelConfig};
+use anomalyd::synthetic::seasonal;
+use anomalyd::train::{DataConfig, TrainConfig, TrainRequest, train};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio_util::sync::CancellationToken;
+
+const WINDOW: usize = 32;
+
+fn model(dir: &Path, config: ModelConfig) {
+    let values = seasonal(2000, 1, 1, &[]);
+    let mut text = String::from("t,value\n");
+    for (i, v) in values.iter().enumerate() {
+        text.push_str(&format!("{i},{v}\n"));
+    }
+    let series = Series::from_bytes(
+        Path::new("bench.csv"),
+        text.as_bytes(),
+        &CsvOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let request = TrainRequest {
+        data: DataConfig {
+            window: WINDOW,
+            stride: 1,
+            val_fraction: 0.2,
+            scaler: anomalyd::data::ScalerKind::Zscore,
+        },
+        model: config,
+        train: TrainConfig {
+            epochs: 2,
+            ..TrainConfig::default()
+        },
+    };
+    let mut trained = train(&[series], &request, &DeviceSpec::Cpu.build(), &mut |_| {})
+        .unwrap_or_else(|e| panic!("{e}"));
+    trained.save(dir).unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn fill(brokers: &str, topic: &str, series: usize, rows: usize) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let values = seasonal(rows, 1, 7, &[]);
+    let mut pending = Vec::new();
+    for row in 0..rows {
+        for s in 0..series {
+            let payload = format!(
+                r#"{{"ts":{},"value":{}}}"#,
+                1_700_000_000_000i64 + row as i64 * 60_000,
+                values[row]
+            );
+            let key = format!("s{s}");
+            let record = FutureRecord::to(topic).key(&key).payload(&payload);
+            pending.push(
+                producer
+                    .send_result(record)
+                    .unwrap_or_else(|(e, _)| panic!("{e}")),
+            );
+            if pending.len() >= 10_000 {
+                for d in pending.drain(..) {
+                    let _ = d.await;
+                }
+            }
+        }
+    }
+    for d in pending.drain(..) {
+        let _ = d.await;
+    }
+}
+
+async fn plain_consumer(brokers: &str, topic: &str, group: &str, total: usize) -> Duration {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    consumer
+        .subscribe(&[topic])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < total {
+        if consumer.recv().await.is_ok() {
+            seen += 1;
+        }
+    }
+    started.elapsed()
+}
+
+fn serve_config(brokers: &str, topic: &str, group: &str, model: &Path) -> ServeConfig {
+    ServeConfig {
+        kafka: KafkaConfig {
+            brokers: brokers.to_owned(),
+            group_id: group.to_owned(),
+            topics: vec![topic.to_owned()],
+            ..KafkaConfig::default()
+        },
+        model: ModelSource {
+            path: model.to_path_buf(),
+            device: "cpu".into(),
+        },
+        scoring: ScoringConfig::default(),
+        http: HttpConfig {
+            listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        },
+        ..ServeConfig::default()
+    }
+}
+
+fn consumed(metrics: &anomalyd::metrics::Metrics) -> u64 {
+    ["scored", "warming", "skipped", "dropped", "invalid"]
+        .iter()
+        .map(|o| metrics.samples.with_label_values(&[*o]).get())
+        .sum()
+}
+
+async fn daemon(config: ServeConfig, total: usize) -> Duration {
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    // Consumed is not enough: the last batch must be scored too.
+    let scored_target = running.metrics.samples.with_label_values(&["scored"]);
+    loop {
+        let all_in = consumed(&running.metrics) >= total as u64;
+        if all_in && running.metrics.windows_scored.get() >= scored_target.get() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    let _ = running.task.await;
+    elapsed
+}
+
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    runtime.block_on(async {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dense = dir.path().join("dense");
+        let lstm = dir.path().join("lstm");
+        model(&dense, ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 8)));
+        model(&lstm, ModelConfig::Lstm(LstmAeConfig::new(WINDOW, 1, 32)));
+
+        let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("{e}"));
+        let brokers = cluster.bootstrap_servers();
+        let (series, rows) = (100, 500);
+        let total = series * rows;
+        cluster.create_topic("bench", 4, 1).ok();
+        fill(&brokers, "bench", series, rows).await;
+
+        for (name, path) in [("dense", &dense), ("lstm", &lstm)] {
+            let plain = plain_consumer(&brokers, "bench", &format!("plain-{name}"), total).await;
+            let group = format!("anomalyd-{name}");
+            let served = daemon(serve_config(&brokers, "bench", &group, path), total).await;
+            let plain_rate = total as f64 / plain.as_secs_f64();
+            let served_rate = total as f64 / served.as_secs_f64();
+            println!(
+                "{{\"bench\":\"serve_throughput\",\"model\":\"{name}\",\"samples\":{total},\"plain_consumer_samples_per_s\":{plain_rate:.0},\"anomalyd_samples_per_s\":{served_rate:.0},\"ratio\":{:.3}}}",
+                served_rate / plain_rate
+            );
+        }
+
+        // 100k distinct series against a 10k cap: memory stays bounded.
+        let flood = 100_000;
+        cluster.create_topic("flood", 4, 1).ok();
+        fill(&brokers, "flood", flood, 1).await;
+        let before = resident_kib();
+        let mut config = serve_config(&brokers, "flood", "anomalyd-flood", &dense);
+        config.series = SeriesConfig {
+            max_series: 10_000,
+            ..SeriesConfig::default()
+        };
+        let shutdown = CancellationToken::new();
+        let running = anomalyd::serve::start(config, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut peak_tracked = 0;
+        while consumed(&running.metrics) < flood as u64 {
+            peak_tracked = peak_tracked.max(running.metrics.series_tracked.get());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let after = resident_kib();
+        shutdown.cancel();
+        let _ = running.task.await;
+        println!(
+            "{{\"bench\":\"series_flood\",\"series\":{flood},\"max_series\":10000,\"peak_tracked\":{peak_tracked},\"rss_before_kib\":{before},\"rss_after_kib\":{after}}}"
+        );
+    });
+}
