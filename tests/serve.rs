@@ -426,3 +426,193 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         );
     }
 }
+
+fn plain_config(brokers: &str, group: &str, model: &std::path::Path) -> ServeConfig {
+    let mut properties = std::collections::BTreeMap::new();
+    // Short session and heartbeat so that group changes settle in seconds.
+    properties.insert("session.timeout.ms".to_owned(), "6000".to_owned());
+    properties.insert("heartbeat.interval.ms".to_owned(), "500".to_owned());
+    ServeConfig {
+        kafka: KafkaConfig {
+            brokers: brokers.to_owned(),
+            group_id: group.to_owned(),
+            topics: vec!["samples".into()],
+            properties,
+            ..KafkaConfig::default()
+        },
+        model: ModelSource {
+            path: model.to_path_buf(),
+            device: "cpu".into(),
+        },
+        scoring: ScoringConfig {
+            max_wait_ms: 10,
+            ..ScoringConfig::default()
+        },
+        http: anomalyd::config::HttpConfig {
+            listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        },
+        ..ServeConfig::default()
+    }
+}
+
+fn series_rows(names: &[&str], rows: std::ops::Range<usize>) -> Vec<Outgoing> {
+    let values = common::seasonal(rows.end, 1, 31, &[]);
+    rows.flat_map(|row| names.iter().map(move |name| (row, *name)))
+        .map(|(row, name)| sample(name, row, values[row]))
+        .collect()
+}
+
+async fn until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done()
+}
+
+fn assert_committed_to_the_end(brokers: &str, group: &str) {
+    let checker: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut wanted = TopicPartitionList::new();
+    wanted.add_partition("samples", 0);
+    wanted.add_partition("samples", 1);
+    let committed = checker
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("committed offsets: {e}"));
+    for element in committed.elements() {
+        let (_, high) = checker
+            .fetch_watermarks("samples", element.partition(), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("{e}"));
+        if high > 0 {
+            assert_eq!(
+                element.offset(),
+                Offset::Offset(high),
+                "partition {}",
+                element.partition()
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sample_is_lost_when_the_broker_goes_down_and_comes_back() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    trained_model(&model_dir);
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 2, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+    let names = ["a", "b"];
+    produce(&brokers, series_rows(&names, 0..200)).await;
+
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(
+        plain_config(&brokers, "faults", &model_dir),
+        shutdown.clone(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("start failed: {e}"));
+    let metrics = running.metrics.clone();
+    let first = (2 * (200 - WINDOW + 1)) as u64;
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= first)
+        .await
+    );
+
+    // The broker goes away; samples produced meanwhile wait in the
+    // producer's queue; the broker comes back.
+    cluster.broker_down(1).unwrap_or_else(|e| panic!("{e}"));
+    let late = tokio::spawn({
+        let brokers = brokers.clone();
+        async move { produce(&brokers, series_rows(&names, 200..400)).await }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.broker_up(1).unwrap_or_else(|e| panic!("{e}"));
+    late.await.unwrap_or_else(|e| panic!("{e}"));
+
+    let all = (2 * (400 - WINDOW + 1)) as u64;
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= all)
+        .await,
+        "scored {} of {all}",
+        metrics.windows_scored.get()
+    );
+    assert_eq!(
+        metrics.windows_scored.get(),
+        all,
+        "every window scored exactly once"
+    );
+    assert_eq!(metrics.samples.with_label_values(&["dropped"]).get(), 0);
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+    assert_committed_to_the_end(&brokers, "faults");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_in_one_group_share_the_partitions() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    trained_model(&model_dir);
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 2, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+
+    let shutdown = CancellationToken::new();
+    let first =
+        anomalyd::serve::start(plain_config(&brokers, "pair", &model_dir), shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("start failed: {e}"));
+    let assigned = |r: &anomalyd::serve::Running| {
+        r.readiness
+            .assigned_partitions
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(
+        until(Duration::from_secs(30), || assigned(&first) == 2).await,
+        "the first daemon got no partitions"
+    );
+    let second =
+        anomalyd::serve::start(plain_config(&brokers, "pair", &model_dir), shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("start failed: {e}"));
+    assert!(
+        until(Duration::from_secs(60), || assigned(&first) == 1
+            && assigned(&second) == 1)
+        .await,
+        "the rebalance did not split the partitions: {} and {}",
+        assigned(&first),
+        assigned(&second)
+    );
+
+    let names = ["s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"];
+    produce(&brokers, series_rows(&names, 0..150)).await;
+    let all = (names.len() * (150 - WINDOW + 1)) as u64;
+    let total = || first.metrics.windows_scored.get() + second.metrics.windows_scored.get();
+    assert!(
+        until(Duration::from_secs(60), || total() >= all).await,
+        "scored {} of {all}",
+        total()
+    );
+    assert_eq!(total(), all, "each window scored by exactly one daemon");
+    assert!(first.metrics.windows_scored.get() > 0 && second.metrics.windows_scored.get() > 0);
+    assert_eq!(
+        first.metrics.series_tracked.get() + second.metrics.series_tracked.get(),
+        names.len() as i64,
+        "each series lives on one daemon"
+    );
+    shutdown.cancel();
+    for running in [first, second] {
+        let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+        assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+    }
+    assert_committed_to_the_end(&brokers, "pair");
+}
