@@ -65,12 +65,11 @@ async fn fill(brokers: &str, topic: &str, series: usize, rows: usize) {
         .unwrap_or_else(|e| panic!("{e}"));
     let values = seasonal(rows, 1, 7, &[]);
     let mut pending = Vec::new();
-    for row in 0..rows {
+    for (row, value) in values.iter().enumerate() {
         for s in 0..series {
             let payload = format!(
-                r#"{{"ts":{},"value":{}}}"#,
+                r#"{{"ts":{},"value":{value}}}"#,
                 1_700_000_000_000i64 + row as i64 * 60_000,
-                values[row]
             );
             let key = format!("s{s}");
             let record = FutureRecord::to(topic).key(&key).payload(&payload);
