@@ -198,29 +198,10 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     ));
     produce(&brokers, messages).await;
 
-    let config = ServeConfig {
-        kafka: KafkaConfig {
-            brokers: brokers.clone(),
-            group_id: "anomalyd-test".into(),
-            topics: vec!["samples".into()],
-            events_topic: Some("events".into()),
-            dead_letter_topic: Some("dead".into()),
-            max_message_bytes: 4096,
-            ..KafkaConfig::default()
-        },
-        model: ModelSource {
-            path: model_dir.clone(),
-            device: "cpu".into(),
-        },
-        scoring: ScoringConfig {
-            max_wait_ms: 10,
-            ..ScoringConfig::default()
-        },
-        http: anomalyd::config::HttpConfig {
-            listen: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        },
-        ..ServeConfig::default()
-    };
+    let mut config = plain_config(&brokers, "anomalyd-test", &model_dir);
+    config.kafka.events_topic = Some("events".into());
+    config.kafka.dead_letter_topic = Some("dead".into());
+    config.kafka.max_message_bytes = 4096;
     let shutdown = CancellationToken::new();
     let running = anomalyd::serve::start(config, shutdown.clone())
         .await
