@@ -121,6 +121,7 @@ fn serve_config(brokers: &str, topic: &str, group: &str, model: &Path) -> ServeC
         model: ModelSource {
             path: model.to_path_buf(),
             device: "cpu".into(),
+            routes: Vec::new(),
         },
         scoring: ScoringConfig::default(),
         http: HttpConfig {

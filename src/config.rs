@@ -102,14 +102,30 @@ impl Default for KafkaConfig {
     }
 }
 
-/// Where the model comes from.
+/// Which model scores which series.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSource {
-    /// Artifact directory written by `anomalyd train`.
+    /// Artifact directory written by `anomalyd train`: the model of every
+    /// series that no route claims. Leave it empty to serve only routed
+    /// series (the rest are rejected as `no_model`).
     pub path: PathBuf,
+    /// Routes, tried in order; the first whose pattern matches the series
+    /// key picks the model. One model can serve many series.
+    pub routes: Vec<ModelRoute>,
     /// Compute device: `cpu`.
     pub device: String,
+}
+
+/// One routing rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRoute {
+    /// A glob on the series key (`host-*/cpu`), or a regex when it starts
+    /// with `^`.
+    pub series: String,
+    /// Artifact directory.
+    pub path: PathBuf,
 }
 
 /// Micro-batching.
@@ -192,6 +208,34 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// A compiled series pattern: a glob, or a regex when it starts with `^`.
+#[derive(Debug, Clone)]
+pub enum SeriesPattern {
+    Glob(globset::GlobMatcher),
+    Regex(regex::Regex),
+}
+
+impl SeriesPattern {
+    pub fn parse(pattern: &str) -> std::result::Result<Self, String> {
+        if pattern.starts_with('^') {
+            regex::Regex::new(pattern)
+                .map(Self::Regex)
+                .map_err(|e| e.to_string())
+        } else {
+            globset::Glob::new(pattern)
+                .map(|g| Self::Glob(g.compile_matcher()))
+                .map_err(|e| e.to_string())
+        }
+    }
+
+    pub fn matches(&self, series: &str) -> bool {
+        match self {
+            Self::Glob(glob) => glob.is_match(series),
+            Self::Regex(regex) => regex.is_match(series),
+        }
+    }
+}
+
 /// Properties anomalyd owns for at-least-once delivery.
 const RESERVED_PROPERTIES: [&str; 4] = [
     "enable.auto.offset.store",
@@ -233,8 +277,18 @@ impl ServeConfig {
                 ));
             }
         }
-        if self.model.path.as_os_str().is_empty() {
-            return Err(Error::config("model.path", "is empty"));
+        if self.model.path.as_os_str().is_empty() && self.model.routes.is_empty() {
+            return Err(Error::config(
+                "model.path",
+                "is empty and there are no model.routes",
+            ));
+        }
+        for (i, route) in self.model.routes.iter().enumerate() {
+            if route.path.as_os_str().is_empty() {
+                return Err(Error::config(format!("model.routes[{i}].path"), "is empty"));
+            }
+            SeriesPattern::parse(&route.series)
+                .map_err(|reason| Error::config(format!("model.routes[{i}].series"), reason))?;
         }
         let s = &self.scoring;
         if s.max_batch == 0 {
@@ -295,6 +349,29 @@ mod tests {
     }
 
     #[test]
+    fn routes_take_globs_and_regexes_and_bad_patterns_name_their_route() {
+        let glob = SeriesPattern::parse("host-*/cpu").map_err(|e| e.to_string());
+        assert!(
+            glob.as_ref()
+                .is_ok_and(|p| p.matches("host-7/cpu") && !p.matches("host-7/mem"))
+        );
+        let regex = SeriesPattern::parse("^db-[0-9]+$").map_err(|e| e.to_string());
+        assert!(
+            regex
+                .as_ref()
+                .is_ok_and(|p| p.matches("db-12") && !p.matches("db-x"))
+        );
+        let text = "[kafka]\ntopics = [\"m\"]\n[[model.routes]]\nseries = \"ok-*\"\npath = \"a\"\n[[model.routes]]\nseries = \"^(\"\npath = \"b\"\n";
+        let config = parse(text).unwrap_or_default();
+        let message = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("model.routes[1].series"), "{message}");
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_name_the_field() {
         let message = parse("[kafka]\ntopicz = [\"m\"]\n")
             .err()
@@ -307,7 +384,7 @@ mod tests {
             },
             model: ModelSource {
                 path: "m".into(),
-                device: "cpu".into(),
+                ..ModelSource::default()
             },
             scoring: ScoringConfig {
                 max_batch: 0,

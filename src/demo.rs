@@ -168,6 +168,7 @@ pub async fn run(options: DemoOptions, on_tick: &mut dyn FnMut(&str)) -> Result<
         model: ModelSource {
             path: model_dir,
             device: "cpu".into(),
+            routes: Vec::new(),
         },
         scoring: ScoringConfig {
             max_wait_ms: 20,

@@ -76,11 +76,19 @@ fn metric(body: &str, prefix: &str) -> f64 {
 }
 
 fn trained_model(dir: &std::path::Path) {
+    trained_model_with(dir, 1);
+}
+
+fn trained_model_with(dir: &std::path::Path, features: usize) {
     let device = DeviceSpec::Cpu.build();
-    let data = series("train.csv", &common::seasonal(1200, 1, 1, &[]), 1);
+    let data = series(
+        "train.csv",
+        &common::seasonal(1200, features, 1, &[]),
+        features,
+    );
     let request = TrainRequest {
         data: data_config(),
-        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 6)),
+        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, features, 6)),
         train: train_config(15),
     };
     let mut model = train(&[data], &request, &device, &mut |_| {})
@@ -389,6 +397,7 @@ fn plain_config(brokers: &str, group: &str, model: &std::path::Path) -> ServeCon
         model: ModelSource {
             path: model.to_path_buf(),
             device: "cpu".into(),
+            routes: Vec::new(),
         },
         scoring: ScoringConfig {
             max_wait_ms: 10,
@@ -570,4 +579,78 @@ async fn two_daemons_in_one_group_share_the_partitions() {
         assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
     }
     assert_committed_to_the_end(&brokers, "pair");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_send_each_series_to_its_model() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (univariate, bivariate) = (dir.path().join("uni"), dir.path().join("bi"));
+    trained_model_with(&univariate, 1);
+    trained_model_with(&bivariate, 2);
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 2, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+
+    let rows = 100;
+    let two = common::seasonal(rows, 2, 5, &[]);
+    let mut messages = series_rows(&["host-1/cpu"], 0..rows);
+    for row in 0..rows {
+        let ts = START_MS + row as i64 * 60_000;
+        let values = format!("[{},{}]", two[2 * row], two[2 * row + 1]);
+        let payload = format!(r#"{{"ts":{ts},"values":{values}}}"#).into_bytes();
+        messages.push((Some("db-7".into()), payload, None));
+    }
+    // One value for a two-feature series, and a series no route takes.
+    messages.push(sample("db-8", 0, 1.0));
+    messages.push(sample("mystery", 0, 1.0));
+    produce(&brokers, messages).await;
+
+    let mut config = plain_config(&brokers, "routes", std::path::Path::new(""));
+    config.model.routes = vec![
+        anomalyd::config::ModelRoute {
+            series: "host-*/cpu".into(),
+            path: univariate.clone(),
+        },
+        anomalyd::config::ModelRoute {
+            series: "^db-[0-9]+$".into(),
+            path: bivariate.clone(),
+        },
+    ];
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    let metrics = running.metrics.clone();
+    let all = (2 * (rows - WINDOW + 1)) as u64;
+    let invalid = |reason: &str| metrics.invalid_messages.with_label_values(&[reason]).get();
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= all
+            && invalid("no_model") + invalid("feature_count") >= 2)
+        .await,
+        "scored {} of {all}",
+        metrics.windows_scored.get()
+    );
+    assert_eq!(metrics.windows_scored.get(), all);
+    assert_eq!(invalid("no_model"), 1, "the unrouted series is rejected");
+    assert_eq!(
+        invalid("feature_count"),
+        1,
+        "db-8 has one value for a two-feature model"
+    );
+    let body = tokio::task::spawn_blocking({
+        let addr = running.http_addr;
+        move || http_get(addr, "/metrics").1
+    })
+    .await
+    .unwrap_or_default();
+    for path in [&univariate, &bivariate] {
+        assert!(
+            body.contains(&format!("model=\"{}\"", path.display())),
+            "{body}"
+        );
+    }
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
 }

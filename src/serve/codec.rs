@@ -34,6 +34,8 @@ pub enum Invalid {
     FeatureCount { got: usize, want: usize },
     #[error("value {0} is not finite")]
     NonFinite(f64),
+    #[error("no model is routed to series '{0}'")]
+    NoModel(String),
     #[error("{bytes} bytes is over the {limit}-byte limit")]
     Oversized { bytes: usize, limit: usize },
 }
@@ -49,6 +51,7 @@ impl Invalid {
             Self::BadTimestamp(_) => "bad_timestamp",
             Self::FeatureCount { .. } => "feature_count",
             Self::NonFinite(_) => "non_finite",
+            Self::NoModel(_) => "no_model",
             Self::Oversized { .. } => "oversized",
         }
     }
@@ -80,7 +83,6 @@ pub fn decode(
     format: PayloadFormat,
     key: Option<&[u8]>,
     payload: &[u8],
-    features: usize,
     max_bytes: usize,
 ) -> Result<Vec<Result<Sample, Invalid>>, Invalid> {
     if payload.len() > max_bytes {
@@ -96,14 +98,13 @@ pub fn decode(
         PayloadFormat::Json => Ok(vec![decode_json(
             key.as_deref().map(str::as_bytes),
             payload,
-            features,
             max_bytes,
         )]),
         PayloadFormat::Protobuf => {
             let sample = proto::Sample::decode(payload)
                 .map_err(|e| Invalid::MalformedProtobuf(e.to_string()))?;
             // A single sample's message key names its series.
-            Ok(vec![from_proto(sample, key.as_deref(), true, features)])
+            Ok(vec![from_proto(sample, key.as_deref(), true)])
         }
         PayloadFormat::ProtobufBatch => {
             let batch = proto::SampleBatch::decode(payload)
@@ -111,46 +112,25 @@ pub fn decode(
             Ok(batch
                 .samples
                 .into_iter()
-                .map(|s| from_proto(s, key.as_deref(), false, features))
+                .map(|s| from_proto(s, key.as_deref(), false))
                 .collect())
         }
     }
 }
 
-fn from_proto(
-    sample: proto::Sample,
-    key: Option<&str>,
-    key_wins: bool,
-    features: usize,
-) -> Result<Sample, Invalid> {
+fn from_proto(sample: proto::Sample, key: Option<&str>, key_wins: bool) -> Result<Sample, Invalid> {
     let series = match (key, sample.series.is_empty()) {
         (Some(key), true) => key.to_owned(),
         (Some(key), false) if key_wins => key.to_owned(),
         (_, false) => sample.series,
         (None, true) => return Err(Invalid::MissingSeries),
     };
-    checked(
-        series,
-        sample.timestamp_ms as f64 / 1000.0,
-        sample.values,
-        features,
-    )
+    checked(series, sample.timestamp_ms as f64 / 1000.0, sample.values)
 }
 
-fn checked(
-    series: String,
-    time: f64,
-    values: Vec<f64>,
-    features: usize,
-) -> Result<Sample, Invalid> {
+fn checked(series: String, time: f64, values: Vec<f64>) -> Result<Sample, Invalid> {
     if values.is_empty() {
         return Err(Invalid::MissingValues);
-    }
-    if values.len() != features {
-        return Err(Invalid::FeatureCount {
-            got: values.len(),
-            want: features,
-        });
     }
     if let Some(&bad) = values.iter().find(|v| !v.is_finite()) {
         return Err(Invalid::NonFinite(bad));
@@ -183,7 +163,6 @@ struct JsonSample {
 pub fn decode_json(
     key: Option<&[u8]>,
     payload: &[u8],
-    features: usize,
     max_bytes: usize,
 ) -> Result<Sample, Invalid> {
     if payload.len() > max_bytes {
@@ -211,7 +190,19 @@ pub fn decode_json(
         (None, Some(value)) => vec![value],
         (None, None) => return Err(Invalid::MissingValues),
     };
-    checked(series, time, values, features)
+    checked(series, time, values)
+}
+
+/// Checks a sample against the feature count of the model it is routed to.
+pub fn check_features(sample: &Sample, features: usize) -> Result<(), Invalid> {
+    if sample.values.len() == features {
+        Ok(())
+    } else {
+        Err(Invalid::FeatureCount {
+            got: sample.values.len(),
+            want: features,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -219,7 +210,9 @@ mod tests {
     use super::*;
 
     fn decode(key: Option<&str>, payload: &str) -> Result<Sample, Invalid> {
-        decode_json(key.map(str::as_bytes), payload.as_bytes(), 1, 200)
+        let sample = decode_json(key.map(str::as_bytes), payload.as_bytes(), 200)?;
+        check_features(&sample, 1)?;
+        Ok(sample)
     }
 
     #[test]
@@ -254,7 +247,6 @@ mod tests {
             PayloadFormat::Protobuf,
             Some(b"key"),
             &sample.encode_to_vec(),
-            1,
             100,
         );
         let series: Vec<String> = one
@@ -280,7 +272,6 @@ mod tests {
             PayloadFormat::ProtobufBatch,
             Some(b"key"),
             &batch.encode_to_vec(),
-            1,
             100,
         )
         .unwrap_or_default();
@@ -296,7 +287,7 @@ mod tests {
                 Err("non_finite")
             ]
         );
-        let garbage = super::decode(PayloadFormat::Protobuf, None, &[0xff, 0xff, 0xff], 1, 100);
+        let garbage = super::decode(PayloadFormat::Protobuf, None, &[0xff, 0xff, 0xff], 100);
         assert_eq!(
             garbage.err().map(|e| e.reason()),
             Some("malformed_protobuf")

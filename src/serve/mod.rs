@@ -14,8 +14,9 @@ pub mod codec;
 mod http;
 pub mod series;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,7 +33,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{EventFormat, ServeConfig};
+use crate::config::{EventFormat, SeriesPattern, ServeConfig};
 use crate::detect::EventChange;
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
@@ -41,7 +42,7 @@ use crate::model::Network;
 use crate::model::artifact::TrainedModel;
 use codec::{Invalid, decode, format_of};
 use prost::Message as _;
-use series::{Admission, OpenEvent, SeriesTable, normalise};
+use series::{Admission, ModelShape, OpenEvent, SeriesTable, normalise};
 
 /// Shared readiness: the model is loaded and partitions are assigned.
 #[derive(Debug, Default)]
@@ -129,11 +130,21 @@ struct Job {
     time: f64,
 }
 
-/// Windows batched across series, plus the offsets they carry.
+/// One model's share of a batch.
 #[derive(Default)]
-struct Batch {
+struct Part {
+    /// `[jobs, T, F]` row-major.
     windows: Vec<f32>,
     jobs: Vec<Job>,
+}
+
+/// Windows batched across series (one part per model), plus the offsets
+/// they carry.
+#[derive(Default)]
+struct Batch {
+    parts: BTreeMap<usize, Part>,
+    /// Windows in all parts.
+    windows: usize,
     /// Highest consumed offset per partition up to the batch's close.
     offsets: HashMap<(String, i32), i64>,
     opened: Option<Instant>,
@@ -141,8 +152,61 @@ struct Batch {
 
 struct Scored {
     batch: Batch,
-    /// `[jobs, F]` per-feature errors.
-    per_feature: Vec<f32>,
+    /// Per part, in the parts' order: `[jobs, F]` per-feature errors.
+    per_feature: Vec<Vec<f32>>,
+}
+
+/// A loaded model, less its network (which lives on the inference thread).
+struct ServedModel {
+    path: PathBuf,
+    name: String,
+    kind: String,
+    version: String,
+    window: usize,
+    feature_names: Vec<String>,
+    scaler: crate::data::Scaler,
+    threshold: f64,
+}
+
+impl ServedModel {
+    fn new(path: &Path, model: &TrainedModel) -> Self {
+        let manifest = &model.manifest;
+        Self {
+            path: path.to_path_buf(),
+            name: path.display().to_string(),
+            kind: format!("{:?}", manifest.model.kind()).to_lowercase(),
+            version: manifest.anomalyd_version.clone(),
+            window: manifest.windowing.window,
+            feature_names: manifest.windowing.feature_names.clone(),
+            scaler: manifest.scaler.clone(),
+            threshold: manifest.threshold.value,
+        }
+    }
+
+    fn shape(&self, model: usize) -> ModelShape {
+        ModelShape {
+            model,
+            window: self.window,
+            features: self.feature_names.len(),
+            threshold: self.threshold,
+        }
+    }
+}
+
+/// Picks a series' model: the first matching route, else the default.
+struct Router {
+    routes: Vec<(SeriesPattern, usize)>,
+    fallback: Option<usize>,
+}
+
+impl Router {
+    fn route(&self, series: &str) -> Option<usize> {
+        self.routes
+            .iter()
+            .find(|(pattern, _)| pattern.matches(series))
+            .map(|(_, model)| *model)
+            .or(self.fallback)
+    }
 }
 
 /// A running daemon.
@@ -212,18 +276,39 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
         config.model.device.parse()?
     };
     let device = device.build();
-    let model = TrainedModel::load(&config.model.path, &device)?;
+    // Every distinct artifact is loaded once, however many routes use it.
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut index_of = |path: &Path| match paths.iter().position(|p| p == path) {
+        Some(i) => i,
+        None => {
+            paths.push(path.to_path_buf());
+            paths.len() - 1
+        }
+    };
+    let fallback =
+        (!config.model.path.as_os_str().is_empty()).then(|| index_of(&config.model.path));
+    let mut routes = Vec::new();
+    for (i, route) in config.model.routes.iter().enumerate() {
+        let pattern = SeriesPattern::parse(&route.series)
+            .map_err(|reason| Error::config(format!("model.routes[{i}].series"), reason))?;
+        routes.push((pattern, index_of(&route.path)));
+    }
+    let router = Router { routes, fallback };
+    let mut models = Vec::with_capacity(paths.len());
+    let mut networks = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let model = TrainedModel::load(path, &device)?;
+        models.push(ServedModel::new(path, &model));
+        networks.push(model.network);
+    }
     let metrics = Arc::new(Metrics::new(config.series.max_series_labels)?);
     let readiness = Arc::new(Readiness::default());
-    let manifest = &model.manifest;
-    metrics
-        .model_info
-        .with_label_values(&[
-            &config.model.path.display().to_string(),
-            &format!("{:?}", manifest.model.kind()).to_lowercase(),
-            &manifest.anomalyd_version,
-        ])
-        .set(1);
+    for model in &models {
+        metrics
+            .model_info
+            .with_label_values(&[&model.name, &model.kind, &model.version])
+            .set(1);
+    }
     readiness.model_loaded.store(true, Ordering::Relaxed);
 
     let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -280,32 +365,26 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
         topics = ?config.kafka.topics,
         group = %config.kafka.group_id,
         http = %http_addr,
-        model = %config.model.path.display(),
+        models = paths.len(),
         "anomalyd serving"
     );
     let pipeline = Pipeline {
         metrics: metrics.clone(),
         table: SeriesTable::new(
-            manifest.windowing.window,
-            manifest.windowing.feature_names.len(),
             config.scoring.stride,
             config.series.max_series,
             config.series.max_gap_seconds,
             config.detector,
-            manifest.threshold.value,
         ),
-        model_name: config.model.path.display().to_string(),
-        model_kind: format!("{:?}", manifest.model.kind()).to_lowercase(),
-        feature_names: manifest.windowing.feature_names.clone(),
-        scaler: manifest.scaler.clone(),
-        window: manifest.windowing.window,
+        models,
+        router,
         producer,
         revoked: revoked_rx,
         device,
         config,
     };
     let reload = Arc::new(Notify::new());
-    let task = tokio::spawn(pipeline.run(consumer, model.network, shutdown, reload.clone()));
+    let task = tokio::spawn(pipeline.run(consumer, networks, shutdown, reload.clone()));
     Ok(Running {
         http_addr,
         readiness,
@@ -318,11 +397,8 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
 struct Pipeline {
     metrics: Arc<Metrics>,
     table: SeriesTable,
-    model_name: String,
-    model_kind: String,
-    feature_names: Vec<String>,
-    scaler: crate::data::Scaler,
-    window: usize,
+    models: Vec<ServedModel>,
+    router: Router,
     producer: Option<FutureProducer>,
     revoked: mpsc::UnboundedReceiver<Vec<(String, i32)>>,
     device: Device,
@@ -339,7 +415,7 @@ impl Pipeline {
     async fn run(
         mut self,
         consumer: StreamConsumer<ServeContext>,
-        network: Network,
+        networks: Vec<Network>,
         shutdown: CancellationToken,
         reload: Arc<Notify>,
     ) -> Result<()> {
@@ -347,15 +423,19 @@ impl Pipeline {
         let capacity = self.config.scoring.queue_batches;
         let (batch_tx, batch_rx) = mpsc::channel::<Work>(capacity);
         let (scored_tx, mut scored_rx) = mpsc::channel::<Result<Scored>>(capacity);
-        let shape = (self.window, self.feature_names.len());
+        let shapes: Vec<(usize, usize)> = self
+            .models
+            .iter()
+            .map(|m| (m.window, m.feature_names.len()))
+            .collect();
         let inference_metrics = self.metrics.clone();
         let inference = std::thread::Builder::new()
             .name("anomalyd-inference".into())
             .spawn(move || {
                 infer_loop(
-                    network,
+                    networks,
                     device,
-                    shape,
+                    shapes,
                     batch_rx,
                     scored_tx,
                     inference_metrics,
@@ -394,7 +474,7 @@ impl Pipeline {
                         Ok(message) => self.admit(&message, &mut batch).await,
                         Err(e) => tracing::warn!(error = %e, "kafka consume error"),
                     }
-                    if batch.jobs.len() >= self.config.scoring.max_batch
+                    if batch.windows >= self.config.scoring.max_batch
                         && let Some(tx) = &batch_tx
                     {
                         in_flight += send_batch(tx, &mut batch).await?;
@@ -438,54 +518,59 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Loads the artifact again. A model that fails to load, or that
-    /// windows differently, is rejected and counted; the old one keeps
-    /// serving.
+    /// Loads every artifact again. One that fails to load, or that
+    /// windows differently, is rejected and counted, and its old version
+    /// keeps serving; the others are swapped in between two batches.
     async fn reload(&mut self, work: &mpsc::Sender<Work>) -> Result<()> {
-        let path = self.config.model.path.clone();
-        let device = self.device.clone();
-        let loaded = tokio::task::spawn_blocking(move || TrainedModel::load(&path, &device))
-            .await
-            .map_err(|e| Error::Backend(format!("model reload task: {e}")))?;
-        let model = match loaded {
-            Ok(model) => model,
-            Err(e) => {
-                self.metrics
-                    .model_reloads
-                    .with_label_values(&["rejected"])
-                    .inc();
-                tracing::error!(error = %e, "model reload rejected; the old model keeps serving");
-                return Ok(());
-            }
-        };
-        let windowing = &model.manifest.windowing;
-        if windowing.window != self.window || windowing.feature_names != self.feature_names {
-            self.metrics
-                .model_reloads
-                .with_label_values(&["rejected"])
-                .inc();
-            tracing::error!(
-                window = windowing.window,
-                features = ?windowing.feature_names,
-                "model reload rejected: a reload must keep the window and features; restart to change them"
-            );
-            return Ok(());
+        for index in 0..self.models.len() {
+            let path = self.models[index].path.clone();
+            let device = self.device.clone();
+            let loaded = tokio::task::spawn_blocking(move || TrainedModel::load(&path, &device))
+                .await
+                .map_err(|e| Error::Backend(format!("model reload task: {e}")))?;
+            let served = &self.models[index];
+            let rejected = match &loaded {
+                Err(e) => Some(e.to_string()),
+                Ok(model)
+                    if model.manifest.windowing.window != served.window
+                        || model.manifest.windowing.feature_names != served.feature_names =>
+                {
+                    Some(
+                        "a reload must keep the window and features; restart to change them".into(),
+                    )
+                }
+                Ok(_) => None,
+            };
+            let model = match (rejected, loaded) {
+                (None, Ok(model)) => model,
+                (reason, _) => {
+                    self.metrics
+                        .model_reloads
+                        .with_label_values(&["rejected"])
+                        .inc();
+                    tracing::error!(
+                        model = %served.name,
+                        reason = reason.unwrap_or_default(),
+                        "model reload rejected; the old model keeps serving"
+                    );
+                    continue;
+                }
+            };
+            let replacement = ServedModel::new(&served.path.clone(), &model);
+            work.send(Work::Swap(index, Box::new(model.network)))
+                .await
+                .map_err(|_| Error::Backend("the inference thread stopped".into()))?;
+            self.models[index] = replacement;
+            self.metrics.model_reloads.with_label_values(&["ok"]).inc();
+            tracing::info!(model = %self.models[index].name, "model reloaded");
         }
-        let kind = format!("{:?}", model.manifest.model.kind()).to_lowercase();
         self.metrics.model_info.reset();
-        self.metrics
-            .model_info
-            .with_label_values(&[&self.model_name, &kind, &model.manifest.anomalyd_version])
-            .set(1);
-        self.model_kind = kind;
-        self.scaler = model.manifest.scaler.clone();
-        self.table
-            .set_calibrated_threshold(model.manifest.threshold.value);
-        work.send(Work::Swap(Box::new(model.network)))
-            .await
-            .map_err(|_| Error::Backend("the inference thread stopped".into()))?;
-        self.metrics.model_reloads.with_label_values(&["ok"]).inc();
-        tracing::info!(model = %self.model_name, "model reloaded");
+        for model in &self.models {
+            self.metrics
+                .model_info
+                .with_label_values(&[&model.name, &model.kind, &model.version])
+                .set(1);
+        }
         Ok(())
     }
 
@@ -529,7 +614,6 @@ impl Pipeline {
             format_of(content_type, configured),
             message.key(),
             payload,
-            self.feature_names.len(),
             kafka.max_message_bytes,
         );
         let samples = match decoded {
@@ -541,8 +625,17 @@ impl Pipeline {
         };
         let mut forwarded = false;
         for sample in samples {
-            match sample {
-                Ok(sample) => self.admit_sample(sample, (&topic, partition), batch),
+            let routed = sample.and_then(|sample| {
+                let model = self
+                    .table
+                    .model_of(&sample.series)
+                    .or_else(|| self.router.route(&sample.series))
+                    .ok_or_else(|| Invalid::NoModel(sample.series.clone()))?;
+                codec::check_features(&sample, self.models[model].feature_names.len())?;
+                Ok((sample, model))
+            });
+            match routed {
+                Ok((sample, model)) => self.admit_sample(sample, model, (&topic, partition), batch),
                 Err(invalid) => {
                     // A batch goes to the dead-letter topic once, with the
                     // first reason; every bad sample is counted.
@@ -560,21 +653,30 @@ impl Pipeline {
     fn admit_sample(
         &mut self,
         sample: codec::Sample,
+        model: usize,
         (topic, partition): (&str, i32),
         batch: &mut Batch,
     ) {
-        let normalised = normalise(&self.scaler, &sample.values);
+        let served = &self.models[model];
+        let normalised = normalise(&served.scaler, &sample.values);
+        let shape = served.shape(model);
         let gap_resets = self.table.events.gap_resets;
-        let admission =
-            self.table
-                .admit(&sample.series, sample.time, &normalised, (topic, partition));
+        let admission = self.table.admit(
+            &sample.series,
+            sample.time,
+            &normalised,
+            (topic, partition),
+            shape,
+        );
         if self.table.events.gap_resets > gap_resets {
             self.metrics.samples.with_label_values(&["gap_reset"]).inc();
         }
         let outcome = match admission {
             Admission::Window(values) => {
-                batch.windows.extend(values);
-                batch.jobs.push(Job {
+                let part = batch.parts.entry(model).or_default();
+                part.windows.extend(values);
+                batch.windows += 1;
+                part.jobs.push(Job {
                     series: sample.series,
                     time: sample.time,
                 });
@@ -631,62 +733,60 @@ impl Pipeline {
     /// Applies a batch's scores, produces its events, then stores its
     /// offsets.
     async fn finish_batch(&mut self, consumer: &StreamConsumer<ServeContext>, scored: Scored) {
-        let features = self.feature_names.len();
         let now = now_seconds();
         let mut events = Vec::new();
-        for (job, contributions) in scored
-            .batch
-            .jobs
-            .iter()
-            .zip(scored.per_feature.chunks_exact(features))
-        {
-            let error = contributions.iter().map(|&c| f64::from(c)).sum::<f64>() / features as f64;
-            let Some(state) = self.table.get_mut(&job.series) else {
-                continue; // evicted or revoked while in flight
-            };
-            let decision = state.detector.update(error);
-            let label = self.metrics.series_label(&job.series);
-            self.metrics
-                .reconstruction_error
-                .with_label_values(&[label])
-                .set(error);
-            self.metrics
-                .anomaly_score
-                .with_label_values(&[label])
-                .set(decision.score);
-            self.metrics
-                .anomalous
-                .with_label_values(&[label])
-                .set(i64::from(decision.anomalous));
-            self.metrics
-                .sample_lag_seconds
-                .observe((now - job.time).max(0.0));
-            if matches!(decision.event, Some(EventChange::Started { .. })) {
-                self.metrics.anomalies.with_label_values(&[label]).inc();
-                state.open_event = Some(OpenEvent {
-                    start_time: job.time,
-                    peak_score: 0.0,
-                    peak_threshold: decision.threshold,
-                    peak_contributions: Vec::new(),
-                });
-            }
-            if let Some(open) = state.open_event.as_mut()
-                && decision.anomalous
-                && decision.score >= open.peak_score
-            {
-                open.peak_score = decision.score;
-                open.peak_threshold = decision.threshold;
-                open.peak_contributions = contributions.iter().map(|&c| f64::from(c)).collect();
-            }
-            if matches!(decision.event, Some(EventChange::Ended(_)))
-                && let Some(open) = state.open_event.take()
-            {
-                events.push(self.event(&job.series, open, job.time));
+        for ((&model, part), per_feature) in scored.batch.parts.iter().zip(&scored.per_feature) {
+            let features = self.models[model].feature_names.len();
+            for (job, contributions) in part.jobs.iter().zip(per_feature.chunks_exact(features)) {
+                let error =
+                    contributions.iter().map(|&c| f64::from(c)).sum::<f64>() / features as f64;
+                let Some(state) = self.table.get_mut(&job.series) else {
+                    continue; // evicted or revoked while in flight
+                };
+                let decision = state.detector.update(error);
+                let label = self.metrics.series_label(&job.series);
+                self.metrics
+                    .reconstruction_error
+                    .with_label_values(&[label])
+                    .set(error);
+                self.metrics
+                    .anomaly_score
+                    .with_label_values(&[label])
+                    .set(decision.score);
+                self.metrics
+                    .anomalous
+                    .with_label_values(&[label])
+                    .set(i64::from(decision.anomalous));
+                self.metrics
+                    .sample_lag_seconds
+                    .observe((now - job.time).max(0.0));
+                if matches!(decision.event, Some(EventChange::Started { .. })) {
+                    self.metrics.anomalies.with_label_values(&[label]).inc();
+                    state.open_event = Some(OpenEvent {
+                        start_time: job.time,
+                        peak_score: 0.0,
+                        peak_threshold: decision.threshold,
+                        peak_contributions: Vec::new(),
+                    });
+                }
+                if let Some(open) = state.open_event.as_mut()
+                    && decision.anomalous
+                    && decision.score >= open.peak_score
+                {
+                    open.peak_score = decision.score;
+                    open.peak_threshold = decision.threshold;
+                    open.peak_contributions = contributions.iter().map(|&c| f64::from(c)).collect();
+                }
+                if matches!(decision.event, Some(EventChange::Ended(_)))
+                    && let Some(open) = state.open_event.take()
+                {
+                    events.push(self.event(model, &job.series, open, job.time));
+                }
             }
         }
         self.metrics
             .windows_scored
-            .inc_by(scored.batch.jobs.len() as u64);
+            .inc_by(scored.batch.windows as u64);
         if let (Some(producer), Some(topic)) = (&self.producer, &self.config.kafka.events_topic) {
             for event in events {
                 let payload = match self.config.kafka.events_format {
@@ -712,11 +812,12 @@ impl Pipeline {
         }
     }
 
-    fn event(&self, series: &str, open: OpenEvent, end: f64) -> AnomalyEvent {
+    fn event(&self, model: usize, series: &str, open: OpenEvent, end: f64) -> AnomalyEvent {
+        let served = &self.models[model];
         let mut top: Vec<FeatureContribution> = open
             .peak_contributions
             .iter()
-            .zip(&self.feature_names)
+            .zip(&served.feature_names)
             .map(|(&error, name)| FeatureContribution {
                 feature: name.clone(),
                 error,
@@ -730,8 +831,8 @@ impl Pipeline {
             end,
             peak_score: open.peak_score,
             threshold: open.peak_threshold,
-            model: self.model_name.clone(),
-            kind: self.model_kind.clone(),
+            model: served.name.clone(),
+            kind: served.kind.clone(),
             top_features: top,
         }
     }
@@ -740,8 +841,9 @@ impl Pipeline {
 /// What the inference thread is asked to do, in order.
 enum Work {
     Score(Batch),
-    /// Replace the network (a reload); batches after it use the new one.
-    Swap(Box<Network>),
+    /// Replace model `.0`'s network (a reload); batches after it use the
+    /// new one.
+    Swap(usize, Box<Network>),
 }
 
 /// Closes the open batch and queues it; returns how many batches went.
@@ -758,9 +860,9 @@ async fn send_batch(tx: &mpsc::Sender<Work>, batch: &mut Batch) -> Result<usize>
 
 /// The inference thread: batches in, per-feature errors out, in order.
 fn infer_loop(
-    mut network: Network,
+    mut networks: Vec<Network>,
     device: Device,
-    (window, features): (usize, usize),
+    shapes: Vec<(usize, usize)>,
     mut work: mpsc::Receiver<Work>,
     scored: mpsc::Sender<Result<Scored>>,
     metrics: Arc<Metrics>,
@@ -768,34 +870,49 @@ fn infer_loop(
     while let Some(next) = work.blocking_recv() {
         let batch = match next {
             Work::Score(batch) => batch,
-            Work::Swap(replacement) => {
-                network = *replacement;
+            Work::Swap(model, replacement) => {
+                if let Some(slot) = networks.get_mut(model) {
+                    *slot = *replacement;
+                }
                 continue;
             }
         };
-        let count = batch.jobs.len();
-        let result = if count == 0 {
-            Ok(Vec::new())
-        } else {
-            let started = Instant::now();
+        let started = Instant::now();
+        let mut per_feature = Vec::with_capacity(batch.parts.len());
+        let mut failure = None;
+        for (&model, part) in &batch.parts {
+            let (Some(network), Some(&(window, features))) =
+                (networks.get(model), shapes.get(model))
+            else {
+                failure = Some(Error::Backend(format!("no network for model {model}")));
+                break;
+            };
+            let count = part.jobs.len();
             let input = crate::data::window::to_tensor(
-                batch.windows.clone(),
+                part.windows.clone(),
                 [count, window, features],
                 &device,
             );
             let output = network.reconstruct(input.clone());
-            let per_feature = (output - input).powf_scalar(2.0).mean_dim(1);
-            let values = per_feature
-                .into_data()
-                .try_to_vec::<f32>()
-                .map_err(|e| Error::Backend(format!("reading scores back: {e:?}")));
+            let errors = (output - input).powf_scalar(2.0).mean_dim(1);
+            match errors.into_data().try_to_vec::<f32>() {
+                Ok(values) => per_feature.push(values),
+                Err(e) => {
+                    failure = Some(Error::Backend(format!("reading scores back: {e:?}")));
+                    break;
+                }
+            }
+        }
+        if batch.windows > 0 {
             metrics
                 .inference_seconds
                 .observe(started.elapsed().as_secs_f64());
-            metrics.batch_size.observe(count as f64);
-            values
+            metrics.batch_size.observe(batch.windows as f64);
+        }
+        let message = match failure {
+            Some(error) => Err(error),
+            None => Ok(Scored { batch, per_feature }),
         };
-        let message = result.map(|per_feature| Scored { batch, per_feature });
         if scored.blocking_send(message).is_err() {
             break;
         }

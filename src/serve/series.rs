@@ -30,8 +30,23 @@ pub struct OpenEvent {
     pub peak_contributions: Vec<f64>,
 }
 
+/// What the table needs to know about the model a series is routed to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ModelShape {
+    /// Index of the model in the daemon's model list.
+    pub model: usize,
+    pub window: usize,
+    pub features: usize,
+    /// The artifact's static threshold, the detector's warm-up fallback.
+    pub threshold: f64,
+}
+
 #[derive(Debug)]
 pub struct SeriesState {
+    /// The model that scores this series.
+    pub model: usize,
+    /// T·F values of a full window.
+    window_values: usize,
     buffer: VecDeque<f32>,
     last_time: Option<f64>,
     /// Full windows to skip before the next one is scored.
@@ -52,45 +67,35 @@ pub struct TableEvents {
 
 pub struct SeriesTable {
     series: HashMap<String, SeriesState>,
-    window: usize,
-    features: usize,
     stride: usize,
     max_series: usize,
     max_gap_seconds: f64,
     detector: DetectorConfig,
-    calibrated_threshold: f64,
     clock: u64,
     pub events: TableEvents,
 }
 
 impl SeriesTable {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        window: usize,
-        features: usize,
         stride: usize,
         max_series: usize,
         max_gap_seconds: f64,
         detector: DetectorConfig,
-        calibrated_threshold: f64,
     ) -> Self {
         Self {
             series: HashMap::new(),
-            window,
-            features,
             stride: stride.max(1),
             max_series: max_series.max(1),
             max_gap_seconds,
             detector,
-            calibrated_threshold,
             clock: 0,
             events: TableEvents::default(),
         }
     }
 
-    /// The static threshold new series start from (after a reload).
-    pub fn set_calibrated_threshold(&mut self, threshold: f64) {
-        self.calibrated_threshold = threshold;
+    /// The model a tracked series is scored by.
+    pub fn model_of(&self, series: &str) -> Option<usize> {
+        self.series.get(series).map(|s| s.model)
     }
 
     pub fn len(&self) -> usize {
@@ -105,13 +110,15 @@ impl SeriesTable {
         self.series.get_mut(series)
     }
 
-    /// Adds a normalised sample; returns what it did.
+    /// Adds a normalised sample; `shape` describes the series' model, used
+    /// when the series is new. Returns what the sample did.
     pub fn admit(
         &mut self,
         series: &str,
         time: f64,
         normalised: &[f32],
         partition: (&str, i32),
+        shape: ModelShape,
     ) -> Admission {
         self.clock += 1;
         if !self.series.contains_key(series) {
@@ -121,22 +128,19 @@ impl SeriesTable {
             self.series.insert(
                 series.to_owned(),
                 SeriesState {
-                    buffer: VecDeque::with_capacity(self.window * self.features),
+                    model: shape.model,
+                    window_values: shape.window * shape.features,
+                    buffer: VecDeque::with_capacity(shape.window * shape.features),
                     last_time: None,
                     until_next: 0,
-                    detector: Detector::new(&self.detector, self.calibrated_threshold),
+                    detector: Detector::new(&self.detector, shape.threshold),
                     open_event: None,
                     partition: (partition.0.to_owned(), partition.1),
                     last_seen: self.clock,
                 },
             );
         }
-        let (window, features, stride, max_gap) = (
-            self.window,
-            self.features,
-            self.stride,
-            self.max_gap_seconds,
-        );
+        let (stride, max_gap) = (self.stride, self.max_gap_seconds);
         let Some(state) = self.series.get_mut(series) else {
             return Admission::Warming;
         };
@@ -156,10 +160,10 @@ impl SeriesTable {
         }
         state.last_time = Some(time);
         state.buffer.extend(normalised.iter().copied());
-        while state.buffer.len() > window * features {
+        while state.buffer.len() > state.window_values {
             state.buffer.pop_front();
         }
-        if state.buffer.len() < window * features {
+        if state.buffer.len() < state.window_values {
             return Admission::Warming;
         }
         if state.until_next > 0 {
@@ -202,19 +206,17 @@ mod tests {
     use super::*;
 
     fn table(stride: usize, max_series: usize) -> SeriesTable {
-        SeriesTable::new(
-            3,
-            1,
-            stride,
-            max_series,
-            10.0,
-            DetectorConfig::default(),
-            1.0,
-        )
+        SeriesTable::new(stride, max_series, 10.0, DetectorConfig::default())
     }
 
     fn admit(t: &mut SeriesTable, series: &str, time: f64, value: f32) -> Admission {
-        t.admit(series, time, &[value], ("topic", 0))
+        let shape = ModelShape {
+            model: 0,
+            window: 3,
+            features: 1,
+            threshold: 1.0,
+        };
+        t.admit(series, time, &[value], ("topic", 0), shape)
     }
 
     #[test]
