@@ -6,7 +6,7 @@
 //! counts messages and (b) `anomalyd serve` taking every sample to scored,
 //! for the dense and the LSTM model. Then it feeds 100k distinct series to a
 //! daemon capped at 10k and reports the tracked series and the resident
-//! memory.
+//! memory, and p50/p99 latency from sample to scored at a fixed offered rate.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -159,6 +159,108 @@ async fn daemon(config: ServeConfig, total: usize) -> Duration {
     elapsed
 }
 
+/// p50 and p99 from sample to scored at a fixed offered rate. One
+/// partition keeps the order exact, so the k-th scored window is known to
+/// come from the k-th sample that completes a window, whose send time was
+/// recorded; a poller stamps each window when the scored counter passes it.
+async fn latency(
+    cluster: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    brokers: &str,
+    model: &Path,
+) {
+    const RATE: f64 = 2000.0;
+    const SAMPLES: usize = 20_000;
+    const SERIES: usize = 10;
+    cluster.create_topic("live", 1, 1).ok();
+    let shutdown = CancellationToken::new();
+    let mut config = serve_config(brokers, "live", "anomalyd-live", model);
+    config.scoring.max_wait_ms = 5;
+    // The mock broker answers a fetch only when fetch.wait.max.ms runs out
+    // (500 ms by default), which would measure the broker, not anomalyd.
+    config
+        .kafka
+        .properties
+        .insert("fetch.wait.max.ms".into(), "5".into());
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_secs(3)).await; // group join
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = running.metrics.clone();
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::with_capacity(
+        SAMPLES,
+    )));
+    let poller = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            let mut latencies = Vec::new();
+            let expected = SAMPLES - SERIES * (WINDOW - 1);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while latencies.len() < expected && Instant::now() < deadline {
+                {
+                    let scored = metrics.windows_scored.get() as usize;
+                    let now = Instant::now();
+                    let sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+                    while latencies.len() < scored.min(sent.len()) {
+                        latencies.push(now.duration_since(sent[latencies.len()]));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            latencies
+        }
+    });
+    let values = seasonal(SAMPLES / SERIES + 1, 1, 9, &[]);
+    let started = Instant::now();
+    let mut pending = Vec::new();
+    for i in 0..SAMPLES {
+        let (series, row) = (i % SERIES, i / SERIES);
+        let due = started + Duration::from_secs_f64(i as f64 / RATE);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let payload = format!(
+            r#"{{"ts":{},"value":{}}}"#,
+            1_700_000_000_000i64 + row as i64 * 60_000,
+            values[row]
+        );
+        let key = format!("l{series}");
+        let record = FutureRecord::to("live").key(&key).payload(&payload);
+        if row >= WINDOW - 1 {
+            sent.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(Instant::now());
+        }
+        pending.push(
+            producer
+                .send_result(record)
+                .unwrap_or_else(|(e, _)| panic!("{e}")),
+        );
+    }
+    for d in pending.drain(..) {
+        let _ = d.await;
+    }
+    let mut latencies = poller.await.unwrap_or_default();
+    shutdown.cancel();
+    let _ = running.task.await;
+    latencies.sort();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q) as usize)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{{\"bench\":\"latency\",\"model\":\"dense\",\"offered_samples_per_s\":{RATE},\"windows\":{},\"p50_ms\":{:.2},\"p99_ms\":{:.2}}}",
+        latencies.len(),
+        at(0.5),
+        at(0.99)
+    );
+}
+
 fn resident_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -198,6 +300,8 @@ fn main() {
                 served_rate / plain_rate
             );
         }
+
+        latency(&cluster, &brokers, &dense).await;
 
         // 100k distinct series against a 10k cap: memory stays bounded.
         let flood = 100_000;
