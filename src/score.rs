@@ -21,6 +21,19 @@ pub struct WindowError {
     pub per_feature: Vec<f64>,
 }
 
+/// Per-feature squared reconstruction errors of a `[B, T, F]` batch,
+/// averaged over time: `[B, F]` row-major. The one place where the error is
+/// defined, for `score`, `eval`, training's validation and the daemon.
+pub fn reconstruction_errors(network: &Network, input: Tensor<3>) -> Result<Vec<f32>> {
+    let output = network.reconstruct(input.clone());
+    (output - input)
+        .powf_scalar(2.0)
+        .mean_dim(1)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::Backend(format!("reading scores back: {e:?}")))
+}
+
 /// Scores every window of `windows`, `batch_size` at a time.
 pub fn window_errors(
     network: &Network,
@@ -32,14 +45,7 @@ pub fn window_errors(
     let ids: Vec<usize> = (0..windows.len()).collect();
     let mut errors = Vec::with_capacity(ids.len());
     for batch in ids.chunks(batch_size.max(1)) {
-        let input = windows.batch(batch, device);
-        let output = network.reconstruct(input.clone());
-        // [B, T, F] → mean over T → [B, 1, F].
-        let per_feature = (output - input).powf_scalar(2.0).mean_dim(1);
-        let values = per_feature
-            .into_data()
-            .try_to_vec::<f32>()
-            .map_err(|e| Error::Backend(format!("reading scores back: {e:?}")))?;
+        let values = reconstruction_errors(network, windows.batch(batch, device))?;
         errors.extend(values.chunks_exact(features).map(|row| {
             let per_feature: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
             WindowError {

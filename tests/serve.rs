@@ -310,22 +310,10 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     );
 
     // The events topic holds one event for the spiky series around the spike.
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "event-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-    reader.subscribe(&["events"]).ok();
-    let mut events = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && events.is_empty() {
-        if let Some(Ok(message)) = reader.poll(Duration::from_millis(200)) {
-            let event: AnomalyEvent = serde_json::from_slice(message.payload().unwrap_or_default())
-                .unwrap_or_else(|e| panic!("event JSON: {e}"));
-            events.push(event);
-        }
-    }
+    let events: Vec<AnomalyEvent> = read_topic(&brokers, "events", 1, |message| {
+        serde_json::from_slice(message.payload().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("event JSON: {e}"))
+    });
     let spike_time = (START_MS as f64 + SPIKE_AT as f64 * 60_000.0) / 1000.0;
     assert!(
         events.iter().any(|e| e.series == "spiky"
@@ -338,25 +326,14 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     assert!(events.iter().all(|e| e.series == "spiky"), "{events:?}");
 
     // Every invalid message reached the dead-letter topic with its reason.
-    let dead: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .set("group.id", "dead-reader")
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-    dead.subscribe(&["dead"]).ok();
-    let mut reasons = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && reasons.len() < 5 {
-        if let Some(Ok(message)) = dead.poll(Duration::from_millis(200)) {
-            let reason = message
-                .headers()
-                .and_then(|h| h.iter().find(|h| h.key == "anomalyd-reason"))
-                .and_then(|h| h.value)
-                .map(|v| String::from_utf8_lossy(v).into_owned());
-            reasons.push(reason.unwrap_or_default());
-        }
-    }
+    let mut reasons = read_topic(&brokers, "dead", 5, |message| {
+        message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == "anomalyd-reason"))
+            .and_then(|h| h.value)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    });
     reasons.sort();
     assert_eq!(
         reasons,
@@ -379,6 +356,30 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         2 * ROWS + EXTRA + ROWS.div_ceil(50) + bad.len() + 1
     );
     assert_committed_to_the_end(&brokers, "anomalyd-test");
+}
+
+/// Reads `topic` from the start until `want` messages (or 20 s).
+fn read_topic<T>(
+    brokers: &str,
+    topic: &str,
+    want: usize,
+    mut decode: impl FnMut(&rdkafka::message::BorrowedMessage<'_>) -> T,
+) -> Vec<T> {
+    let reader: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{topic}-reader"))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+    reader.subscribe(&[topic]).ok();
+    let mut read = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && read.len() < want {
+        if let Some(Ok(message)) = reader.poll(Duration::from_millis(200)) {
+            read.push(decode(&message));
+        }
+    }
+    read
 }
 
 fn plain_config(brokers: &str, group: &str, model: &std::path::Path) -> ServeConfig {

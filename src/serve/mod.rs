@@ -893,12 +893,10 @@ fn infer_loop(
                 [count, window, features],
                 &device,
             );
-            let output = network.reconstruct(input.clone());
-            let errors = (output - input).powf_scalar(2.0).mean_dim(1);
-            match errors.into_data().try_to_vec::<f32>() {
+            match crate::score::reconstruction_errors(network, input) {
                 Ok(values) => per_feature.push(values),
                 Err(e) => {
-                    failure = Some(Error::Backend(format!("reading scores back: {e:?}")));
+                    failure = Some(e);
                     break;
                 }
             }
