@@ -52,8 +52,13 @@ fn model(dir: &Path, config: ModelConfig) {
             ..TrainConfig::default()
         },
     };
-    let mut trained = train(&[series], &request, &DeviceSpec::Cpu.build(), &mut |_| {})
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut trained = train(
+        &[series],
+        &request,
+        &DeviceSpec::Cpu.build().unwrap_or_else(|e| panic!("{e}")),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     trained.save(dir).unwrap_or_else(|e| panic!("{e}"));
 }
 

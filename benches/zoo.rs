@@ -9,6 +9,8 @@ use anomalyd::model::{
 };
 use anomalyd::train::{TrainConfig, Trainer};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 const WINDOW: usize = 64;
 const HIDDEN: usize = 64;
@@ -40,16 +42,21 @@ fn zoo() -> Vec<(&'static str, ModelConfig)> {
 }
 
 fn sine_windows(batch: usize) -> Vec<f32> {
-    (0..batch * WINDOW)
-        .map(|i| {
-            let (b, t) = (i / WINDOW, i % WINDOW);
-            (t as f32 * 0.2 + b as f32 * 0.37).sin()
-        })
-        .collect()
+    anomalyd::bench::sine_windows(batch, WINDOW, 1, &mut StdRng::seed_from_u64(0))
+}
+
+/// `ANOMALYD_BENCH_DEVICE=libtorch cargo bench --features tch --bench zoo`
+/// measures the LibTorch backend with the same code.
+fn device() -> burn::tensor::Device {
+    let spec: DeviceSpec = std::env::var("ANOMALYD_BENCH_DEVICE")
+        .unwrap_or_else(|_| String::from("cpu"))
+        .parse()
+        .unwrap_or_else(|e| panic!("ANOMALYD_BENCH_DEVICE: {e}"));
+    spec.build().unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn scoring(c: &mut Criterion) {
-    let device = DeviceSpec::Cpu.build();
+    let device = device();
     let mut group = c.benchmark_group("score");
     for (name, config) in zoo() {
         let network = config.init(&device);
@@ -68,7 +75,7 @@ fn scoring(c: &mut Criterion) {
 }
 
 fn training(c: &mut Criterion) {
-    let device = DeviceSpec::Cpu.build();
+    let device = device();
     let mut group = c.benchmark_group("train_step");
     let batch = 64;
     let windows = sine_windows(batch);

@@ -75,6 +75,11 @@ pub enum Command {
         after_help = "Examples:\n  anomalyd serve --config anomalyd.toml\n  anomalyd serve --brokers localhost:9092 --topic metrics --group anomalyd \\\n      --model models/machine-temp --listen 127.0.0.1:9898"
     )]
     Serve(ServeArgs),
+    /// Measure scoring windows/s and training-step time of one model shape on one device.
+    #[command(
+        after_help = "Prints one JSON line, with the flags and keys of ../shared/bench/pytorch_reference.py.\n\nExamples:\n  anomalyd bench --kind lstm --window 64 --hidden 64 --features 1 --threads 2\n  anomalyd bench --kind dense --device cuda:0 --infer-batch 4096"
+    )]
+    Bench(BenchArgs),
     /// Print a model artifact's manifest for a human.
     #[command(
         after_help = "Example:\n  anomalyd inspect models/machine-temp\n  anomalyd inspect models/machine-temp --json"
@@ -120,7 +125,8 @@ pub struct TrainArgs {
     /// Output artifact directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Compute device.
+    /// Compute device: cpu (pure Rust), libtorch (LibTorch on the CPU) or
+    /// cuda[:N] (LibTorch on a GPU); the last two need the `tch` build.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
@@ -286,7 +292,8 @@ pub struct ScoreArgs {
     /// Windows per forward pass.
     #[arg(long, default_value_t = 1024)]
     pub batch_size: usize,
-    /// Compute device.
+    /// Compute device: cpu (pure Rust), libtorch (LibTorch on the CPU) or
+    /// cuda[:N] (LibTorch on a GPU); the last two need the `tch` build.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
@@ -412,7 +419,8 @@ pub struct EvalArgs {
     /// Output directory for report.json, report.md and plots/.
     #[arg(long)]
     pub out: PathBuf,
-    /// Compute device.
+    /// Compute device: cpu (pure Rust), libtorch (LibTorch on the CPU) or
+    /// cuda[:N] (LibTorch on a GPU); the last two need the `tch` build.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
@@ -436,6 +444,10 @@ pub struct DemoArgs {
     /// Print the final summary as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Compute device: cpu (pure Rust), libtorch (LibTorch on the CPU) or
+    /// cuda[:N] (LibTorch on a GPU); the last two need the `tch` build.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 fn run_demo(args: &DemoArgs) -> Result<()> {
@@ -447,6 +459,7 @@ fn run_demo(args: &DemoArgs) -> Result<()> {
         model: args.model.clone(),
         work_dir: work_dir.clone(),
         seed: args.seed,
+        device: args.device,
     };
     let runtime = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     let quiet = args.json;
@@ -550,6 +563,42 @@ impl ServeArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Model: lstm and dense are the reference's two models (dense is the
+    /// four-layer T·F→H→H/4→H→T·F ReLU autoencoder); the others take H as
+    /// their hidden width and H/4 as their code.
+    #[arg(long, value_enum, default_value_t = ModelKind::Lstm)]
+    pub kind: ModelKind,
+    /// Window length T.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// Hidden size H.
+    #[arg(long, default_value_t = 64)]
+    pub hidden: usize,
+    /// Features F per row.
+    #[arg(long, default_value_t = 1)]
+    pub features: usize,
+    /// Windows per scoring forward pass.
+    #[arg(long, default_value_t = 256)]
+    pub infer_batch: usize,
+    /// Windows per training step.
+    #[arg(long, default_value_t = 64)]
+    pub train_batch: usize,
+    /// CPU threads (rayon's pool for cpu, LibTorch's intra-op pool for libtorch).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Timed repetitions after three warm-ups; the median is reported.
+    #[arg(long, default_value_t = 20)]
+    pub reps: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compute device: cpu (pure Rust), libtorch (LibTorch on the CPU) or
+    /// cuda[:N] (LibTorch on a GPU); the last two need the `tch` build.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+#[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Model artifact directory.
     pub model: PathBuf,
@@ -565,8 +614,28 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Score(args) => run_score(&args),
         Command::Eval(args) => run_eval(&args),
         Command::Serve(args) => run_serve(&args),
+        Command::Bench(args) => run_bench(&args),
         Command::Inspect(args) => run_inspect(&args),
     }
+}
+
+fn run_bench(args: &BenchArgs) -> Result<()> {
+    let config = anomalyd::bench::BenchConfig {
+        kind: args.kind,
+        window: args.window,
+        hidden: args.hidden,
+        features: args.features,
+        infer_batch: args.infer_batch,
+        train_batch: args.train_batch,
+        threads: args.threads,
+        reps: args.reps,
+        device: args.device,
+        seed: args.seed,
+    };
+    anomalyd::bench::set_threads(args.threads)?;
+    let report = anomalyd::bench::run(&config)?;
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 fn read_all(paths: &[PathBuf], options: &CsvOptions) -> Result<Vec<Series>> {
@@ -590,7 +659,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
         model: args.model.model_config(features),
         train: args.model.train_config(),
     };
-    let device = args.device.build();
+    let device = args.device.build()?;
     tracing::info!(kind = ?args.model.kind, device = %args.device, files = series.len(), "training");
     let mut progress = EpochProgress::new(request.train.epochs);
     let mut trained = train(&series, &request, &device, &mut |stats| {
@@ -653,7 +722,7 @@ impl EpochProgress {
 }
 
 fn run_score(args: &ScoreArgs) -> Result<()> {
-    let device = args.device.build();
+    let device = args.device.build()?;
     let model = TrainedModel::load(&args.model, &device)?;
     let mut options = args.csv.options();
     if options.columns.is_none() {
@@ -726,7 +795,7 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         retrain_every: args.retrain_every,
         batch_size: 1024,
     };
-    let device = args.device.build();
+    let device = args.device.build()?;
     let plots = args.out.join("plots");
     std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
     let bar = ProgressBar::new(dataset.entries.len() as u64);

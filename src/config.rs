@@ -113,7 +113,8 @@ pub struct ModelSource {
     /// Routes, tried in order; the first whose pattern matches the series
     /// key picks the model. One model can serve many series.
     pub routes: Vec<ModelRoute>,
-    /// Compute device: `cpu`.
+    /// Compute device: `cpu` (default), `libtorch` or `cuda:N` (the last
+    /// two need the `tch` build).
     pub device: String,
 }
 
@@ -277,6 +278,22 @@ impl ServeConfig {
                 ));
             }
         }
+        if !self.model.device.is_empty()
+            && self
+                .model
+                .device
+                .parse::<crate::device::DeviceSpec>()
+                .is_err()
+        {
+            return Err(Error::config(
+                "model.device",
+                format!(
+                    "unknown device '{}'; expected {}",
+                    self.model.device,
+                    crate::device::DEVICE_SYNTAX
+                ),
+            ));
+        }
         if self.model.path.as_os_str().is_empty() && self.model.routes.is_empty() {
             return Err(Error::config(
                 "model.path",
@@ -369,6 +386,26 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(message.contains("model.routes[1].series"), "{message}");
+    }
+
+    #[test]
+    fn a_bad_device_names_model_device() {
+        let config = parse("[kafka]\ntopics = [\"m\"]\n[model]\npath = \"a\"\ndevice = \"gpu0\"\n");
+        let message = config
+            .unwrap_or_default()
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("model.device") && message.contains("gpu0"),
+            "{message}"
+        );
+        let config =
+            parse("[kafka]\ntopics = [\"m\"]\n[model]\npath = \"a\"\ndevice = \"cuda:1\"\n");
+        // Parsing is not running: whether this binary can use CUDA is
+        // checked when the daemon starts.
+        assert!(config.is_ok_and(|c| c.validate().is_ok()));
     }
 
     #[test]

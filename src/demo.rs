@@ -41,6 +41,8 @@ pub struct DemoOptions {
     /// Where the on-the-fly model is written.
     pub work_dir: PathBuf,
     pub seed: u64,
+    /// Where the model trains and scores.
+    pub device: DeviceSpec,
 }
 
 /// One replayed series and what was found in it.
@@ -134,7 +136,7 @@ fn train_model(options: &DemoOptions) -> Result<PathBuf> {
             ..TrainConfig::default()
         },
     };
-    let device = DeviceSpec::Cpu.build();
+    let device = options.device.build()?;
     let mut model: TrainedModel = train(&[series], &request, &device, &mut |_| {})?;
     let dir = options.work_dir.join("model");
     model.save(&dir)?;
@@ -167,7 +169,7 @@ pub async fn run(options: DemoOptions, on_tick: &mut dyn FnMut(&str)) -> Result<
         },
         model: ModelSource {
             path: model_dir,
-            device: "cpu".into(),
+            device: options.device.to_string(),
             routes: Vec::new(),
         },
         scoring: ScoringConfig {

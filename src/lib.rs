@@ -13,6 +13,7 @@
 //!
 //! The tensor device is built in one place, [`device`].
 
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod demo;

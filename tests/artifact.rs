@@ -5,7 +5,6 @@ mod common;
 
 use std::path::Path;
 
-use anomalyd::device::DeviceSpec;
 use anomalyd::model::artifact::{MANIFEST_FILE, TrainedModel, WEIGHTS_FILE};
 use anomalyd::model::{DenseAeConfig, LstmAeConfig, ModelConfig};
 use anomalyd::score::score_series;
@@ -13,7 +12,7 @@ use anomalyd::train::{TrainRequest, train};
 use common::{WINDOW, data_config, series, train_config};
 
 fn trained(model: ModelConfig, features: usize, seed: u64) -> TrainedModel {
-    let device = DeviceSpec::Cpu.build();
+    let device = common::test_device();
     let data = series(
         "train.csv",
         &common::seasonal(500, features, 3, &[]),
@@ -39,7 +38,7 @@ fn saved(model: &mut TrainedModel, dir: &Path) {
 }
 
 fn load_error(dir: &Path) -> String {
-    match TrainedModel::load(dir, &DeviceSpec::Cpu.build()) {
+    match TrainedModel::load(dir, &common::test_device()) {
         Ok(_) => "loaded fine".into(),
         Err(e) => e.to_string(),
     }
@@ -51,7 +50,7 @@ fn read(path: &Path) -> Vec<u8> {
 
 #[test]
 fn save_load_scores_identically_for_multivariate_input() {
-    let device = DeviceSpec::Cpu.build();
+    let device = common::test_device();
     let mut model = trained(ModelConfig::Lstm(LstmAeConfig::new(WINDOW, 2, 8)), 2, 1);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     saved(&mut model, dir.path());
@@ -152,7 +151,7 @@ fn a_broken_artifact_is_refused_with_a_message_that_names_the_problem() {
 
 #[test]
 fn scoring_data_with_another_feature_count_is_a_shape_error() {
-    let device = DeviceSpec::Cpu.build();
+    let device = common::test_device();
     let model = trained(ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)), 1, 1);
     let wider = series("wide.csv", &common::seasonal(50, 3, 1, &[]), 3);
     let message = match score_series(&model, &wider, &device, 16) {

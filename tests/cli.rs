@@ -166,3 +166,84 @@ fn help_shows_an_example_for_every_command_and_version_prints() {
         format!("anomalyd {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn bench_prints_one_json_line_with_the_reference_keys() {
+    for device in devices_this_build_runs_on() {
+        let out = anomalyd(&[
+            "bench",
+            "--kind",
+            "lstm",
+            "--window",
+            "8",
+            "--hidden",
+            "8",
+            "--features",
+            "2",
+            "--infer-batch",
+            "16",
+            "--train-batch",
+            "8",
+            "--threads",
+            "1",
+            "--reps",
+            "2",
+            "--device",
+            device,
+        ]);
+        assert!(out.status.success(), "{device}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{stdout}");
+        let report: serde_json::Value =
+            serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        for key in ["infer_windows_per_s", "train_step_ms"] {
+            let value = report[key].as_f64().unwrap_or_default();
+            assert!(value > 0.0, "{device}: {key} = {value}");
+        }
+        for (key, value) in [
+            ("window", 8),
+            ("hidden", 8),
+            ("features", 2),
+            ("infer_batch", 16),
+            ("train_batch", 8),
+            ("threads", 1),
+        ] {
+            assert_eq!(report[key].as_u64(), Some(value), "{device}: {key}");
+        }
+        assert_eq!(report["kind"], "lstm");
+        assert_eq!(report["device"], device);
+    }
+}
+
+fn devices_this_build_runs_on() -> Vec<&'static str> {
+    if cfg!(feature = "tch") {
+        vec!["cpu", "libtorch"]
+    } else {
+        vec!["cpu"]
+    }
+}
+
+#[test]
+fn a_device_this_build_cannot_use_is_refused_by_name() {
+    // Without the feature, LibTorch devices are missing altogether; with
+    // CI's CPU-only libtorch, CUDA is; and no machine has 100 GPUs.
+    let device = if cfg!(feature = "tch") {
+        "cuda:99"
+    } else {
+        "libtorch"
+    };
+    let out = anomalyd(&["bench", "--device", device, "--reps", "1"]);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("--device") && stderr.contains(device),
+        "{stderr}"
+    );
+    let hint = if cfg!(feature = "tch") {
+        "CUDA"
+    } else {
+        "--features tch"
+    };
+    assert!(stderr.contains(hint), "{stderr}");
+}

@@ -3,7 +3,6 @@
 
 mod common;
 
-use anomalyd::device::DeviceSpec;
 use anomalyd::model::{ModelConfig, Network, PcaConfig};
 use anomalyd::score::window_errors;
 use anomalyd::train::{TrainConfig, fit, prepare};
@@ -37,7 +36,7 @@ fn correlated_series() -> anomalyd::data::Series {
 
 #[test]
 fn linear_autoencoder_matches_pca_in_error_and_subspace() {
-    let device = DeviceSpec::Cpu.build();
+    let device = common::test_device();
     let data = match prepare(&[correlated_series()], &data_config()) {
         Ok(data) => data,
         Err(e) => panic!("{e}"),

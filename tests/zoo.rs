@@ -4,7 +4,6 @@
 
 mod common;
 
-use anomalyd::device::DeviceSpec;
 use anomalyd::model::artifact::TrainedModel;
 use anomalyd::model::{ConvAeConfig, DeepAeConfig, DenseAeConfig, ModelConfig};
 use anomalyd::score::score_series;
@@ -12,7 +11,7 @@ use anomalyd::train::{Corruption, Regularizers, TrainRequest, train};
 use common::{Injection, WINDOW, data_config, roc_auc, series, train_config, zoo};
 
 fn fit(model: ModelConfig, regularizers: Regularizers, epochs: usize) -> TrainedModel {
-    let device = DeviceSpec::Cpu.build();
+    let device = common::test_device();
     let training = series("train.csv", &common::seasonal(1200, 1, 1, &[]), 1);
     let mut config = train_config(epochs);
     config.regularizers = regularizers;
@@ -40,7 +39,7 @@ fn loss_cut(model: &TrainedModel) -> f64 {
 /// ROC AUC of window errors: windows overlapping the anomaly by at least
 /// half a window against windows that do not touch it.
 fn auc_for(model: &TrainedModel, injection: Injection) -> f64 {
-    let device = DeviceSpec::Cpu.build();
+    let device = common::test_device();
     let values = common::seasonal(600, 1, 99, &[injection]);
     let test = series("test.csv", &values, 1);
     let rows = match score_series(model, &test, &device, 256) {
@@ -149,7 +148,7 @@ fn every_regulariser_trains_and_still_detects() {
 
 #[test]
 fn regularisers_that_do_not_fit_the_kind_are_refused_by_name() {
-    let device = DeviceSpec::Cpu.build();
+    let device = common::test_device();
     let training = series("train.csv", &common::seasonal(200, 1, 1, &[]), 1);
     let mut config = train_config(1);
     config.regularizers.contractive = Some(0.1);

@@ -275,7 +275,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
     } else {
         config.model.device.parse()?
     };
-    let device = device.build();
+    let device = device.build()?;
     // Every distinct artifact is loaded once, however many routes use it.
     let mut paths: Vec<PathBuf> = Vec::new();
     let mut index_of = |path: &Path| match paths.iter().position(|p| p == path) {

@@ -104,3 +104,15 @@ pub fn roc_auc(positives: &[f64], negatives: &[f64]) -> f64 {
     }
     wins / (positives.len() * negatives.len()) as f64
 }
+
+/// The device the model tests run on: flex unless `ANOMALYD_TEST_DEVICE`
+/// names another (`libtorch` in CI's LibTorch pass), so one suite checks
+/// every backend.
+pub fn test_device() -> burn::tensor::Device {
+    let spec: anomalyd::device::DeviceSpec = std::env::var("ANOMALYD_TEST_DEVICE")
+        .unwrap_or_else(|_| String::from("cpu"))
+        .parse()
+        .unwrap_or_else(|e| panic!("ANOMALYD_TEST_DEVICE: {e}"));
+    spec.build()
+        .unwrap_or_else(|e| panic!("ANOMALYD_TEST_DEVICE={spec}: {e}"))
+}
