@@ -366,6 +366,18 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_config_parses_and_fits_the_pod() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/k8s/base/anomalyd.toml");
+        let config = ServeConfig::from_file(&path).map_err(|e| e.to_string());
+        let config = config.unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.validate().is_ok());
+        // The Deployment mounts the models volume at /models and serves the
+        // probes on 9898; deploy/check.py checks the grace period.
+        assert!(config.model.path.starts_with("/models"));
+        assert_eq!(config.http.listen.port(), 9898);
+    }
+
+    #[test]
     fn routes_take_globs_and_regexes_and_bad_patterns_name_their_route() {
         let glob = SeriesPattern::parse("host-*/cpu").map_err(|e| e.to_string());
         assert!(

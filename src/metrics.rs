@@ -19,6 +19,7 @@ pub struct Metrics {
     registry: Registry,
     pub anomaly_score: GaugeVec,
     pub reconstruction_error: GaugeVec,
+    pub threshold: GaugeVec,
     pub anomalous: IntGaugeVec,
     pub anomalies: IntCounterVec,
     pub samples: IntCounterVec,
@@ -81,6 +82,14 @@ impl Metrics {
                 series_gauge(
                     "anomalyd_reconstruction_error",
                     "Latest window reconstruction error (mean squared, normalised units).",
+                )?,
+            )?,
+            threshold: register(
+                r,
+                series_gauge(
+                    "anomalyd_threshold",
+                    "Current causal threshold on the smoothed error; \
+                     the smoothed error is threshold*score/(1-score).",
                 )?,
             )?,
             anomalous: register(

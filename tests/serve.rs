@@ -236,6 +236,20 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         metric(&body, r#"anomalyd_anomalies_total{series="spiky"}"#) >= 1.0,
         "{body}"
     );
+    // The smoothed error the dashboard recovers from score and threshold
+    // must be the detector's: positive and finite for every series.
+    for series in ["clean", "spiky"] {
+        let threshold = metric(
+            &body,
+            &format!(r#"anomalyd_threshold{{series="{series}"}}"#),
+        );
+        let score = metric(
+            &body,
+            &format!(r#"anomalyd_anomaly_score{{series="{series}"}}"#),
+        );
+        assert!(threshold > 0.0 && threshold.is_finite(), "{series}: {body}");
+        assert!((0.0..1.0).contains(&score), "{series}: {body}");
+    }
     assert_eq!(
         metric(&body, r#"anomalyd_anomalies_total{series="clean"}"#),
         0.0,
@@ -522,18 +536,27 @@ async fn no_sample_is_lost_when_the_broker_goes_down_and_comes_back() {
     cluster.broker_up(1).unwrap_or_else(|e| panic!("{e}"));
     late.await.unwrap_or_else(|e| panic!("{e}"));
 
+    // Every sample reaches the daemon. The outage may make the group
+    // rebalance: a partition assigned again restarts its series' windows
+    // (state is dropped on revoke), which costs each series at most one
+    // warm-up, and anything scored but not yet committed is read again
+    // (at-least-once). Nothing may be lost: all windows but those warm-ups
+    // are scored, and the committed offsets reach the end (checked below).
+    let consumed = || {
+        ["scored", "warming", "skipped", "dropped", "invalid"]
+            .iter()
+            .map(|outcome| metrics.samples.with_label_values(&[outcome]).get())
+            .sum::<u64>()
+    };
     let all = (2 * (400 - WINDOW + 1)) as u64;
+    let warmups = (2 * (WINDOW - 1)) as u64;
     assert!(
-        until(Duration::from_secs(60), || metrics.windows_scored.get()
-            >= all)
+        until(Duration::from_secs(60), || consumed() >= 800
+            && metrics.windows_scored.get() + warmups >= all)
         .await,
-        "scored {} of {all}",
+        "consumed {} of 800 samples, scored {} of {all} windows",
+        consumed(),
         metrics.windows_scored.get()
-    );
-    assert_eq!(
-        metrics.windows_scored.get(),
-        all,
-        "every window scored exactly once"
     );
     assert_eq!(metrics.samples.with_label_values(&["dropped"]).get(), 0);
     shutdown.cancel();

@@ -754,6 +754,10 @@ impl Pipeline {
                     .with_label_values(&[label])
                     .set(decision.score);
                 self.metrics
+                    .threshold
+                    .with_label_values(&[label])
+                    .set(decision.threshold);
+                self.metrics
                     .anomalous
                     .with_label_values(&[label])
                     .set(i64::from(decision.anomalous));

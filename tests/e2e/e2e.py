@@ -9,9 +9,16 @@ anomalyd did not write (confluent-kafka's Python client).
    Prometheus's query API that the anomaly counter rose for the anomalous
    series and not for the clean one; `promtool check metrics` on a scrape.
 4. SIGTERM: exit 0 and committed offsets at the end of what was produced.
-5. Restart, produce more, and check the new process saw exactly those.
+5. Restart, produce more (one message malformed), and check the new process
+   saw exactly those, counted the bad one by reason, and exports its lag.
 
-Usage: e2e.py ANOMALYD_BIN TANSU_BIN PROMETHEUS_BIN PROMTOOL_BIN
+With RULES (deploy/prometheus/rules.yml's spec as a plain rule file), the
+Prometheus also loads the alert rules and every rule must evaluate cleanly
+against the live daemon. With SCRAPE_OUT, the two daemons' scrapes are
+written there, for deploy/check.py to check the rules' and the dashboard's
+metric names against.
+
+Usage: e2e.py ANOMALYD_BIN TANSU_BIN PROMETHEUS_BIN PROMTOOL_BIN [RULES [SCRAPE_OUT]]
 Prints 'e2e: N passed, 0 failed' at the end.
 """
 
@@ -32,6 +39,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ANOMALYD, TANSU, PROMETHEUS, PROMTOOL = sys.argv[1:5]
+RULES = sys.argv[5] if len(sys.argv) > 5 else None
+SCRAPE_OUT = sys.argv[6] if len(sys.argv) > 6 else None
 ROWS = 600
 SPIKE_AT = 450
 START_MS = 1_700_000_000_000
@@ -157,12 +166,16 @@ def main():
         scrape = os.path.join(work, "scrape.txt")
         with open(scrape, "w") as f:
             f.write(body)
+        scrapes = [body]
         lint = subprocess.run([PROMTOOL, "check", "metrics"], stdin=open(scrape), capture_output=True, text=True)
         check(lint.returncode == 0, f"promtool check metrics passes on a real scrape {lint.stdout}{lint.stderr}")
 
         prom_config = os.path.join(work, "prometheus.yml")
         with open(prom_config, "w") as f:
-            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: anomalyd\n"
+            f.write("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n")
+            if RULES:
+                f.write(f"rule_files:\n  - {os.path.abspath(RULES)}\n")
+            f.write("scrape_configs:\n  - job_name: anomalyd\n"
                     f"    static_configs:\n      - targets: ['127.0.0.1:{http_port}']\n")
         start([PROMETHEUS, f"--config.file={prom_config}", f"--storage.tsdb.path={work}/tsdb",
                f"--web.listen-address=127.0.0.1:{prom_port}"], "prometheus.log")
@@ -177,6 +190,18 @@ def main():
         check(len(anomalous) == 1, "Prometheus: anomalyd_anomalies_total rose for the anomalous series")
         clean = query('anomalyd_anomalies_total{series="clean"} > 0')
         check(clean == [], "Prometheus: no anomaly counted for the clean series")
+        if RULES:
+            def rules_evaluated():
+                status, text = http(f"http://127.0.0.1:{prom_port}/api/v1/rules")
+                if status != 200:
+                    return None
+                rules = [r for g in json.loads(text)["data"]["groups"] for r in g["rules"]]
+                done = rules and all(not r["lastEvaluation"].startswith("0001") for r in rules)
+                return rules if done else None
+            rules = wait_until(rules_evaluated, 30, "Prometheus to evaluate the alert rules")
+            broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+            check(not broken and len(rules) >= 9,
+                  f"Prometheus evaluates all {len(rules)} alert rules of deploy/prometheus against the live daemon: {broken}")
 
         serve.send_signal(signal.SIGTERM)
         code = serve.wait(60)
@@ -193,17 +218,32 @@ def main():
         serve = start(serve_args, "serve-2.log")
         more = 10
         send("clean", more, season(more, 4), first_row=ROWS)
+        producer.produce("samples", key="clean", value=b"{not json", on_delivery=delivered)
+        producer.flush(30)
         def consumed():
             b = http(metrics_url)[1]
             total = sum(metric(b, f'anomalyd_samples_total{{outcome="{o}"}}')
                         for o in ("scored", "warming", "skipped", "dropped", "invalid"))
-            return b if total >= more else None
+            return b if total >= more + 1 else None
         body = wait_until(consumed, 60, "the restarted daemon to consume the new samples")
         time.sleep(2)
         body = http(metrics_url)[1]
         total = sum(metric(body, f'anomalyd_samples_total{{outcome="{o}"}}')
                     for o in ("scored", "warming", "skipped", "dropped", "invalid"))
-        check(total == more, f"after a restart exactly the {more} new samples were read (got {total}): nothing skipped, nothing re-read")
+        check(total == more + 1, f"after a restart exactly the {more} new samples and 1 malformed message were read (got {total}): nothing skipped, nothing re-read")
+        invalid = sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+                      if line.startswith("anomalyd_invalid_messages_total{"))
+        check(invalid == 1, f"the malformed message is counted once in anomalyd_invalid_messages_total by reason (got {invalid})")
+        # librdkafka reports statistics every 5 s.
+        body = wait_until(lambda: (lambda b: b if "anomalyd_consumer_lag_messages{" in b else None)(http(metrics_url)[1]),
+                          20, "the consumer lag gauge")
+        lags = [line for line in body.splitlines() if line.startswith("anomalyd_consumer_lag_messages{")]
+        check(lags and all(float(line.rsplit(" ", 1)[1]) >= 0 for line in lags),
+              f"the daemon exports its consumer lag per partition: {lags}")
+        scrapes.append(body)
+        if SCRAPE_OUT:
+            with open(SCRAPE_OUT, "w") as f:
+                f.write("\n".join(scrapes))
         serve.send_signal(signal.SIGTERM)
         check(serve.wait(60) == 0, "the restarted daemon exits 0 on SIGTERM")
     finally:
