@@ -163,3 +163,39 @@ fn scoring_data_with_another_feature_count_is_a_shape_error() {
         "{message}"
     );
 }
+
+/// An LSTM artifact written by anomalyd before the LSTM had its own CPU
+/// kernel (`tests/fixtures/lstm-format1`, with the scores that build wrote)
+/// still loads, and scores the same windows within the cross-backend bound.
+#[test]
+fn an_lstm_artifact_from_before_the_cpu_kernel_scores_as_it_did() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lstm-format1");
+    let device = common::test_device();
+    let model = TrainedModel::load(&fixture.join("model"), &device)
+        .unwrap_or_else(|e| panic!("the old artifact no longer loads: {e}"));
+    let data = anomalyd::data::Series::from_path(
+        &fixture.join("series.csv"),
+        &anomalyd::data::CsvOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let now: Vec<f64> = score_series(&model, &data, &device, 64)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .flatten()
+        .map(|error| error.total)
+        .collect();
+    let text = String::from_utf8(read(&fixture.join("scores.csv"))).unwrap_or_default();
+    let then: Vec<f64> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| line.split(',').nth(1))
+        .filter(|cell| !cell.is_empty())
+        .map(|cell| cell.parse().unwrap_or(f64::NAN))
+        .collect();
+    assert_eq!(now.len(), then.len());
+    assert!(now.len() > 300);
+    for (i, (a, b)) in now.iter().zip(&then).enumerate() {
+        let relative = (a - b).abs() / b.abs().max(1e-12);
+        assert!(relative <= 1e-4, "window {i}: {a} now, {b} then");
+    }
+}

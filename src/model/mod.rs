@@ -7,6 +7,7 @@ mod conv;
 mod deep;
 mod dense;
 mod lstm;
+pub mod lstm_cpu;
 mod pca;
 mod vae;
 
@@ -186,7 +187,7 @@ impl Network {
             Self::Dense(m) => m.forward(x).output,
             Self::Deep(m) => m.forward(x).output,
             Self::Conv(m) => m.forward(x).output,
-            Self::Lstm(m) => m.forward(x).output,
+            Self::Lstm(m) => lstm_cpu_reconstruct(m, &x).unwrap_or_else(|| m.forward(x).output),
             Self::Vae(m) => m.forward_mean(x),
             Self::Pca(m) => m.forward(x).output,
         }
@@ -217,4 +218,21 @@ pub(crate) fn flatten(x: Tensor<3>) -> Tensor<2> {
 pub(crate) fn unflatten(x: Tensor<2>, window: usize, features: usize) -> Tensor<3> {
     let [batch, _] = x.dims();
     x.reshape([batch, window, features])
+}
+
+/// The LSTM's hand-written CPU path ([`lstm_cpu`]) where it applies: flex,
+/// without autodiff. `None` sends the caller down the burn path.
+fn lstm_cpu_reconstruct(model: &lstm::LstmAe, x: &Tensor<3>) -> Option<Tensor<3>> {
+    let device = x.device();
+    if device != Device::flex() || device.is_autodiff() {
+        return None;
+    }
+    let [batch, window, features] = x.dims();
+    let kernel = lstm_cpu::LstmCpu::from_model(model).ok()?;
+    let input = x.clone().into_data().try_to_vec::<f32>().ok()?;
+    let output = kernel.reconstruct(&input, batch, window);
+    Some(Tensor::from_data(
+        TensorData::new(output, [batch, window, features]),
+        &device,
+    ))
 }
