@@ -365,6 +365,8 @@ pub struct Trainer {
     network: Network,
     optimizer: ModuleOptimizer,
     config: TrainConfig,
+    /// The device without autodiff, where gradients live.
+    device: Device,
     autodiff: Device,
     /// Draws shuffles, input corruption and the VAE's noise.
     pub rng: StdRng,
@@ -399,6 +401,7 @@ impl Trainer {
             network,
             optimizer,
             config: config.clone(),
+            device: device.clone(),
             autodiff,
             rng: StdRng::seed_from_u64(config.seed),
             latent: match model {
@@ -419,6 +422,11 @@ impl Trainer {
             Some(corruption) => corrupt(clean, corruption, &mut self.rng),
             None => clean.to_vec(),
         };
+        // The LSTM on flex trains through its hand-written kernel: burn's
+        // op-by-op recurrence with autodiff is 6-12x slower than PyTorch.
+        if self.device == Device::flex() && matches!(self.network, Network::Lstm(_)) {
+            return self.lstm_cpu_step(&input, clean, batch);
+        }
         let noise = self.latent.map(|k| {
             let draws: Vec<f32> = (0..batch * k)
                 .map(|_| self.rng.sample::<f32, _>(StandardNormal))
@@ -453,6 +461,71 @@ impl Trainer {
             self.optimizer
                 .step(self.config.learning_rate, self.network.clone(), gradients);
         Ok(value)
+    }
+
+    /// One Adam step of the LSTM with gradients from
+    /// [`crate::model::lstm_cpu`]: the same objective, regularisers and
+    /// optimiser (clipping included) as the burn path, which the kernel's
+    /// tests hold it to.
+    fn lstm_cpu_step(&mut self, input: &[f32], clean: &[f32], batch: usize) -> Result<f64> {
+        use crate::model::lstm_cpu::{LstmCpu, Objective};
+        let Network::Lstm(model) = &self.network else {
+            return Err(Error::Backend("the LSTM kernel needs an LSTM".into()));
+        };
+        let kernel = LstmCpu::from_model(model)?;
+        let (loss, g) = kernel.loss_and_gradients(&Objective {
+            input,
+            target: clean,
+            batch,
+            window: self.window,
+            sparse_l1: self.config.regularizers.sparse_l1,
+        });
+        if !loss.is_finite() {
+            return Err(Error::Backend(format!(
+                "training diverged (loss {loss}); lower --lr or keep gradient clipping on"
+            )));
+        }
+        let [hidden, four_h] = model.encoder.recurrent.weight.dims();
+        let features = self.features;
+        let device = &self.device;
+        let matrix = |values: Vec<f32>, shape: [usize; 2]| {
+            Tensor::<2>::from_data(TensorData::new(values, shape), device)
+        };
+        let vector = |values: Vec<f32>| {
+            let len = values.len();
+            Tensor::<1>::from_data(TensorData::new(values, [len]), device)
+        };
+        let mut gradients = GradientsParams::new();
+        gradients.register(
+            model.encoder.input.weight.id,
+            matrix(g.encoder_input, [features, four_h]),
+        );
+        gradients.register(
+            model.encoder.recurrent.weight.id,
+            matrix(g.encoder_recurrent, [hidden, four_h]),
+        );
+        gradients.register(
+            model.decoder.input.weight.id,
+            matrix(g.decoder_input, [hidden, four_h]),
+        );
+        gradients.register(
+            model.decoder.recurrent.weight.id,
+            matrix(g.decoder_recurrent, [hidden, four_h]),
+        );
+        gradients.register(model.head.weight.id, matrix(g.head, [hidden, features]));
+        for (bias, values) in [
+            (&model.encoder.input.bias, g.encoder_bias),
+            (&model.decoder.input.bias, g.decoder_bias),
+            (&model.head.bias, g.head_bias),
+        ] {
+            if let Some(bias) = bias {
+                gradients.register(bias.id, vector(values));
+            }
+        }
+        self.network =
+            self.optimizer
+                .step(self.config.learning_rate, self.network.clone(), gradients);
+        Ok(loss)
     }
 
     /// The current weights, without autodiff.
