@@ -92,7 +92,10 @@ impl ConsumerContext for ServeContext {
             // takes these partitions over.
             match consumer.commit_consumer_state(CommitMode::Sync) {
                 Ok(()) => self.metrics.offsets_committed.inc(),
-                Err(e) => tracing::debug!(error = %e, "commit on revoke (nothing stored yet?)"),
+                Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+                // The next owner re-reads from the last commit (at-least-once);
+                // worth seeing, as it repeats work.
+                Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
             }
             let lost: Vec<(String, i32)> = partitions
                 .elements()
