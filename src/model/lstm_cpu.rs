@@ -125,25 +125,23 @@ impl LstmCpu {
         for t in 0..window {
             fill_rows(&mut gates, &self.encoder.bias);
             // This step's inputs are every row's t-th slice: a strided view.
-            gemm_acc(
-                &mut gates,
-                Lhs {
-                    data: &x[t * f..],
-                    row_stride: window * f,
-                },
-                &self.encoder.input,
+            let inputs = View {
+                data: &x[t * f..],
                 rows,
-                f,
-                four_h,
+                cols: f,
+                row_stride: window * f,
+                col_stride: 1,
+            };
+            gemm_view(
+                &mut gates,
+                inputs,
+                View::dense(&self.encoder.input, f, four_h),
             );
             if t > 0 {
-                gemm_acc(
+                gemm_view(
                     &mut gates,
-                    Lhs::dense(&state, h),
-                    &self.encoder.recurrent,
-                    rows,
-                    h,
-                    four_h,
+                    View::dense(&state, rows, h),
+                    View::dense(&self.encoder.recurrent, h, four_h),
                 );
             }
             cell_step(&gates, &mut state, &mut cell, h);
@@ -153,13 +151,10 @@ impl LstmCpu {
         // step, so its input projection is computed once.
         let mut repeated = vec![0.0f32; rows * four_h];
         fill_rows(&mut repeated, &self.decoder.bias);
-        gemm_acc(
+        gemm_view(
             &mut repeated,
-            Lhs::dense(&state, h),
-            &self.decoder.input,
-            rows,
-            h,
-            four_h,
+            View::dense(&state, rows, h),
+            View::dense(&self.decoder.input, h, four_h),
         );
         state.fill(0.0);
         cell.fill(0.0);
@@ -167,13 +162,10 @@ impl LstmCpu {
         for t in 0..window {
             gates.copy_from_slice(&repeated);
             if t > 0 {
-                gemm_acc(
+                gemm_view(
                     &mut gates,
-                    Lhs::dense(&state, h),
-                    &self.decoder.recurrent,
-                    rows,
-                    h,
-                    four_h,
+                    View::dense(&state, rows, h),
+                    View::dense(&self.decoder.recurrent, h, four_h),
                 );
             }
             cell_step(&gates, &mut state, &mut cell, h);
@@ -183,14 +175,21 @@ impl LstmCpu {
         }
 
         fill_rows(out, &self.head_bias);
-        gemm_acc(
+        gemm_view(
             out,
-            Lhs::dense(&decoded, h),
-            &self.head,
-            rows * window,
-            h,
-            f,
+            View::dense(&decoded, rows * window, h),
+            View::dense(&self.head, h, f),
         );
+    }
+}
+
+/// Adds every row of `rows` (a multiple of `sum`'s length) onto `sum`: a
+/// bias gradient is the sum of its output gradient over the rows.
+fn sum_rows(sum: &mut [f32], rows: &[f32]) {
+    for row in rows.chunks_exact(sum.len()) {
+        for (total, value) in sum.iter_mut().zip(row) {
+            *total += value;
+        }
     }
 }
 
@@ -199,36 +198,6 @@ fn fill_rows(dst: &mut [f32], row: &[f32]) {
     for chunk in dst.chunks_exact_mut(row.len()) {
         chunk.copy_from_slice(row);
     }
-}
-
-/// A row-major left operand whose rows may be `row_stride` apart.
-struct Lhs<'a> {
-    data: &'a [f32],
-    row_stride: usize,
-}
-
-impl<'a> Lhs<'a> {
-    fn dense(data: &'a [f32], width: usize) -> Self {
-        Self {
-            data,
-            row_stride: width,
-        }
-    }
-}
-
-/// `dst[m, n] += lhs[m, k] · rhs[k, n]`, all row-major.
-fn gemm_acc(dst: &mut [f32], lhs: Lhs<'_>, rhs: &[f32], m: usize, k: usize, n: usize) {
-    gemm_view(
-        dst,
-        View {
-            data: lhs.data,
-            rows: m,
-            cols: k,
-            row_stride: lhs.row_stride,
-            col_stride: 1,
-        },
-        View::dense(rhs, k, n),
-    );
 }
 
 /// A strided matrix over a slice: element (i, j) is
@@ -630,11 +599,7 @@ impl LstmCpu {
             View::transposed(&decoded, rows * window, h),
             View::dense(&d_output, rows * window, f),
         );
-        for row in d_output.chunks_exact(f) {
-            for (b, d) in grads.head_bias.iter_mut().zip(row) {
-                *b += d;
-            }
-        }
+        sum_rows(&mut grads.head_bias, &d_output);
         let mut d_decoded = vec![0.0f32; rows * window * h];
         gemm_view(
             &mut d_decoded,
@@ -681,11 +646,7 @@ impl LstmCpu {
             View::transposed(&code, rows, h),
             View::dense(&d_repeated, rows, four_h),
         );
-        for row in d_repeated.chunks_exact(four_h) {
-            for (b, d) in grads.decoder_bias.iter_mut().zip(row) {
-                *b += d;
-            }
-        }
+        sum_rows(&mut grads.decoder_bias, &d_repeated);
         let mut d_code = vec![0.0f32; rows * h];
         gemm_view(
             &mut d_code,
@@ -731,11 +692,7 @@ impl LstmCpu {
                 },
                 View::dense(&d_gates, rows, four_h),
             );
-            for row in d_gates.chunks_exact(four_h) {
-                for (b, d) in grads.encoder_bias.iter_mut().zip(row) {
-                    *b += d;
-                }
-            }
+            sum_rows(&mut grads.encoder_bias, &d_gates);
             d_state.fill(0.0);
             if t > 0 {
                 let previous = &encoder.states[(t - 1) * rows * h..t * rows * h];
@@ -1068,22 +1025,39 @@ mod tests {
     }
 
     #[test]
-    fn gemm_acc_adds_a_strided_product() {
+    fn gemm_view_adds_strided_and_transposed_products() {
         // lhs rows are 3 apart; only the first 2 columns are used.
         let lhs = [1.0, 2.0, 99.0, 3.0, 4.0, 99.0];
         let rhs = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
         let mut dst = [10.0; 6];
-        gemm_acc(
-            &mut dst,
-            Lhs {
-                data: &lhs,
-                row_stride: 3,
-            },
-            &rhs,
-            2,
-            2,
-            3,
-        );
+        let strided = View {
+            data: &lhs,
+            rows: 2,
+            cols: 2,
+            row_stride: 3,
+            col_stride: 1,
+        };
+        gemm_view(&mut dst, strided, View::dense(&rhs, 2, 3));
         assert_eq!(dst, [11.0, 12.0, 13.0, 13.0, 14.0, 17.0]);
+        // [2, 3]ᵀ · [2, 1]: the transpose of rhs times a column.
+        let mut column = [0.0; 3];
+        gemm_view(
+            &mut column,
+            View::transposed(&rhs, 2, 3),
+            View::dense(&[2.0, 5.0], 2, 1),
+        );
+        assert_eq!(column, [2.0, 5.0, 7.0]);
+    }
+
+    #[test]
+    #[should_panic(expected = "reaches past its slice")]
+    fn gemm_view_refuses_a_view_past_its_slice() {
+        let short = [1.0; 5];
+        let mut dst = [0.0; 4];
+        gemm_view(
+            &mut dst,
+            View::dense(&short, 2, 3),
+            View::dense(&[1.0; 6], 3, 2),
+        );
     }
 }
