@@ -116,70 +116,122 @@ impl LstmCpu {
     }
 
     fn run_chunk(&self, x: &[f32], out: &mut [f32], rows: usize, window: usize) {
-        let (h, f) = (self.hidden, self.features);
+        let h = self.hidden;
         let four_h = 4 * h;
         let mut gates = vec![0.0f32; rows * four_h];
         let mut state = vec![0.0f32; rows * h];
         let mut cell = vec![0.0f32; rows * h];
 
         for t in 0..window {
-            fill_rows(&mut gates, &self.encoder.bias);
-            // This step's inputs are every row's t-th slice: a strided view.
-            let inputs = View {
-                data: &x[t * f..],
-                rows,
-                cols: f,
-                row_stride: window * f,
-                col_stride: 1,
-            };
-            gemm_view(
+            self.encoder_gates(
                 &mut gates,
-                inputs,
-                View::dense(&self.encoder.input, f, four_h),
+                x,
+                t,
+                rows,
+                window,
+                (t > 0).then_some(&state[..]),
             );
-            if t > 0 {
-                gemm_view(
-                    &mut gates,
-                    View::dense(&state, rows, h),
-                    View::dense(&self.encoder.recurrent, h, four_h),
-                );
-            }
             cell_step(&gates, &mut state, &mut cell, h);
         }
 
-        // The code is the encoder's last state; the decoder sees it at every
-        // step, so its input projection is computed once.
-        let mut repeated = vec![0.0f32; rows * four_h];
-        fill_rows(&mut repeated, &self.decoder.bias);
-        gemm_view(
-            &mut repeated,
-            View::dense(&state, rows, h),
-            View::dense(&self.decoder.input, h, four_h),
-        );
+        let repeated = self.decoder_input(&state, rows);
         state.fill(0.0);
         cell.fill(0.0);
         let mut decoded = vec![0.0f32; rows * window * h];
         for t in 0..window {
-            gates.copy_from_slice(&repeated);
-            if t > 0 {
-                gemm_view(
-                    &mut gates,
-                    View::dense(&state, rows, h),
-                    View::dense(&self.decoder.recurrent, h, four_h),
-                );
-            }
+            self.decoder_gates(&mut gates, &repeated, rows, (t > 0).then_some(&state[..]));
             cell_step(&gates, &mut state, &mut cell, h);
             for (r, row) in state.chunks_exact(h).enumerate() {
                 decoded[(r * window + t) * h..][..h].copy_from_slice(row);
             }
         }
+        self.head_output(out, &decoded, rows * window);
+    }
 
+    /// Encoder step `t`'s gate pre-activations `[rows, 4H]`: bias, plus the
+    /// step's inputs through the input weights, plus the previous state
+    /// (none at the first step) through the recurrent weights.
+    fn encoder_gates(
+        &self,
+        gates: &mut [f32],
+        x: &[f32],
+        t: usize,
+        rows: usize,
+        window: usize,
+        previous: Option<&[f32]>,
+    ) {
+        let (h, f) = (self.hidden, self.features);
+        fill_rows(gates, &self.encoder.bias);
+        gemm_view(
+            gates,
+            step_inputs(x, t, rows, window, f),
+            View::dense(&self.encoder.input, f, 4 * h),
+        );
+        if let Some(previous) = previous {
+            gemm_view(
+                gates,
+                View::dense(previous, rows, h),
+                View::dense(&self.encoder.recurrent, h, 4 * h),
+            );
+        }
+    }
+
+    /// The decoder's input projection of the code `[rows, H]`: its input is
+    /// the code at every step, so this is computed once per window.
+    fn decoder_input(&self, code: &[f32], rows: usize) -> Vec<f32> {
+        let h = self.hidden;
+        let mut repeated = vec![0.0f32; rows * 4 * h];
+        fill_rows(&mut repeated, &self.decoder.bias);
+        gemm_view(
+            &mut repeated,
+            View::dense(code, rows, h),
+            View::dense(&self.decoder.input, h, 4 * h),
+        );
+        repeated
+    }
+
+    /// Decoder step gate pre-activations: the repeated input projection,
+    /// plus the previous state (none at the first step) through the
+    /// recurrent weights.
+    fn decoder_gates(
+        &self,
+        gates: &mut [f32],
+        repeated: &[f32],
+        rows: usize,
+        previous: Option<&[f32]>,
+    ) {
+        let h = self.hidden;
+        gates.copy_from_slice(repeated);
+        if let Some(previous) = previous {
+            gemm_view(
+                gates,
+                View::dense(previous, rows, h),
+                View::dense(&self.decoder.recurrent, h, 4 * h),
+            );
+        }
+    }
+
+    /// The head over every decoder state `[rows·T, H]`, into `out`
+    /// `[rows·T, F]`.
+    fn head_output(&self, out: &mut [f32], decoded: &[f32], states: usize) {
         fill_rows(out, &self.head_bias);
         gemm_view(
             out,
-            View::dense(&decoded, rows * window, h),
-            View::dense(&self.head, h, f),
+            View::dense(decoded, states, self.hidden),
+            View::dense(&self.head, self.hidden, self.features),
         );
+    }
+}
+
+/// Step `t`'s inputs `[rows, F]`: every row's t-th slice of `[rows, T, F]`,
+/// a strided view.
+fn step_inputs(x: &[f32], t: usize, rows: usize, window: usize, f: usize) -> View<'_> {
+    View {
+        data: &x[t * f..],
+        rows,
+        cols: f,
+        row_stride: window * f,
+        col_stride: 1,
     }
 }
 
@@ -449,6 +501,11 @@ struct Tape {
 }
 
 impl Tape {
+    /// The state before step `t` `[rows, H]`; none before the first step.
+    fn previous_state(&self, t: usize, rows: usize, h: usize) -> Option<&[f32]> {
+        (t > 0).then(|| &self.states[(t - 1) * rows * h..t * rows * h])
+    }
+
     fn new(rows: usize, window: usize, h: usize) -> Self {
         Self {
             gates: vec![0.0; window * rows * 4 * h],
@@ -520,48 +577,26 @@ impl LstmCpu {
         let mut encoder = Tape::new(rows, window, h);
         let mut gates = vec![0.0f32; rows * four_h];
         for t in 0..window {
-            fill_rows(&mut gates, &self.encoder.bias);
-            let inputs = View {
-                data: &x[t * f..],
-                rows,
-                cols: f,
-                row_stride: window * f,
-                col_stride: 1,
-            };
-            gemm_view(
+            self.encoder_gates(
                 &mut gates,
-                inputs,
-                View::dense(&self.encoder.input, f, four_h),
+                x,
+                t,
+                rows,
+                window,
+                encoder.previous_state(t, rows, h),
             );
-            if t > 0 {
-                let previous = &encoder.states[(t - 1) * rows * h..t * rows * h];
-                gemm_view(
-                    &mut gates,
-                    View::dense(previous, rows, h),
-                    View::dense(&self.encoder.recurrent, h, four_h),
-                );
-            }
             tape_step(&mut encoder, &gates, t, rows, h);
         }
         let code = encoder.states[(window - 1) * rows * h..].to_vec();
-        let mut repeated = vec![0.0f32; rows * four_h];
-        fill_rows(&mut repeated, &self.decoder.bias);
-        gemm_view(
-            &mut repeated,
-            View::dense(&code, rows, h),
-            View::dense(&self.decoder.input, h, four_h),
-        );
+        let repeated = self.decoder_input(&code, rows);
         let mut decoder = Tape::new(rows, window, h);
         for t in 0..window {
-            gates.copy_from_slice(&repeated);
-            if t > 0 {
-                let previous = &decoder.states[(t - 1) * rows * h..t * rows * h];
-                gemm_view(
-                    &mut gates,
-                    View::dense(previous, rows, h),
-                    View::dense(&self.decoder.recurrent, h, four_h),
-                );
-            }
+            self.decoder_gates(
+                &mut gates,
+                &repeated,
+                rows,
+                decoder.previous_state(t, rows, h),
+            );
             tape_step(&mut decoder, &gates, t, rows, h);
         }
         // Decoder states in window order per row, [rows·T, H], for the head.
@@ -573,12 +608,7 @@ impl LstmCpu {
             }
         }
         let mut output = vec![0.0f32; rows * window * f];
-        fill_rows(&mut output, &self.head_bias);
-        gemm_view(
-            &mut output,
-            View::dense(&decoded, rows * window, h),
-            View::dense(&self.head, h, f),
-        );
+        self.head_output(&mut output, &decoded, rows * window);
 
         // d(mean squared error)/d(output).
         let elements = (objective.batch * window * f) as f32;
@@ -627,17 +657,14 @@ impl LstmCpu {
                 *a += d;
             }
             d_state.fill(0.0);
-            if t > 0 {
-                let previous = &decoder.states[(t - 1) * rows * h..t * rows * h];
-                gemm_view(
+            if let Some(previous) = decoder.previous_state(t, rows, h) {
+                recurrent_backward(
+                    &self.decoder.recurrent,
+                    previous,
+                    &d_gates,
                     &mut grads.decoder_recurrent,
-                    View::transposed(previous, rows, h),
-                    View::dense(&d_gates, rows, four_h),
-                );
-                gemm_view(
                     &mut d_state,
-                    View::dense(&d_gates, rows, four_h),
-                    View::transposed(&self.decoder.recurrent, h, four_h),
+                    (rows, h),
                 );
             }
         }
@@ -674,37 +701,30 @@ impl LstmCpu {
         d_cell.fill(0.0);
         for t in (0..window).rev() {
             tape_backward(&encoder, t, rows, h, &d_state, &mut d_cell, &mut d_gates);
-            let inputs = View {
-                data: &x[t * f..],
-                rows,
-                cols: f,
-                row_stride: window * f,
-                col_stride: 1,
+            let inputs = step_inputs(x, t, rows, window, f);
+            // Its transpose `[F, rows]`: the same elements, strides swapped.
+            let inputs_t = View {
+                rows: f,
+                cols: rows,
+                row_stride: inputs.col_stride,
+                col_stride: inputs.row_stride,
+                ..inputs
             };
             gemm_view(
                 &mut grads.encoder_input,
-                View {
-                    data: inputs.data,
-                    rows: f,
-                    cols: rows,
-                    row_stride: 1,
-                    col_stride: window * f,
-                },
+                inputs_t,
                 View::dense(&d_gates, rows, four_h),
             );
             sum_rows(&mut grads.encoder_bias, &d_gates);
             d_state.fill(0.0);
-            if t > 0 {
-                let previous = &encoder.states[(t - 1) * rows * h..t * rows * h];
-                gemm_view(
+            if let Some(previous) = encoder.previous_state(t, rows, h) {
+                recurrent_backward(
+                    &self.encoder.recurrent,
+                    previous,
+                    &d_gates,
                     &mut grads.encoder_recurrent,
-                    View::transposed(previous, rows, h),
-                    View::dense(&d_gates, rows, four_h),
-                );
-                gemm_view(
                     &mut d_state,
-                    View::dense(&d_gates, rows, four_h),
-                    View::transposed(&self.encoder.recurrent, h, four_h),
+                    (rows, h),
                 );
             }
         }
@@ -786,6 +806,29 @@ fn tape_step_generic<const FMA: bool>(
             *s = o * *tc;
         }
     }
+}
+
+/// Through the recurrent projection of one step: its weights' gradient
+/// gains `previousᵀ · d_gates`, and `d_state` (zeroed by the caller) becomes
+/// the gradient of the previous state, `d_gates · recurrentᵀ`.
+fn recurrent_backward(
+    recurrent: &[f32],
+    previous: &[f32],
+    d_gates: &[f32],
+    d_recurrent: &mut [f32],
+    d_state: &mut [f32],
+    (rows, h): (usize, usize),
+) {
+    gemm_view(
+        d_recurrent,
+        View::transposed(previous, rows, h),
+        View::dense(d_gates, rows, 4 * h),
+    );
+    gemm_view(
+        d_state,
+        View::dense(d_gates, rows, 4 * h),
+        View::transposed(recurrent, h, 4 * h),
+    );
 }
 
 /// Backward through step `t`: from d(state) and the running d(cell) (the
