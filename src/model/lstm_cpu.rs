@@ -423,14 +423,23 @@ fn exp<const FMA: bool>(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     let madd = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     let x = x.clamp(-87.0, 87.0);
-    let n = madd(x, std::f32::consts::LOG2_E, ROUND) - ROUND;
+    let shifted = madd(x, std::f32::consts::LOG2_E, ROUND);
+    let n = shifted - ROUND;
     let r = madd(-n, LN_2_LOW, madd(-n, LN_2_HIGH, x));
     let mut p = 1.0 / 720.0;
     for coefficient in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
         p = madd(p, r, coefficient);
     }
-    // n lies in [-126, 126] after the clamp: a normal float's exponent.
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2^n from the bits of `shifted` = 1.5·2^23 + n, whose mantissa holds
+    // 2^22 + n: integer adds and a shift, which vectorise. `n as i32` would
+    // not: Rust's saturating float-to-int cast compiles to scalar compares
+    // and moves per lane, and cost the gate loop most of its time. n lies
+    // in [-126, 126] after the clamp: a normal float's exponent.
+    let biased_exponent = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(biased_exponent << 23)
 }
 
 /// Rows per chunk of a training batch. Fixed rather than derived from the
