@@ -13,6 +13,7 @@ mod vae;
 
 use burn::prelude::*;
 use burn::tensor::activation;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use conv::{ConvAe, ConvAeConfig};
@@ -169,6 +170,12 @@ pub struct Reconstruction {
     pub kl: Option<Tensor<1>>,
 }
 
+/// Rows per scoring chunk on flex, whose ops run on one thread each: the
+/// batch is cut into chunks this size, scored on rayon's pool. A fixed size,
+/// not one per thread, so a window's score does not depend on the thread
+/// count.
+const SCORING_CHUNK_ROWS: usize = 64;
+
 /// One network of any kind.
 #[derive(Module, Debug)]
 pub enum Network {
@@ -183,11 +190,35 @@ pub enum Network {
 impl Network {
     /// Deterministic reconstruction, used for validation and scoring.
     pub fn reconstruct(&self, x: Tensor<3>) -> Tensor<3> {
+        if let Self::Lstm(m) = self
+            && let Some(output) = lstm_cpu_reconstruct(m, &x)
+        {
+            return output;
+        }
+        let [batch, ..] = x.dims();
+        let device = x.device();
+        // flex runs each op on one thread; LibTorch has its own pool.
+        if device != Device::flex()
+            || device.is_autodiff()
+            || batch < 2 * SCORING_CHUNK_ROWS
+            || rayon::current_num_threads() < 2
+        {
+            return self.reconstruct_on_one_thread(x);
+        }
+        let chunks: Vec<Tensor<3>> = x
+            .split(SCORING_CHUNK_ROWS, 0)
+            .into_par_iter()
+            .map(|chunk| self.reconstruct_on_one_thread(chunk))
+            .collect();
+        Tensor::cat(chunks, 0)
+    }
+
+    fn reconstruct_on_one_thread(&self, x: Tensor<3>) -> Tensor<3> {
         match self {
             Self::Dense(m) => m.forward(x).output,
             Self::Deep(m) => m.forward(x).output,
             Self::Conv(m) => m.forward(x).output,
-            Self::Lstm(m) => lstm_cpu_reconstruct(m, &x).unwrap_or_else(|| m.forward(x).output),
+            Self::Lstm(m) => m.forward(x).output,
             Self::Vae(m) => m.forward_mean(x),
             Self::Pca(m) => m.forward(x).output,
         }
@@ -235,4 +266,56 @@ fn lstm_cpu_reconstruct(model: &lstm::LstmAe, x: &Tensor<3>) -> Option<Tensor<3>
         TensorData::new(output, [batch, window, features]),
         &device,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(x: Tensor<3>) -> Vec<f32> {
+        x.into_data().to_vec::<f32>().unwrap()
+    }
+
+    fn in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(work)
+    }
+
+    /// Scoring on flex cuts the batch into chunks on rayon's pool: the
+    /// windows come back in order, each as one thread alone computes it, and
+    /// with the same bits whatever the thread count.
+    #[test]
+    fn chunked_scoring_matches_one_thread_and_ignores_the_thread_count() {
+        let (window, features) = (16, 2);
+        let configs = [
+            ModelConfig::Dense(DenseAeConfig::new(window, features, 4)),
+            ModelConfig::Conv(ConvAeConfig::new(window, features)),
+            ModelConfig::Vae(VaeConfig::new(window, features, 3)),
+        ];
+        let device = Device::flex();
+        // Not a multiple of the chunk size: the last chunk is short.
+        let batch = 2 * SCORING_CHUNK_ROWS + 5;
+        let input: Vec<f32> = (0..batch * window * features)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        let x = Tensor::<3>::from_data(TensorData::new(input, [batch, window, features]), &device);
+        for config in configs {
+            let network = config.init(&device);
+            let whole = values(network.reconstruct_on_one_thread(x.clone()));
+            let on_three = in_pool(3, || values(network.reconstruct(x.clone())));
+            let on_two = in_pool(2, || values(network.reconstruct(x.clone())));
+            assert_eq!(on_three, on_two, "{:?}", config.kind());
+            assert_eq!(whole.len(), on_two.len());
+            for (a, b) in whole.iter().zip(&on_two) {
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + a.abs()),
+                    "{:?}: {a} vs {b}",
+                    config.kind()
+                );
+            }
+        }
+    }
 }

@@ -57,8 +57,12 @@ impl VaeConfig {
 }
 
 impl Vae {
+    fn encoder_hidden(&self, x: Tensor<3>) -> Tensor<2> {
+        relu(self.encoder.forward(flatten(x)))
+    }
+
     fn encode(&self, x: Tensor<3>) -> (Tensor<2>, Tensor<2>) {
-        let hidden = relu(self.encoder.forward(flatten(x)));
+        let hidden = self.encoder_hidden(x);
         (
             self.mean.forward(hidden.clone()),
             self.log_variance.forward(hidden),
@@ -70,9 +74,10 @@ impl Vae {
         unflatten(self.decoder_out.forward(hidden), self.window, self.features)
     }
 
-    /// Reconstruction from the mean code.
+    /// Reconstruction from the mean code; the variance layer is not run,
+    /// scoring has no use for it.
     pub fn forward_mean(&self, x: Tensor<3>) -> Tensor<3> {
-        let (mean, _) = self.encode(x);
+        let mean = self.mean.forward(self.encoder_hidden(x));
         self.decode(mean)
     }
 
