@@ -171,10 +171,16 @@ pub struct Reconstruction {
 }
 
 /// Rows per scoring chunk on flex, whose ops run on one thread each: the
-/// batch is cut into chunks this size, scored on rayon's pool. A fixed size,
-/// not one per thread, so a window's score does not depend on the thread
-/// count.
-const SCORING_CHUNK_ROWS: usize = 64;
+/// batch is cut into chunks this size, scored on rayon's pool. A fixed size
+/// per kind, not one per thread, so a window's score does not depend on the
+/// thread count. A convolution does about ten times a dense layer's work per
+/// window, so smaller chunks already pay for their thread.
+const fn scoring_chunk_rows(network: &Network) -> usize {
+    match network {
+        Network::Conv(_) => 16,
+        _ => 64,
+    }
+}
 
 /// One network of any kind.
 #[derive(Module, Debug)]
@@ -197,16 +203,17 @@ impl Network {
         }
         let [batch, ..] = x.dims();
         let device = x.device();
+        let chunk_rows = scoring_chunk_rows(self);
         // flex runs each op on one thread; LibTorch has its own pool.
         if device != Device::flex()
             || device.is_autodiff()
-            || batch < 2 * SCORING_CHUNK_ROWS
+            || batch < 2 * chunk_rows
             || rayon::current_num_threads() < 2
         {
             return self.reconstruct_on_one_thread(x);
         }
         let chunks: Vec<Tensor<3>> = x
-            .split(SCORING_CHUNK_ROWS, 0)
+            .split(chunk_rows, 0)
             .into_par_iter()
             .map(|chunk| self.reconstruct_on_one_thread(chunk))
             .collect();
@@ -297,7 +304,7 @@ mod tests {
         ];
         let device = Device::flex();
         // Not a multiple of the chunk size: the last chunk is short.
-        let batch = 2 * SCORING_CHUNK_ROWS + 5;
+        let batch = 2 * 64 + 5;
         let input: Vec<f32> = (0..batch * window * features)
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
             .collect();
