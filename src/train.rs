@@ -9,6 +9,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -16,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::window::{Segment, to_tensor};
@@ -417,7 +419,6 @@ impl Trainer {
     /// One Adam step on `batch` clean windows (`[batch, T, F]` row-major);
     /// returns the objective before the step.
     pub fn step(&mut self, clean: &[f32], batch: usize) -> Result<f64> {
-        let shape = [batch, self.window, self.features];
         let input = match self.config.regularizers.corruption {
             Some(corruption) => corrupt(clean, corruption, &mut self.rng),
             None => clean.to_vec(),
@@ -428,15 +429,55 @@ impl Trainer {
             return self.lstm_cpu_step(&input, clean, batch);
         }
         let noise = self.latent.map(|k| {
-            let draws: Vec<f32> = (0..batch * k)
+            (0..batch * k)
                 .map(|_| self.rng.sample::<f32, _>(StandardNormal))
-                .collect();
-            Tensor::<2>::from_data(TensorData::new(draws, [batch, k]), &self.autodiff)
+                .collect::<Vec<f32>>()
         });
-        let target = to_tensor(clean.to_vec(), shape, &self.autodiff);
-        let pass = self
-            .network
-            .forward_train(to_tensor(input, shape, &self.autodiff), noise);
+        let batch_data = Batch {
+            input: &input,
+            clean,
+            noise: noise.as_deref(),
+            rows: batch,
+        };
+        let (value, gradients) = match training_chunk_rows(&self.network) {
+            Some(rows) if self.device == Device::flex() && batch >= 2 * rows => {
+                self.chunked_gradients(&batch_data, rows)
+            }
+            _ => {
+                let loss = self.objective(&self.network, &batch_data);
+                let value = f64::from(loss.clone().into_scalar::<f32>());
+                (
+                    value,
+                    GradientsParams::from_grads(loss.backward(), &self.network),
+                )
+            }
+        };
+        if !value.is_finite() {
+            return Err(Error::Backend(format!(
+                "training diverged (loss {value}); lower --lr or keep gradient clipping on"
+            )));
+        }
+        self.network =
+            self.optimizer
+                .step(self.config.learning_rate, self.network.clone(), gradients);
+        Ok(value)
+    }
+
+    /// The training objective of `network` on one batch: mean squared error
+    /// plus the KL term and the regularisers, each a mean over the batch.
+    fn objective(&self, network: &Network, batch: &Batch<'_>) -> Tensor<1> {
+        let shape = [batch.rows, self.window, self.features];
+        let noise = batch.noise.zip(self.latent).map(|(draws, k)| {
+            Tensor::<2>::from_data(
+                TensorData::new(draws.to_vec(), [batch.rows, k]),
+                &self.autodiff,
+            )
+        });
+        let target = to_tensor(batch.clean.to_vec(), shape, &self.autodiff);
+        let pass = network.forward_train(
+            to_tensor(batch.input.to_vec(), shape, &self.autodiff),
+            noise,
+        );
         let regs = &self.config.regularizers;
         let mut loss = (pass.output - target).powf_scalar(2.0).mean();
         if let Some(kl) = pass.kl {
@@ -445,22 +486,46 @@ impl Trainer {
         if let Some(weight) = regs.sparse_l1 {
             loss = loss + pass.code.clone().abs().mean().mul_scalar(weight);
         }
-        if let (Some(weight), Network::Dense(dense)) = (regs.contractive, &self.network)
+        if let (Some(weight), Network::Dense(dense)) = (regs.contractive, network)
             && let Some(penalty) = dense.contractive_penalty(&pass.code)
         {
             loss = loss + penalty.mul_scalar(weight);
         }
-        let value = f64::from(loss.clone().into_scalar::<f32>());
-        if !value.is_finite() {
-            return Err(Error::Backend(format!(
-                "training diverged (loss {value}); lower --lr or keep gradient clipping on"
-            )));
-        }
-        let gradients = GradientsParams::from_grads(loss.backward(), &self.network);
-        self.network =
-            self.optimizer
-                .step(self.config.learning_rate, self.network.clone(), gradients);
-        Ok(value)
+        loss
+    }
+
+    /// Data parallelism on flex, whose ops each run on one thread: the batch
+    /// is cut into chunks of `rows`, each chunk's objective is
+    /// differentiated on rayon's pool through a replica of the network with
+    /// its own autodiff graph, and the gradients are summed in chunk order,
+    /// weighted by the chunk's share of the batch. Every term of the
+    /// objective is a batch mean, so this is the whole batch's gradient, and
+    /// the fixed chunk size keeps it the same bits on any thread count.
+    fn chunked_gradients(&self, batch: &Batch<'_>, rows: usize) -> (f64, GradientsParams) {
+        let chunks: Vec<Batch<'_>> = (0..batch.rows)
+            .step_by(rows)
+            .map(|start| batch.rows_range(start, (start + rows).min(batch.rows), self))
+            .collect();
+        let mut parts: Vec<(f64, GradientsParams)> = chunks
+            .par_iter()
+            .map(|chunk| {
+                let replica = self.network.clone().map(&mut FreshLeaves);
+                let share = chunk.rows as f64 / batch.rows as f64;
+                let loss = self.objective(&replica, chunk).mul_scalar(share);
+                let value = f64::from(loss.clone().into_scalar::<f32>());
+                (
+                    value,
+                    GradientsParams::from_grads(loss.backward(), &replica),
+                )
+            })
+            .collect();
+        let value = parts.iter().map(|(value, _)| value).sum();
+        let mut sum = SumGradients {
+            parts: parts.iter_mut().map(|(_, grads)| grads).collect(),
+            total: GradientsParams::new(),
+        };
+        self.network.visit(&mut sum);
+        (value, sum.total)
     }
 
     /// One Adam step of the LSTM with gradients from
@@ -531,6 +596,72 @@ impl Trainer {
     /// The current weights, without autodiff.
     pub fn network(&self) -> Network {
         self.network.valid()
+    }
+}
+
+/// One training batch as flat `[rows, T, F]` buffers (the VAE's noise
+/// `[rows, K]`).
+struct Batch<'a> {
+    input: &'a [f32],
+    clean: &'a [f32],
+    noise: Option<&'a [f32]>,
+    rows: usize,
+}
+
+impl<'a> Batch<'a> {
+    fn rows_range(&self, start: usize, end: usize, trainer: &Trainer) -> Batch<'a> {
+        let per_window = trainer.window * trainer.features;
+        let windows = start * per_window..end * per_window;
+        Batch {
+            input: &self.input[windows.clone()],
+            clean: &self.clean[windows],
+            noise: self
+                .noise
+                .zip(trainer.latent)
+                .map(|(noise, k)| &noise[start * k..end * k]),
+            rows: end - start,
+        }
+    }
+}
+
+/// Rows per data-parallel training chunk on flex, or `None` where one
+/// thread is faster: a dense layer's step is a few hundred microseconds, and
+/// replicas would cost more than they save. Convolutions do ten times the
+/// work per window. The LSTM has its own kernel.
+fn training_chunk_rows(network: &Network) -> Option<usize> {
+    match network {
+        Network::Conv(_) => Some(16),
+        _ => None,
+    }
+}
+
+/// Gives every float parameter a fresh autodiff leaf with the same id and
+/// values, so that replicas differentiated on different threads build
+/// separate graphs.
+struct FreshLeaves;
+
+impl ModuleMapper for FreshLeaves {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| tensor.detach().require_grad())
+    }
+}
+
+/// Sums each parameter's gradient over the parts, in part order.
+struct SumGradients<'a> {
+    parts: Vec<&'a mut GradientsParams>,
+    total: GradientsParams,
+}
+
+impl ModuleVisitor for SumGradients<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let sum = self
+            .parts
+            .iter_mut()
+            .filter_map(|part| part.remove::<D>(param.id))
+            .reduce(|sum, gradient| sum + gradient);
+        if let Some(sum) = sum {
+            self.total.register(param.id, sum);
+        }
     }
 }
 
@@ -643,5 +774,73 @@ mod tests {
         assert_eq!(quantile(&values, 1.0), 4.0);
         assert_eq!(quantile(&values, 0.5), 2.5);
         assert!((quantile(&values, 0.9) - 3.7).abs() < 1e-12);
+    }
+
+    /// Every float parameter's gradient, flattened, in visiting order.
+    struct Collect<'a>(&'a GradientsParams, Vec<Vec<f32>>);
+
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let gradient = self.0.get::<D>(param.id).expect("a gradient per parameter");
+            self.1.push(gradient.into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+
+    /// The data-parallel path is the whole batch's gradient: chunks of
+    /// different sizes (the last one short), the VAE's noise cut with its
+    /// rows, a regulariser and a corrupted input included.
+    #[test]
+    fn chunked_gradients_are_the_whole_batch_gradient() {
+        use crate::model::{ConvAeConfig, VaeConfig};
+        use crate::train::Regularizers;
+        let (window, features, rows) = (16, 2, 37);
+        let models = [
+            ModelConfig::Conv(ConvAeConfig::new(window, features).with_channels(8)),
+            ModelConfig::Vae(VaeConfig::new(window, features, 3).with_hidden(16)),
+        ];
+        let per_batch = rows * window * features;
+        let clean: Vec<f32> = (0..per_batch).map(|i| (i as f32 * 0.37).sin()).collect();
+        let input: Vec<f32> = (0..per_batch)
+            .map(|i| (i as f32 * 0.37).sin() + 0.1 * (i as f32 * 1.3).cos())
+            .collect();
+        let noise: Vec<f32> = (0..rows * 3).map(|i| (i as f32 * 0.7).cos()).collect();
+        for model in models {
+            let config = TrainConfig {
+                regularizers: Regularizers {
+                    sparse_l1: Some(0.01),
+                    ..Regularizers::default()
+                },
+                ..TrainConfig::default()
+            };
+            let trainer = Trainer::new(&model, &config, &Device::flex()).unwrap();
+            let batch = Batch {
+                input: &input,
+                clean: &clean,
+                noise: trainer.latent.map(|_| &noise[..]),
+                rows,
+            };
+            let loss = trainer.objective(&trainer.network, &batch);
+            let whole_value = f64::from(loss.clone().into_scalar::<f32>());
+            let whole = GradientsParams::from_grads(loss.backward(), &trainer.network);
+            for chunk_rows in [8, 16] {
+                let (value, chunked) = trainer.chunked_gradients(&batch, chunk_rows);
+                assert!(
+                    (value - whole_value).abs() <= 1e-5 * whole_value.abs(),
+                    "{value} vs {whole_value}"
+                );
+                let mut expected = Collect(&whole, Vec::new());
+                trainer.network.visit(&mut expected);
+                let mut got = Collect(&chunked, Vec::new());
+                trainer.network.visit(&mut got);
+                assert_eq!(expected.1.len(), got.1.len());
+                for (e, g) in expected.1.iter().flatten().zip(got.1.iter().flatten()) {
+                    assert!(
+                        (e - g).abs() <= 1e-4 * (1e-3 + e.abs()),
+                        "{:?}: {e} vs {g}",
+                        model.kind()
+                    );
+                }
+            }
+        }
     }
 }

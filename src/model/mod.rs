@@ -280,7 +280,7 @@ mod tests {
     use super::*;
 
     fn values(x: Tensor<3>) -> Vec<f32> {
-        x.into_data().to_vec::<f32>().unwrap()
+        x.into_data().try_to_vec::<f32>().unwrap()
     }
 
     fn in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
