@@ -423,10 +423,11 @@ impl Trainer {
             Some(corruption) => corrupt(clean, corruption, &mut self.rng),
             None => clean.to_vec(),
         };
-        // The LSTM on flex trains through its hand-written kernel: burn's
-        // op-by-op recurrence with autodiff is 6-12x slower than PyTorch.
-        if self.device == Device::flex() && matches!(self.network, Network::Lstm(_)) {
-            return self.lstm_cpu_step(&input, clean, batch);
+        // The LSTM trains through its own kernels where there is one: burn's
+        // op-by-op recurrence with autodiff is 6-12x slower than PyTorch on
+        // flex, and 26-33x slower on a GPU.
+        if let Some(step) = self.lstm_kernel_step(&input, clean, batch) {
+            return step;
         }
         let noise = self.latent.map(|k| {
             (0..batch * k)
@@ -528,23 +529,50 @@ impl Trainer {
         (value, sum.total)
     }
 
-    /// One Adam step of the LSTM with gradients from
-    /// [`crate::model::lstm_cpu`]: the same objective, regularisers and
-    /// optimiser (clipping included) as the burn path, which the kernel's
-    /// tests hold it to.
-    fn lstm_cpu_step(&mut self, input: &[f32], clean: &[f32], batch: usize) -> Result<f64> {
+    /// One Adam step of the LSTM with gradients from its own kernel, where
+    /// the device has one: [`crate::model::lstm_cpu`] on flex, LibTorch's
+    /// fused LSTM ([`crate::model::lstm_tch`]) on LibTorch. The same
+    /// objective, regularisers and optimiser (clipping included) as the burn
+    /// path, which the kernels' tests hold them to. `None`: no kernel here.
+    fn lstm_kernel_step(
+        &mut self,
+        input: &[f32],
+        clean: &[f32],
+        batch: usize,
+    ) -> Option<Result<f64>> {
         use crate::model::lstm_cpu::{LstmCpu, Objective};
         let Network::Lstm(model) = &self.network else {
-            return Err(Error::Backend("the LSTM kernel needs an LSTM".into()));
+            return None;
         };
-        let kernel = LstmCpu::from_model(model)?;
-        let (loss, g) = kernel.loss_and_gradients(&Objective {
+        let objective = Objective {
             input,
             target: clean,
             batch,
             window: self.window,
             sparse_l1: self.config.regularizers.sparse_l1,
-        });
+        };
+        let computed = if self.device == Device::flex() {
+            LstmCpu::from_model(model).map(|kernel| kernel.loss_and_gradients(&objective))
+        } else {
+            #[cfg(feature = "tch")]
+            {
+                let torch = crate::model::lstm_tch::torch_device(&self.device)?;
+                crate::model::lstm_tch::loss_and_gradients(model, &objective, torch)
+            }
+            #[cfg(not(feature = "tch"))]
+            return None;
+        };
+        Some(computed.and_then(|(loss, gradients)| self.apply_lstm_gradients(loss, gradients)))
+    }
+
+    fn apply_lstm_gradients(
+        &mut self,
+        loss: f64,
+        g: crate::model::lstm_cpu::LstmGradients,
+    ) -> Result<f64> {
+        let Network::Lstm(model) = &self.network else {
+            return Err(Error::Backend("LSTM gradients for another kind".into()));
+        };
         if !loss.is_finite() {
             return Err(Error::Backend(format!(
                 "training diverged (loss {loss}); lower --lr or keep gradient clipping on"
@@ -782,7 +810,8 @@ mod tests {
     impl ModuleVisitor for Collect<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let gradient = self.0.get::<D>(param.id).expect("a gradient per parameter");
-            self.1.push(gradient.into_data().try_to_vec::<f32>().unwrap());
+            self.1
+                .push(gradient.into_data().try_to_vec::<f32>().unwrap());
         }
     }
 

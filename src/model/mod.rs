@@ -8,6 +8,8 @@ mod deep;
 mod dense;
 mod lstm;
 pub mod lstm_cpu;
+#[cfg(feature = "tch")]
+pub mod lstm_tch;
 mod pca;
 mod vae;
 
@@ -197,7 +199,7 @@ impl Network {
     /// Deterministic reconstruction, used for validation and scoring.
     pub fn reconstruct(&self, x: Tensor<3>) -> Tensor<3> {
         if let Self::Lstm(m) = self
-            && let Some(output) = lstm_cpu_reconstruct(m, &x)
+            && let Some(output) = lstm_kernel_reconstruct(m, &x)
         {
             return output;
         }
@@ -258,21 +260,35 @@ pub(crate) fn unflatten(x: Tensor<2>, window: usize, features: usize) -> Tensor<
     x.reshape([batch, window, features])
 }
 
-/// The LSTM's hand-written CPU path ([`lstm_cpu`]) where it applies: flex,
-/// without autodiff. `None` sends the caller down the burn path.
-fn lstm_cpu_reconstruct(model: &lstm::LstmAe, x: &Tensor<3>) -> Option<Tensor<3>> {
+/// The LSTM's own kernels where one applies, without autodiff: the
+/// hand-written one on flex ([`lstm_cpu`]), LibTorch's fused LSTM on
+/// LibTorch ([`lstm_tch`]). `None` sends the caller down the burn path.
+fn lstm_kernel_reconstruct(model: &lstm::LstmAe, x: &Tensor<3>) -> Option<Tensor<3>> {
     let device = x.device();
-    if device != Device::flex() || device.is_autodiff() {
+    if device.is_autodiff() {
         return None;
     }
-    let [batch, window, features] = x.dims();
-    let kernel = lstm_cpu::LstmCpu::from_model(model).ok()?;
-    let input = x.clone().into_data().try_to_vec::<f32>().ok()?;
-    let output = kernel.reconstruct(&input, batch, window);
-    Some(Tensor::from_data(
-        TensorData::new(output, [batch, window, features]),
-        &device,
-    ))
+    if device == Device::flex() {
+        let [batch, window, features] = x.dims();
+        let kernel = lstm_cpu::LstmCpu::from_model(model).ok()?;
+        let input = x.clone().into_data().try_to_vec::<f32>().ok()?;
+        let output = kernel.reconstruct(&input, batch, window);
+        return Some(Tensor::from_data(
+            TensorData::new(output, [batch, window, features]),
+            &device,
+        ));
+    }
+    #[cfg(feature = "tch")]
+    if let Some(torch) = lstm_tch::torch_device(&device) {
+        return match lstm_tch::reconstruct(model, x, torch) {
+            Ok(output) => Some(output),
+            Err(error) => {
+                tracing::warn!(%error, "LibTorch's fused LSTM failed; scoring with burn's ops");
+                None
+            }
+        };
+    }
+    None
 }
 
 #[cfg(test)]
