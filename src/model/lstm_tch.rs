@@ -47,6 +47,18 @@ fn to_torch<const D: usize>(tensor: Tensor<D>, device: tch::Device) -> Result<To
         .map_err(torch_error)
 }
 
+fn zeros(length: usize, device: tch::Device) -> Result<Torch> {
+    Torch::f_zeros([length as i64], (Kind::Float, device)).map_err(torch_error)
+}
+
+/// A linear layer's bias, zeros where it has none.
+fn bias(linear: &burn::nn::Linear, device: tch::Device) -> Result<Torch> {
+    match &linear.bias {
+        Some(bias) => to_torch(bias.val(), device),
+        None => zeros(linear.weight.dims()[1], device),
+    }
+}
+
 /// A weight, with autograd tracking it when `track` (training).
 fn leaf(tensor: Torch, track: bool) -> Result<Torch> {
     tensor.f_set_requires_grad(track).map_err(torch_error)
@@ -72,18 +84,13 @@ struct Layer {
 
 impl Layer {
     fn new(layer: &FusedLstm, device: tch::Device, track: bool) -> Result<Self> {
-        let four_h = layer.input.weight.dims()[1] as i64;
         let input = to_torch(layer.input.weight.val(), device)?;
-        let bias = match &layer.input.bias {
-            Some(bias) => to_torch(bias.val(), device)?,
-            None => Torch::f_zeros([four_h], (Kind::Float, device)).map_err(torch_error)?,
-        };
         let recurrent = to_torch(layer.recurrent.weight.val(), device)?;
         Ok(Self {
             input: leaf(input, track)?,
-            bias: leaf(bias, track)?,
+            bias: leaf(bias(&layer.input, device)?, track)?,
             recurrent: leaf(recurrent, track)?,
-            zero_bias: Torch::f_zeros([four_h], (Kind::Float, device)).map_err(torch_error)?,
+            zero_bias: zeros(layer.input.weight.dims()[1], device)?,
         })
     }
 
@@ -128,12 +135,8 @@ struct TorchLstmAe {
 
 impl TorchLstmAe {
     fn new(model: &LstmAe, device: tch::Device, track: bool) -> Result<Self> {
-        let features = model.head.weight.dims()[1] as i64;
         let head = to_torch(model.head.weight.val(), device)?;
-        let head_bias = match &model.head.bias {
-            Some(bias) => to_torch(bias.val(), device)?,
-            None => Torch::f_zeros([features], (Kind::Float, device)).map_err(torch_error)?,
-        };
+        let head_bias = bias(&model.head, device)?;
         Ok(Self {
             hidden: model.head.weight.dims()[0] as i64,
             encoder: Layer::new(&model.encoder, device, track)?,
