@@ -9,7 +9,6 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use burn::module::{ModuleMapper, ModuleVisitor, Param};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -17,7 +16,6 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::window::{Segment, to_tensor};
@@ -423,10 +421,11 @@ impl Trainer {
             Some(corruption) => corrupt(clean, corruption, &mut self.rng),
             None => clean.to_vec(),
         };
-        // The LSTM trains through its own kernels where there is one: burn's
-        // op-by-op recurrence with autodiff is 6-12x slower than PyTorch on
-        // flex, and 26-33x slower on a GPU.
-        if let Some(step) = self.lstm_kernel_step(&input, clean, batch) {
+        // The LSTM and conv train through their own kernels where there is
+        // one: burn's op-by-op LSTM with autodiff is 6-12x slower than
+        // PyTorch on flex and 26-33x on a GPU; burn-flex's conv backward
+        // kept a conv step at 0.7-1x PyTorch's.
+        if let Some(step) = self.kernel_step(&input, clean, batch) {
             return step;
         }
         let noise = self.latent.map(|k| {
@@ -440,28 +439,10 @@ impl Trainer {
             noise: noise.as_deref(),
             rows: batch,
         };
-        let (value, gradients) = match training_chunk_rows(&self.network) {
-            Some(rows) if self.device == Device::flex() && batch >= 2 * rows => {
-                self.chunked_gradients(&batch_data, rows)
-            }
-            _ => {
-                let loss = self.objective(&self.network, &batch_data);
-                let value = f64::from(loss.clone().into_scalar::<f32>());
-                (
-                    value,
-                    GradientsParams::from_grads(loss.backward(), &self.network),
-                )
-            }
-        };
-        if !value.is_finite() {
-            return Err(Error::Backend(format!(
-                "training diverged (loss {value}); lower --lr or keep gradient clipping on"
-            )));
-        }
-        self.network =
-            self.optimizer
-                .step(self.config.learning_rate, self.network.clone(), gradients);
-        Ok(value)
+        let loss = self.objective(&self.network, &batch_data);
+        let value = f64::from(loss.clone().into_scalar::<f32>());
+        let gradients = GradientsParams::from_grads(loss.backward(), &self.network);
+        self.apply(value, gradients)
     }
 
     /// The training objective of `network` on one batch: mean squared error
@@ -495,55 +476,16 @@ impl Trainer {
         loss
     }
 
-    /// Data parallelism on flex, whose ops each run on one thread: the batch
-    /// is cut into chunks of `rows`, each chunk's objective is
-    /// differentiated on rayon's pool through a replica of the network with
-    /// its own autodiff graph, and the gradients are summed in chunk order,
-    /// weighted by the chunk's share of the batch. Every term of the
-    /// objective is a batch mean, so this is the whole batch's gradient, and
-    /// the fixed chunk size keeps it the same bits on any thread count.
-    fn chunked_gradients(&self, batch: &Batch<'_>, rows: usize) -> (f64, GradientsParams) {
-        let chunks: Vec<Batch<'_>> = (0..batch.rows)
-            .step_by(rows)
-            .map(|start| batch.rows_range(start, (start + rows).min(batch.rows), self))
-            .collect();
-        let mut parts: Vec<(f64, GradientsParams)> = chunks
-            .par_iter()
-            .map(|chunk| {
-                let replica = self.network.clone().map(&mut FreshLeaves);
-                let share = chunk.rows as f64 / batch.rows as f64;
-                let loss = self.objective(&replica, chunk).mul_scalar(share);
-                let value = f64::from(loss.clone().into_scalar::<f32>());
-                (
-                    value,
-                    GradientsParams::from_grads(loss.backward(), &replica),
-                )
-            })
-            .collect();
-        let value = parts.iter().map(|(value, _)| value).sum();
-        let mut sum = SumGradients {
-            parts: parts.iter_mut().map(|(_, grads)| grads).collect(),
-            total: GradientsParams::new(),
-        };
-        self.network.visit(&mut sum);
-        (value, sum.total)
-    }
-
-    /// One Adam step of the LSTM with gradients from its own kernel, where
-    /// the device has one: [`crate::model::lstm_cpu`] on flex, LibTorch's
-    /// fused LSTM ([`crate::model::lstm_tch`]) on LibTorch. The same
-    /// objective, regularisers and optimiser (clipping included) as the burn
-    /// path, which the kernels' tests hold them to. `None`: no kernel here.
-    fn lstm_kernel_step(
-        &mut self,
-        input: &[f32],
-        clean: &[f32],
-        batch: usize,
-    ) -> Option<Result<f64>> {
+    /// One Adam step with gradients from a hand-written kernel, where the
+    /// model and device have one: the LSTM's on flex
+    /// ([`crate::model::lstm_cpu`]) and on LibTorch (its fused LSTM,
+    /// [`crate::model::lstm_tch`]), the conv autoencoder's on flex
+    /// ([`crate::model::conv_cpu`]). The same objective, regularisers and
+    /// optimiser (clipping included) as the burn path, which the kernels'
+    /// tests hold them to. `None`: no kernel here.
+    fn kernel_step(&mut self, input: &[f32], clean: &[f32], batch: usize) -> Option<Result<f64>> {
+        use crate::model::conv_cpu::ConvCpu;
         use crate::model::lstm_cpu::{LstmCpu, Objective};
-        let Network::Lstm(model) = &self.network else {
-            return None;
-        };
         let objective = Objective {
             input,
             target: clean,
@@ -551,69 +493,31 @@ impl Trainer {
             window: self.window,
             sparse_l1: self.config.regularizers.sparse_l1,
         };
-        let computed = if self.device == Device::flex() {
-            LstmCpu::from_model(model).map(|kernel| kernel.loss_and_gradients(&objective))
-        } else {
+        let flex = self.device == Device::flex();
+        let computed = match &self.network {
+            Network::Lstm(model) if flex => LstmCpu::from_model(model)
+                .map(|kernel| kernel.loss_and_gradients(&objective))
+                .map(|(loss, g)| (loss, lstm_gradients(model, g, &self.device))),
             #[cfg(feature = "tch")]
-            {
+            Network::Lstm(model) => {
                 let torch = crate::model::lstm_tch::torch_device(&self.device)?;
                 crate::model::lstm_tch::loss_and_gradients(model, &objective, torch)
+                    .map(|(loss, g)| (loss, lstm_gradients(model, g, &self.device)))
             }
-            #[cfg(not(feature = "tch"))]
-            return None;
+            Network::Conv(model) if flex => ConvCpu::from_model(model, self.window)
+                .map(|kernel| kernel.loss_and_gradients(&objective))
+                .map(|(loss, g)| (loss, conv_gradients(model, g, &self.device))),
+            _ => return None,
         };
-        Some(computed.and_then(|(loss, gradients)| self.apply_lstm_gradients(loss, gradients)))
+        Some(computed.and_then(|(loss, gradients)| self.apply(loss, gradients)))
     }
 
-    fn apply_lstm_gradients(
-        &mut self,
-        loss: f64,
-        g: crate::model::lstm_cpu::LstmGradients,
-    ) -> Result<f64> {
-        let Network::Lstm(model) = &self.network else {
-            return Err(Error::Backend("LSTM gradients for another kind".into()));
-        };
+    /// Checks the objective, then takes one Adam step with `gradients`.
+    fn apply(&mut self, loss: f64, gradients: GradientsParams) -> Result<f64> {
         if !loss.is_finite() {
             return Err(Error::Backend(format!(
                 "training diverged (loss {loss}); lower --lr or keep gradient clipping on"
             )));
-        }
-        let [hidden, four_h] = model.encoder.recurrent.weight.dims();
-        let features = self.features;
-        let device = &self.device;
-        let matrix = |values: Vec<f32>, shape: [usize; 2]| {
-            Tensor::<2>::from_data(TensorData::new(values, shape), device)
-        };
-        let vector = |values: Vec<f32>| {
-            let len = values.len();
-            Tensor::<1>::from_data(TensorData::new(values, [len]), device)
-        };
-        let mut gradients = GradientsParams::new();
-        gradients.register(
-            model.encoder.input.weight.id,
-            matrix(g.encoder_input, [features, four_h]),
-        );
-        gradients.register(
-            model.encoder.recurrent.weight.id,
-            matrix(g.encoder_recurrent, [hidden, four_h]),
-        );
-        gradients.register(
-            model.decoder.input.weight.id,
-            matrix(g.decoder_input, [hidden, four_h]),
-        );
-        gradients.register(
-            model.decoder.recurrent.weight.id,
-            matrix(g.decoder_recurrent, [hidden, four_h]),
-        );
-        gradients.register(model.head.weight.id, matrix(g.head, [hidden, features]));
-        for (bias, values) in [
-            (&model.encoder.input.bias, g.encoder_bias),
-            (&model.decoder.input.bias, g.decoder_bias),
-            (&model.head.bias, g.head_bias),
-        ] {
-            if let Some(bias) = bias {
-                gradients.register(bias.id, vector(values));
-            }
         }
         self.network =
             self.optimizer
@@ -627,6 +531,83 @@ impl Trainer {
     }
 }
 
+/// The LSTM kernels' gradients as burn's, by parameter id.
+fn lstm_gradients(
+    model: &crate::model::LstmAe,
+    g: crate::model::lstm_cpu::LstmGradients,
+    device: &Device,
+) -> GradientsParams {
+    let [hidden, four_h] = model.encoder.recurrent.weight.dims();
+    let features = model.head.weight.dims()[1];
+    let matrix = |values: Vec<f32>, shape: [usize; 2]| {
+        Tensor::<2>::from_data(TensorData::new(values, shape), device)
+    };
+    let vector = |values: Vec<f32>| {
+        let len = values.len();
+        Tensor::<1>::from_data(TensorData::new(values, [len]), device)
+    };
+    let mut gradients = GradientsParams::new();
+    gradients.register(
+        model.encoder.input.weight.id,
+        matrix(g.encoder_input, [features, four_h]),
+    );
+    gradients.register(
+        model.encoder.recurrent.weight.id,
+        matrix(g.encoder_recurrent, [hidden, four_h]),
+    );
+    gradients.register(
+        model.decoder.input.weight.id,
+        matrix(g.decoder_input, [hidden, four_h]),
+    );
+    gradients.register(
+        model.decoder.recurrent.weight.id,
+        matrix(g.decoder_recurrent, [hidden, four_h]),
+    );
+    gradients.register(model.head.weight.id, matrix(g.head, [hidden, features]));
+    for (bias, values) in [
+        (&model.encoder.input.bias, g.encoder_bias),
+        (&model.decoder.input.bias, g.decoder_bias),
+        (&model.head.bias, g.head_bias),
+    ] {
+        if let Some(bias) = bias {
+            gradients.register(bias.id, vector(values));
+        }
+    }
+    gradients
+}
+
+/// The conv kernel's gradients as burn's, by parameter id.
+fn conv_gradients(
+    model: &crate::model::ConvAe,
+    g: crate::model::conv_cpu::ConvGradients,
+    device: &Device,
+) -> GradientsParams {
+    let mut gradients = GradientsParams::new();
+    let [w1, w2, w3, w4] = g.weights;
+    let [b1, b2, b3, b4] = g.biases;
+    let layers = [
+        (&model.down1.weight, &model.down1.bias, w1, b1),
+        (&model.down2.weight, &model.down2.bias, w2, b2),
+        (&model.up1.weight, &model.up1.bias, w3, b3),
+        (&model.up2.weight, &model.up2.bias, w4, b4),
+    ];
+    for (weight, bias, weight_gradient, bias_gradient) in layers {
+        let shape = weight.dims();
+        gradients.register(
+            weight.id,
+            Tensor::<3>::from_data(TensorData::new(weight_gradient, shape), device),
+        );
+        if let Some(bias) = bias {
+            let len = bias_gradient.len();
+            gradients.register(
+                bias.id,
+                Tensor::<1>::from_data(TensorData::new(bias_gradient, [len]), device),
+            );
+        }
+    }
+    gradients
+}
+
 /// One training batch as flat `[rows, T, F]` buffers (the VAE's noise
 /// `[rows, K]`).
 struct Batch<'a> {
@@ -634,63 +615,6 @@ struct Batch<'a> {
     clean: &'a [f32],
     noise: Option<&'a [f32]>,
     rows: usize,
-}
-
-impl<'a> Batch<'a> {
-    fn rows_range(&self, start: usize, end: usize, trainer: &Trainer) -> Batch<'a> {
-        let per_window = trainer.window * trainer.features;
-        let windows = start * per_window..end * per_window;
-        Batch {
-            input: &self.input[windows.clone()],
-            clean: &self.clean[windows],
-            noise: self
-                .noise
-                .zip(trainer.latent)
-                .map(|(noise, k)| &noise[start * k..end * k]),
-            rows: end - start,
-        }
-    }
-}
-
-/// Rows per data-parallel training chunk on flex, or `None` where one
-/// thread is faster: a dense layer's step is a few hundred microseconds, and
-/// replicas would cost more than they save. Convolutions do ten times the
-/// work per window. The LSTM has its own kernel.
-fn training_chunk_rows(network: &Network) -> Option<usize> {
-    match network {
-        Network::Conv(_) => Some(16),
-        _ => None,
-    }
-}
-
-/// Gives every float parameter a fresh autodiff leaf with the same id and
-/// values, so that replicas differentiated on different threads build
-/// separate graphs.
-struct FreshLeaves;
-
-impl ModuleMapper for FreshLeaves {
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        param.map(|tensor| tensor.detach().require_grad())
-    }
-}
-
-/// Sums each parameter's gradient over the parts, in part order.
-struct SumGradients<'a> {
-    parts: Vec<&'a mut GradientsParams>,
-    total: GradientsParams,
-}
-
-impl ModuleVisitor for SumGradients<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let sum = self
-            .parts
-            .iter_mut()
-            .filter_map(|part| part.remove::<D>(param.id))
-            .reduce(|sum, gradient| sum + gradient);
-        if let Some(sum) = sum {
-            self.total.register(param.id, sum);
-        }
-    }
 }
 
 fn corrupt(clean: &[f32], corruption: Corruption, rng: &mut StdRng) -> Vec<f32> {
@@ -802,74 +726,5 @@ mod tests {
         assert_eq!(quantile(&values, 1.0), 4.0);
         assert_eq!(quantile(&values, 0.5), 2.5);
         assert!((quantile(&values, 0.9) - 3.7).abs() < 1e-12);
-    }
-
-    /// Every float parameter's gradient, flattened, in visiting order.
-    struct Collect<'a>(&'a GradientsParams, Vec<Vec<f32>>);
-
-    impl ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let gradient = self.0.get::<D>(param.id).expect("a gradient per parameter");
-            self.1
-                .push(gradient.into_data().try_to_vec::<f32>().unwrap());
-        }
-    }
-
-    /// The data-parallel path is the whole batch's gradient: chunks of
-    /// different sizes (the last one short), the VAE's noise cut with its
-    /// rows, a regulariser and a corrupted input included.
-    #[test]
-    fn chunked_gradients_are_the_whole_batch_gradient() {
-        use crate::model::{ConvAeConfig, VaeConfig};
-        use crate::train::Regularizers;
-        let (window, features, rows) = (16, 2, 37);
-        let models = [
-            ModelConfig::Conv(ConvAeConfig::new(window, features).with_channels(8)),
-            ModelConfig::Vae(VaeConfig::new(window, features, 3).with_hidden(16)),
-        ];
-        let per_batch = rows * window * features;
-        let clean: Vec<f32> = (0..per_batch).map(|i| (i as f32 * 0.37).sin()).collect();
-        let input: Vec<f32> = (0..per_batch)
-            .map(|i| (i as f32 * 0.37).sin() + 0.1 * (i as f32 * 1.3).cos())
-            .collect();
-        let noise: Vec<f32> = (0..rows * 3).map(|i| (i as f32 * 0.7).cos()).collect();
-        for model in models {
-            let config = TrainConfig {
-                regularizers: Regularizers {
-                    sparse_l1: Some(0.01),
-                    ..Regularizers::default()
-                },
-                ..TrainConfig::default()
-            };
-            let trainer = Trainer::new(&model, &config, &Device::flex()).unwrap();
-            let batch = Batch {
-                input: &input,
-                clean: &clean,
-                noise: trainer.latent.map(|_| &noise[..]),
-                rows,
-            };
-            let loss = trainer.objective(&trainer.network, &batch);
-            let whole_value = f64::from(loss.clone().into_scalar::<f32>());
-            let whole = GradientsParams::from_grads(loss.backward(), &trainer.network);
-            for chunk_rows in [8, 16] {
-                let (value, chunked) = trainer.chunked_gradients(&batch, chunk_rows);
-                assert!(
-                    (value - whole_value).abs() <= 1e-5 * whole_value.abs(),
-                    "{value} vs {whole_value}"
-                );
-                let mut expected = Collect(&whole, Vec::new());
-                trainer.network.visit(&mut expected);
-                let mut got = Collect(&chunked, Vec::new());
-                trainer.network.visit(&mut got);
-                assert_eq!(expected.1.len(), got.1.len());
-                for (e, g) in expected.1.iter().flatten().zip(got.1.iter().flatten()) {
-                    assert!(
-                        (e - g).abs() <= 1e-4 * (1e-3 + e.abs()),
-                        "{:?}: {e} vs {g}",
-                        model.kind()
-                    );
-                }
-            }
-        }
     }
 }

@@ -20,6 +20,7 @@
 
 use rayon::prelude::*;
 
+use super::cpu_gemm::{View, gemm_view};
 use super::lstm::{FusedLstm, LstmAe};
 use crate::error::{Error, Result};
 
@@ -252,92 +253,6 @@ fn fill_rows(dst: &mut [f32], row: &[f32]) {
     }
 }
 
-/// A strided matrix over a slice: element (i, j) is
-/// `data[i·row_stride + j·col_stride]`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a> View<'a> {
-    fn dense(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    /// The transpose of the dense `[rows, cols]` matrix in `data`.
-    fn transposed(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows: cols,
-            cols: rows,
-            row_stride: 1,
-            col_stride: cols,
-        }
-    }
-
-    /// Whether every element lies inside the slice.
-    fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
-    }
-}
-
-/// `dst[m, n] += lhs[m, k] · rhs[k, n]`, `dst` dense row-major.
-fn gemm_view(dst: &mut [f32], lhs: View<'_>, rhs: View<'_>) {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    // The bounds gemm's raw pointers rely on, checked here so that the
-    // unsafe call below cannot read or write outside the slices.
-    assert_eq!(rhs.rows, k, "inner dimensions differ");
-    assert_eq!(dst.len(), m * n, "dst is not [m, n]");
-    assert!(
-        lhs.in_bounds() && rhs.in_bounds(),
-        "a view reaches past its slice"
-    );
-    if m == 0 || n == 0 || k == 0 {
-        return;
-    }
-    // SAFETY: every element gemm reads or writes lies inside the slices, by
-    // the assertions above: dst[i·n + j] for i < m, j < n, and each view's
-    // (i, j) element for i, j within its rows and cols. dst does not alias
-    // lhs or rhs (it is borrowed mutably). With read_dst, gemm computes
-    // dst = 1·dst + 1·lhs·rhs.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            true,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 /// One LSTM step for every row: gates `[rows, 4H]` (input, forget, cell,
 /// output) update `cell` and `state` `[rows, H]` in place. The gate
 /// arithmetic is most of the kernel's time, so it runs 8 lanes wide where
@@ -538,6 +453,25 @@ pub struct Objective<'a> {
     pub sparse_l1: Option<f64>,
 }
 
+impl Objective<'_> {
+    /// A chunk's sum of squared errors against `target`, and the gradient of
+    /// the batch's mean squared error with respect to `output`.
+    pub fn squared_error_gradient(&self, output: &[f32], target: &[f32]) -> (f64, Vec<f32>) {
+        let elements = self.input.len().max(1) as f32;
+        let mut squared = 0.0f64;
+        let gradient = output
+            .iter()
+            .zip(target)
+            .map(|(o, t)| {
+                let e = o - t;
+                squared += f64::from(e) * f64::from(e);
+                2.0 * e / elements
+            })
+            .collect();
+        (squared, gradient)
+    }
+}
+
 impl LstmCpu {
     /// The objective and its gradient with respect to every parameter, by
     /// backpropagation through time written out by hand: the same maths as
@@ -619,18 +553,7 @@ impl LstmCpu {
         let mut output = vec![0.0f32; rows * window * f];
         self.head_output(&mut output, &decoded, rows * window);
 
-        // d(mean squared error)/d(output).
-        let elements = (objective.batch * window * f) as f32;
-        let mut squared = 0.0f64;
-        let d_output: Vec<f32> = output
-            .iter()
-            .zip(y)
-            .map(|(o, t)| {
-                let e = o - t;
-                squared += f64::from(e) * f64::from(e);
-                2.0 * e / elements
-            })
-            .collect();
+        let (squared, d_output) = objective.squared_error_gradient(&output, y);
 
         // Head.
         gemm_view(
@@ -1074,42 +997,5 @@ mod tests {
 
     fn flat<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
         tensor.into_data().try_to_vec::<f32>().unwrap_or_default()
-    }
-
-    #[test]
-    fn gemm_view_adds_strided_and_transposed_products() {
-        // lhs rows are 3 apart; only the first 2 columns are used.
-        let lhs = [1.0, 2.0, 99.0, 3.0, 4.0, 99.0];
-        let rhs = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
-        let mut dst = [10.0; 6];
-        let strided = View {
-            data: &lhs,
-            rows: 2,
-            cols: 2,
-            row_stride: 3,
-            col_stride: 1,
-        };
-        gemm_view(&mut dst, strided, View::dense(&rhs, 2, 3));
-        assert_eq!(dst, [11.0, 12.0, 13.0, 13.0, 14.0, 17.0]);
-        // [2, 3]ᵀ · [2, 1]: the transpose of rhs times a column.
-        let mut column = [0.0; 3];
-        gemm_view(
-            &mut column,
-            View::transposed(&rhs, 2, 3),
-            View::dense(&[2.0, 5.0], 2, 1),
-        );
-        assert_eq!(column, [2.0, 5.0, 7.0]);
-    }
-
-    #[test]
-    #[should_panic(expected = "reaches past its slice")]
-    fn gemm_view_refuses_a_view_past_its_slice() {
-        let short = [1.0; 5];
-        let mut dst = [0.0; 4];
-        gemm_view(
-            &mut dst,
-            View::dense(&short, 2, 3),
-            View::dense(&[1.0; 6], 3, 2),
-        );
     }
 }

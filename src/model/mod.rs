@@ -4,6 +4,8 @@
 
 pub mod artifact;
 mod conv;
+pub mod conv_cpu;
+mod cpu_gemm;
 mod deep;
 mod dense;
 mod lstm;
@@ -173,16 +175,10 @@ pub struct Reconstruction {
 }
 
 /// Rows per scoring chunk on flex, whose ops run on one thread each: the
-/// batch is cut into chunks this size, scored on rayon's pool. A fixed size
-/// per kind, not one per thread, so a window's score does not depend on the
-/// thread count. A convolution does about ten times a dense layer's work per
-/// window, so smaller chunks already pay for their thread.
-const fn scoring_chunk_rows(network: &Network) -> usize {
-    match network {
-        Network::Conv(_) => 16,
-        _ => 64,
-    }
-}
+/// batch is cut into chunks this size, scored on rayon's pool. A fixed size,
+/// not one per thread, so a window's score does not depend on the thread
+/// count. (The LSTM and conv kernels chunk their own batches.)
+const SCORING_CHUNK_ROWS: usize = 64;
 
 /// One network of any kind.
 #[derive(Module, Debug)]
@@ -203,19 +199,23 @@ impl Network {
         {
             return output;
         }
+        if let Self::Conv(m) = self
+            && let Some(output) = conv_kernel_reconstruct(m, &x)
+        {
+            return output;
+        }
         let [batch, ..] = x.dims();
         let device = x.device();
-        let chunk_rows = scoring_chunk_rows(self);
         // flex runs each op on one thread; LibTorch has its own pool.
         if device != Device::flex()
             || device.is_autodiff()
-            || batch < 2 * chunk_rows
+            || batch < 2 * SCORING_CHUNK_ROWS
             || rayon::current_num_threads() < 2
         {
             return self.reconstruct_on_one_thread(x);
         }
         let chunks: Vec<Tensor<3>> = x
-            .split(chunk_rows, 0)
+            .split(SCORING_CHUNK_ROWS, 0)
             .into_par_iter()
             .map(|chunk| self.reconstruct_on_one_thread(chunk))
             .collect();
@@ -258,6 +258,23 @@ pub(crate) fn flatten(x: Tensor<3>) -> Tensor<2> {
 pub(crate) fn unflatten(x: Tensor<2>, window: usize, features: usize) -> Tensor<3> {
     let [batch, _] = x.dims();
     x.reshape([batch, window, features])
+}
+
+/// The conv autoencoder's hand-written CPU path ([`conv_cpu`]) on flex,
+/// without autodiff. `None` sends the caller down the burn path.
+fn conv_kernel_reconstruct(model: &ConvAe, x: &Tensor<3>) -> Option<Tensor<3>> {
+    let device = x.device();
+    if device != Device::flex() || device.is_autodiff() {
+        return None;
+    }
+    let [batch, window, features] = x.dims();
+    let kernel = conv_cpu::ConvCpu::from_model(model, window).ok()?;
+    let input = x.clone().into_data().try_to_vec::<f32>().ok()?;
+    let output = kernel.reconstruct(&input, batch);
+    Some(Tensor::from_data(
+        TensorData::new(output, [batch, window, features]),
+        &device,
+    ))
 }
 
 /// The LSTM's own kernels where one applies, without autodiff: the
@@ -320,7 +337,7 @@ mod tests {
         ];
         let device = Device::flex();
         // Not a multiple of the chunk size: the last chunk is short.
-        let batch = 2 * 64 + 5;
+        let batch = 2 * SCORING_CHUNK_ROWS + 5;
         let input: Vec<f32> = (0..batch * window * features)
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
             .collect();
