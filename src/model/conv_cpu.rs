@@ -96,11 +96,7 @@ impl Layer {
         if conv.dilation != 1 || conv.groups != 1 || stride == 0 || l_in + left + right < kernel {
             return Err(unsupported());
         }
-        let burn = values(conv.weight.val(), "weights")?;
-        let mut weight = vec![0.0; burn.len()];
-        for (gemm, burn_at) in weight_layouts(Direction::Down, c_in, c_out, kernel) {
-            weight[gemm] = burn[burn_at];
-        }
+        let weight = gemm_weight(conv.weight.val(), Direction::Down, c_in, c_out, kernel)?;
         Ok(Self {
             direction: Direction::Down,
             c_in,
@@ -126,11 +122,7 @@ impl Layer {
                 "a transposed conv shape the CPU kernel does not cover".into(),
             ));
         };
-        let burn = values(conv.weight.val(), "weights")?;
-        let mut weight = vec![0.0; burn.len()];
-        for (gemm, burn_at) in weight_layouts(Direction::Up, c_in, c_out, kernel) {
-            weight[gemm] = burn[burn_at];
-        }
+        let weight = gemm_weight(conv.weight.val(), Direction::Up, c_in, c_out, kernel)?;
         Ok(Self {
             direction: Direction::Up,
             c_in,
@@ -296,6 +288,22 @@ impl Layer {
         }
         burn
     }
+}
+
+/// A layer's burn weight in its GEMM layout.
+fn gemm_weight(
+    tensor: burn::tensor::Tensor<3>,
+    direction: Direction,
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+) -> Result<Vec<f32>> {
+    let burn = values(tensor, "weights")?;
+    let mut gemm = vec![0.0; burn.len()];
+    for (gemm_at, burn_at) in weight_layouts(direction, c_in, c_out, kernel) {
+        gemm[gemm_at] = burn[burn_at];
+    }
+    Ok(gemm)
 }
 
 /// Where each weight lies in the GEMM layout and in burn's, as
@@ -505,21 +513,7 @@ mod tests {
 
     use super::*;
     use crate::model::ConvAeConfig;
-
-    fn flat<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-        tensor.into_data().try_to_vec::<f32>().unwrap()
-    }
-
-    fn close(what: &str, ours: &[f32], reference: &[f32], tolerance: f32) {
-        assert_eq!(ours.len(), reference.len(), "{what}: lengths");
-        let scale = reference.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
-            assert!(
-                (a - b).abs() <= tolerance * scale,
-                "{what}[{i}]: {a} vs {b}"
-            );
-        }
-    }
+    use crate::model::kernel_testing::{close, flat, reference_objective};
 
     /// Shapes that cover odd windows (output padding), several features,
     /// wider kernels, and a batch that leaves a short last chunk.
@@ -575,11 +569,7 @@ mod tests {
             let target = windows(n, 0.4);
             let x = Tensor::<3>::from_data(TensorData::new(input.clone(), shape), &device);
             let y = Tensor::<3>::from_data(TensorData::new(target.clone(), shape), &device);
-            let pass = model.forward(x);
-            let mut loss = (pass.output - y).powf_scalar(2.0).mean();
-            if let Some(weight) = sparse {
-                loss = loss + pass.code.abs().mean().mul_scalar(weight);
-            }
+            let loss = reference_objective(model.forward(x), y, sparse);
             let burn_loss = f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             let (our_loss, ours) = ConvCpu::from_model(&model, window)

@@ -802,6 +802,7 @@ fn tape_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::kernel_testing::{flat, reference_objective};
     use crate::model::lstm::LstmAeConfig;
     use burn::prelude::*;
 
@@ -907,11 +908,7 @@ mod tests {
             let target: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
             let x = Tensor::<3>::from_data(TensorData::new(input.clone(), shape), &device);
             let y = Tensor::<3>::from_data(TensorData::new(target.clone(), shape), &device);
-            let pass = model.forward(x);
-            let mut loss = (pass.output - y).powf_scalar(2.0).mean();
-            if let Some(weight) = sparse {
-                loss = loss + pass.code.abs().mean().mul_scalar(weight);
-            }
+            let loss = reference_objective(model.forward(x), y, sparse);
             let burn_loss = f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
 
@@ -994,8 +991,4 @@ mod tests {
 
     /// A parameter's name, burn's gradient and ours.
     type Compared<'a> = (&'a str, Option<Vec<f32>>, &'a Vec<f32>);
-
-    fn flat<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-        tensor.into_data().try_to_vec::<f32>().unwrap_or_default()
-    }
 }

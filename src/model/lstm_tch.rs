@@ -237,22 +237,12 @@ pub fn loss_and_gradients(
 mod tests {
     use super::*;
     use crate::model::LstmAeConfig;
+    use crate::model::kernel_testing::close;
     use crate::model::lstm_cpu::LstmCpu;
 
     #[allow(deprecated)]
     fn libtorch() -> Device {
         Device::libtorch()
-    }
-
-    fn close(what: &str, ours: &[f32], reference: &[f32], tolerance: f32) {
-        assert_eq!(ours.len(), reference.len(), "{what}: lengths");
-        let scale = reference.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
-            assert!(
-                (a - b).abs() <= tolerance * scale,
-                "{what}[{i}]: {a} vs {b} (scale {scale})"
-            );
-        }
     }
 
     /// LibTorch's fused LSTM reconstructs what burn's ops do on LibTorch,

@@ -8,6 +8,8 @@ pub mod conv_cpu;
 mod cpu_gemm;
 mod deep;
 mod dense;
+#[cfg(test)]
+mod kernel_testing;
 mod lstm;
 pub mod lstm_cpu;
 #[cfg(feature = "tch")]
