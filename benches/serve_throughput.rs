@@ -45,6 +45,7 @@ fn model(dir: &Path, config: ModelConfig) {
             stride: 1,
             val_fraction: 0.2,
             scaler: anomalyd::data::ScalerKind::Zscore,
+            aggregate: anomalyd::train::Aggregate::Rows(1),
         },
         model: config,
         train: TrainConfig {

@@ -23,7 +23,7 @@ use anomalyd::model::{
 };
 use anomalyd::score::score_series;
 use anomalyd::train::{
-    Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest, train,
+    Aggregate, Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest, train,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -134,12 +134,17 @@ pub struct TrainArgs {
 /// Windowing, model and optimisation flags, shared by `train` and `eval`.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Window length T in rows.
+    /// Window length T in points (rows, unless --aggregate averages them).
     #[arg(long, default_value_t = 32)]
     pub window: usize,
     /// Rows between the starts of consecutive training windows.
     #[arg(long, default_value_t = 1)]
     pub stride: usize,
+    /// Consecutive rows averaged into one point before windowing: a number,
+    /// or `auto` for about 3000 points of training history at most.
+    /// Window, stride and the detector's counts are then in points.
+    #[arg(long, default_value_t = Aggregate::Auto)]
+    pub aggregate: Aggregate,
     /// Last fraction of each file held out (chronologically) for validation.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
@@ -209,6 +214,7 @@ impl ModelArgs {
             stride: self.stride,
             val_fraction: self.val_fraction,
             scaler: self.scaler,
+            aggregate: self.aggregate,
         }
     }
 
@@ -894,8 +900,9 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
     );
     println!("model           {model_json}");
     println!(
-        "window          {} rows, stride {}, features [{}]",
+        "window          {} points of {} row(s) each, stride {}, features [{}]",
         w.window,
+        w.aggregate,
         w.stride,
         w.feature_names.join(", ")
     );

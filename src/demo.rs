@@ -128,6 +128,7 @@ fn train_model(options: &DemoOptions) -> Result<PathBuf> {
             stride: 1,
             val_fraction: 0.2,
             scaler: crate::data::ScalerKind::Zscore,
+            aggregate: crate::train::Aggregate::Rows(1),
         },
         model: ModelConfig::Dense(DenseAeConfig::new(32, 1, 8)),
         train: TrainConfig {

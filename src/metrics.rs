@@ -232,7 +232,14 @@ impl Metrics {
             registry,
         };
         // Pre-create the outcome and reason series so that rates exist at 0.
-        for outcome in ["scored", "warming", "skipped", "invalid", "dropped"] {
+        for outcome in [
+            "scored",
+            "warming",
+            "averaging",
+            "skipped",
+            "invalid",
+            "dropped",
+        ] {
             metrics.samples.with_label_values(&[outcome]);
         }
         for outcome in ["ok", "rejected"] {

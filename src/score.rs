@@ -57,9 +57,10 @@ pub fn window_errors(
     Ok(errors)
 }
 
-/// Scores every row of `series` with a stride-1 sliding window: each row
-/// gets the error of the window that ends at it; the first `T - 1` rows have
-/// none.
+/// Scores every row of `series` with a stride-1 sliding window over the
+/// model's points: the row that completes a point gets the error of the
+/// window that ends at that point. Rows inside a point, and those before
+/// the first full window, have none.
 pub fn score_series(
     model: &TrainedModel,
     series: &Series,
@@ -77,11 +78,13 @@ pub fn score_series(
             spec.feature_names.join(", "),
         )));
     }
+    let rows_per_point = spec.aggregate.max(1);
+    let points = series.aggregate(rows_per_point);
     let mut values = Vec::new();
     model
         .manifest
         .scaler
-        .transform_into(&series.values, &mut values);
+        .transform_into(&points.values, &mut values);
     let windows = WindowSet::new(
         vec![Segment { values }],
         spec.window,
@@ -89,8 +92,11 @@ pub fn score_series(
         spec.feature_names.len(),
     );
     let errors = window_errors(&model.network, &windows, device, batch_size)?;
-    let lead = series.rows().min(spec.window - 1);
-    let mut rows: Vec<Option<WindowError>> = vec![None; lead];
-    rows.extend(errors.into_iter().map(Some));
+    let mut rows: Vec<Option<WindowError>> = vec![None; series.rows()];
+    // Window w ends at point w + T - 1, whose last row is the one scored.
+    for (window, error) in errors.into_iter().enumerate() {
+        let point = window + spec.window - 1;
+        rows[(point + 1) * rows_per_point - 1] = Some(error);
+    }
     Ok(rows)
 }

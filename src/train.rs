@@ -146,6 +146,61 @@ fn non_negative(field: &str, value: f64) -> Result<()> {
     }
 }
 
+/// Training history a model sees at most under [`Aggregate::Auto`]: longer
+/// histories are averaged down to about this many points. Measured on NAB's
+/// scored groups (orion protocol): 2000, 2500 and 3000 gave mean F1 0.625,
+/// 0.623 and 0.630 against 0.533 unaggregated; see the README.
+pub const AUTO_AGGREGATE_POINTS: usize = 3000;
+
+/// How many consecutive rows are averaged into one point before windowing.
+///
+/// Averaging is what lets a fixed-length window and a trailing threshold
+/// measured in points see the same span of behaviour on a week of
+/// five-minute samples as on a day of hourly ones, and it takes the
+/// sample-to-sample noise out of the reconstruction error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// `ceil(training rows / AUTO_AGGREGATE_POINTS)`, decided at training.
+    Auto,
+    Rows(usize),
+}
+
+impl Aggregate {
+    /// Rows per point for a training history of `rows` rows.
+    pub fn rows_per_point(self, rows: usize) -> usize {
+        match self {
+            Self::Auto => rows.div_ceil(AUTO_AGGREGATE_POINTS).max(1),
+            Self::Rows(n) => n,
+        }
+    }
+}
+
+impl std::str::FromStr for Aggregate {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, Self::Err> {
+        if text == "auto" {
+            return Ok(Self::Auto);
+        }
+        match text.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(Self::Rows(n)),
+            _ => Err(format!(
+                "expected `auto` or a whole number of rows >= 1, got `{text}`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Aggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Rows(n) => write!(f, "{n}"),
+        }
+    }
+}
+
 /// How series become windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
@@ -154,6 +209,7 @@ pub struct DataConfig {
     /// The last fraction of each file's rows held out for validation.
     pub val_fraction: f64,
     pub scaler: ScalerKind,
+    pub aggregate: Aggregate,
 }
 
 impl DataConfig {
@@ -163,6 +219,9 @@ impl DataConfig {
         }
         if self.stride == 0 {
             return Err(Error::config("--stride", "must be positive"));
+        }
+        if self.aggregate == Aggregate::Rows(0) {
+            return Err(Error::config("--aggregate", "must be at least 1 row"));
         }
         if !(0.0..1.0).contains(&self.val_fraction) {
             return Err(Error::config("--val-fraction", "must lie in [0, 1)"));
@@ -662,7 +721,14 @@ pub fn train(
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<TrainedModel> {
-    let data = prepare(series, &request.data)?;
+    let total_rows = series.iter().map(Series::rows).sum();
+    let rows_per_point = request.data.aggregate.rows_per_point(total_rows);
+    let points: Vec<Series> = series.iter().map(|s| s.aggregate(rows_per_point)).collect();
+    let mut data = prepare(&points, &request.data)?;
+    // The fingerprint identifies the files as read, not their averages.
+    for (print, file) in data.fingerprint.iter_mut().zip(series) {
+        print.rows = file.rows();
+    }
     let fitted = fit(&request.model, &request.train, &data, device, on_epoch)?;
     let (calibration_set, calibrated_on) = if data.validation.is_empty() {
         (&data.train, "train")
@@ -686,6 +752,7 @@ pub fn train(
             stride: request.data.stride,
             val_fraction: request.data.val_fraction,
             feature_names: data.feature_names.clone(),
+            aggregate: rows_per_point,
         },
         data.scaler.clone(),
         fitted.history,
@@ -726,5 +793,22 @@ mod tests {
         assert_eq!(quantile(&values, 1.0), 4.0);
         assert_eq!(quantile(&values, 0.5), 2.5);
         assert!((quantile(&values, 0.9) - 3.7).abs() < 1e-12);
+    }
+
+    #[test]
+    fn auto_aggregation_caps_the_training_history_in_points() {
+        let cap = AUTO_AGGREGATE_POINTS;
+        assert_eq!(Aggregate::Auto.rows_per_point(0), 1);
+        assert_eq!(Aggregate::Auto.rows_per_point(cap), 1);
+        assert_eq!(Aggregate::Auto.rows_per_point(cap + 1), 2);
+        assert_eq!(Aggregate::Auto.rows_per_point(5 * cap + 1), 6);
+        assert_eq!(Aggregate::Rows(4).rows_per_point(10 * cap), 4);
+        assert_eq!("auto".parse(), Ok(Aggregate::Auto));
+        assert_eq!("3".parse(), Ok(Aggregate::Rows(3)));
+        for bad in ["0", "-1", "2.5", "max"] {
+            let parsed: std::result::Result<Aggregate, String> = bad.parse();
+            assert!(parsed.is_err(), "{bad}");
+        }
+        assert_eq!(Aggregate::Auto.to_string(), "auto");
     }
 }

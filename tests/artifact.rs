@@ -5,10 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use anomalyd::model::artifact::{MANIFEST_FILE, TrainedModel, WEIGHTS_FILE};
+use anomalyd::model::artifact::{FORMAT_VERSION, MANIFEST_FILE, TrainedModel, WEIGHTS_FILE};
 use anomalyd::model::{DenseAeConfig, LstmAeConfig, ModelConfig};
 use anomalyd::score::score_series;
-use anomalyd::train::{TrainRequest, train};
+use anomalyd::train::{Aggregate, TrainRequest, train};
 use common::{WINDOW, data_config, series, train_config};
 
 fn trained(model: ModelConfig, features: usize, seed: u64) -> TrainedModel {
@@ -121,7 +121,8 @@ fn a_broken_artifact_is_refused_with_a_message_that_names_the_problem() {
     assert!(message.contains("SHA-256"), "{message}");
     std::fs::write(&weights, &original_weights).ok();
 
-    let future = original_manifest.replace("\"format_version\": 1", "\"format_version\": 99");
+    let current = format!("\"format_version\": {FORMAT_VERSION}");
+    let future = original_manifest.replace(&current, "\"format_version\": 99");
     assert_ne!(future, original_manifest);
     std::fs::write(&manifest, future).ok();
     let message = load_error(dir.path());
@@ -147,6 +148,41 @@ fn a_broken_artifact_is_refused_with_a_message_that_names_the_problem() {
     std::fs::write(&manifest, &original_manifest).ok();
 
     assert_eq!(load_error(dir.path()), "loaded fine");
+}
+
+/// With three rows per point the model learns from point averages, the
+/// artifact records it, and scoring judges the row that completes each point.
+#[test]
+fn an_aggregating_model_scores_the_row_that_completes_each_point() {
+    let device = common::test_device();
+    let data = series("train.csv", &common::seasonal(600, 1, 3, &[]), 1);
+    let request = TrainRequest {
+        data: anomalyd::train::DataConfig {
+            aggregate: Aggregate::Rows(3),
+            ..data_config()
+        },
+        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)),
+        train: train_config(2),
+    };
+    let mut model =
+        train(&[data], &request, &device, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(model.manifest.windowing.aggregate, 3);
+    assert_eq!(
+        model.manifest.data[0].rows, 600,
+        "the fingerprint counts rows read"
+    );
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    saved(&mut model, dir.path());
+    let loaded = TrainedModel::load(dir.path(), &device).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.manifest.windowing.aggregate, 3);
+
+    // 121 rows make 40 complete points; the 121st row is in no point.
+    let test = series("test.csv", &common::seasonal(121, 1, 11, &[]), 1);
+    let rows = score_series(&loaded, &test, &device, 64).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 121);
+    let scored: Vec<usize> = (0..rows.len()).filter(|&r| rows[r].is_some()).collect();
+    let expected: Vec<usize> = (WINDOW - 1..40).map(|point| point * 3 + 2).collect();
+    assert_eq!(scored, expected);
 }
 
 #[test]

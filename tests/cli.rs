@@ -66,29 +66,34 @@ fn train_score_inspect_on_a_nab_series() {
         "{}",
         lines[1]
     );
-    assert!(
-        lines[23].ends_with(",,,,"),
-        "row 23 has no full window yet: {}",
-        lines[23]
-    );
-    let fields: Vec<&str> = lines[24].split(',').collect();
+    // 4032 rows train with `--aggregate auto` at two rows per point, so the
+    // first full window of 24 points ends on row 47 (0-based), and only the
+    // second row of each point is judged.
+    for unscored in [46, 48] {
+        assert!(
+            lines[unscored + 1].ends_with(",,,,"),
+            "row {unscored} has no full point window: {}",
+            lines[unscored + 1]
+        );
+    }
+    let fields: Vec<&str> = lines[48].split(',').collect();
     assert!(
         fields[1].parse::<f64>().is_ok_and(|e| e >= 0.0),
         "{}",
-        lines[24]
+        lines[48]
     );
     let score = fields[2].parse::<f64>().unwrap_or(-1.0);
     assert!(
         (0.0..1.0).contains(&score),
         "score in [0, 1): {}",
-        lines[24]
+        lines[48]
     );
     assert!(
         fields[3].parse::<f64>().is_ok_and(|t| t > 0.0),
         "{}",
-        lines[24]
+        lines[48]
     );
-    assert!(matches!(fields[4], "0" | "1"), "{}", lines[24]);
+    assert!(matches!(fields[4], "0" | "1"), "{}", lines[48]);
     let flagged = lines[1..].iter().filter(|l| l.ends_with(",1")).count();
     assert!(
         flagged > 0,
@@ -107,6 +112,7 @@ fn train_score_inspect_on_a_nab_series() {
         "threshold",
         "art_daily_jumpsup.csv",
         "safetensors",
+        "24 points of 2 row(s) each",
     ] {
         assert!(
             shown.contains(expected),

@@ -152,6 +152,26 @@ fn orion_and_streaming_reports_find_the_injected_anomalies() {
 }
 
 #[test]
+fn streaming_refuses_averaged_rows_by_flag() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    write_dataset(&root);
+    let output = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+        .args(["eval", "--dataset"])
+        .arg(&root)
+        .args(["--protocol", "streaming", "--aggregate", "3", "--out"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--aggregate") && stderr.contains("streaming"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_dataset_without_labels_is_refused_by_path() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let output = Command::new(env!("CARGO_BIN_EXE_anomalyd"))

@@ -56,7 +56,7 @@ pub struct CsvOptions {
 }
 
 /// One series read from one file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     pub source: PathBuf,
     pub feature_names: Vec<String>,
@@ -85,6 +85,39 @@ impl Series {
     pub fn row(&self, index: usize) -> &[f64] {
         let f = self.n_features();
         &self.values[index * f..(index + 1) * f]
+    }
+
+    /// Averages every `rows_per_point` consecutive rows into one. A point
+    /// carries its last row's timestamp, the moment its mean is known; a
+    /// trailing incomplete group is left out, as a stream would not have
+    /// completed it yet.
+    pub fn aggregate(&self, rows_per_point: usize) -> Series {
+        let n = rows_per_point.max(1);
+        if n == 1 {
+            return self.clone();
+        }
+        let f = self.n_features();
+        let points = self.rows() / n;
+        let mut values = Vec::with_capacity(points * f);
+        for point in 0..points {
+            let rows = &self.values[point * n * f..(point + 1) * n * f];
+            values.extend(
+                (0..f).map(|feature| rows.iter().skip(feature).step_by(f).sum::<f64>() / n as f64),
+            );
+        }
+        let last_rows = (0..points).map(|point| (point + 1) * n - 1);
+        Series {
+            source: self.source.clone(),
+            feature_names: self.feature_names.clone(),
+            timestamps: last_rows
+                .clone()
+                .map(|r| self.timestamps[r].clone())
+                .collect(),
+            times: last_rows.map(|r| self.times[r]).collect(),
+            values,
+            sha256: self.sha256.clone(),
+            dropped_rows: self.dropped_rows,
+        }
     }
 
     /// Reads and validates `path`.
@@ -354,6 +387,19 @@ mod tests {
             Ok(_) => String::from("no error"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn aggregation_averages_whole_groups_and_stamps_each_with_its_last_row() {
+        let text = "t,a,b\n1,1,10\n2,2,20\n3,3,30\n4,5,50\n5,7,70\n6,9,90\n7,100,100\n";
+        let series = read(text, &CsvOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let points = series.aggregate(3);
+        assert_eq!(points.rows(), 2, "the incomplete last group is left out");
+        assert_eq!(points.values, [2.0, 20.0, 7.0, 70.0]);
+        assert_eq!(points.timestamps, ["3", "6"]);
+        assert_eq!(points.times, [3.0, 6.0]);
+        assert_eq!(points.feature_names, series.feature_names);
+        assert_eq!(series.aggregate(1), series);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::detect::{Decision, DetectorConfig, EventChange, detect_all};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::score::score_series;
-use crate::train::{DataConfig, TrainConfig, TrainRequest, train};
+use crate::train::{Aggregate, DataConfig, TrainConfig, TrainRequest, train};
 use orion::{Counts, Interval};
 
 /// How the detector may learn, and how it is scored.
@@ -215,9 +215,25 @@ pub fn evaluate_series(
 ) -> Result<SeriesOutcome> {
     let series = Series::from_path(&entry.data, &config.csv)?;
     let model = model_for(series.n_features());
+    let data = match (config.protocol, config.data.aggregate) {
+        // NAB scores every row and its probationary period is counted in
+        // rows, so streaming models see rows; `auto` would pick a different
+        // resolution for every retrained model.
+        (Protocol::Streaming, Aggregate::Auto | Aggregate::Rows(1)) => DataConfig {
+            aggregate: Aggregate::Rows(1),
+            ..config.data.clone()
+        },
+        (Protocol::Streaming, Aggregate::Rows(_)) => {
+            return Err(Error::config(
+                "--aggregate",
+                "the streaming protocol scores every row; use 1 or auto (which means 1 there)",
+            ));
+        }
+        (Protocol::Orion, _) => config.data.clone(),
+    };
     let fit = |training: &[Series]| {
         let request = TrainRequest {
-            data: config.data.clone(),
+            data: data.clone(),
             model: model.clone(),
             train: config.train.clone(),
         };
@@ -265,7 +281,7 @@ pub fn evaluate_series(
                 let from = if start == probation {
                     0
                 } else {
-                    start.saturating_sub(config.data.window - 1)
+                    start.saturating_sub(data.window - 1)
                 };
                 let part = slice_series(&series, from..end);
                 let scored = score_series(&trained, &part, device, config.batch_size)?;

@@ -24,7 +24,9 @@ use crate::model::{ModelConfig, Network};
 use crate::train::{EpochStats, TrainConfig, quantile};
 
 /// Bumped whenever an older anomalyd could misread a newer artifact.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+/// Version 1 lacks `windowing.aggregate`, which then means one row per point.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 
@@ -35,6 +37,14 @@ pub struct WindowingSpec {
     pub stride: usize,
     pub val_fraction: f64,
     pub feature_names: Vec<String>,
+    /// Consecutive rows averaged into one point before windowing; the
+    /// window, stride and threshold history count points.
+    #[serde(default = "one_row_per_point")]
+    pub aggregate: usize,
+}
+
+fn one_row_per_point() -> usize {
+    1
 }
 
 /// Distribution of window errors on the calibration data.
@@ -164,10 +174,12 @@ impl Manifest {
                 ),
             ));
         }
-        if version < u64::from(FORMAT_VERSION) {
+        if version < u64::from(OLDEST_FORMAT_VERSION) {
             return Err(Error::artifact(
                 &path,
-                format!("format version {version} is older than the supported {FORMAT_VERSION}"),
+                format!(
+                    "format version {version} is older than the oldest supported, {OLDEST_FORMAT_VERSION}"
+                ),
             ));
         }
         let manifest: Self =
@@ -188,6 +200,12 @@ impl Manifest {
                     self.windowing.window,
                     self.scaler.n_features()
                 ),
+            ));
+        }
+        if self.windowing.aggregate == 0 {
+            return Err(Error::artifact(
+                path,
+                "windowing.aggregate is 0; a point averages at least one row",
             ));
         }
         self.model

@@ -166,6 +166,7 @@ struct ServedModel {
     kind: String,
     version: String,
     window: usize,
+    rows_per_point: usize,
     feature_names: Vec<String>,
     scaler: crate::data::Scaler,
     threshold: f64,
@@ -180,6 +181,7 @@ impl ServedModel {
             kind: format!("{:?}", manifest.model.kind()).to_lowercase(),
             version: manifest.anomalyd_version.clone(),
             window: manifest.windowing.window,
+            rows_per_point: manifest.windowing.aggregate,
             feature_names: manifest.windowing.feature_names.clone(),
             scaler: manifest.scaler.clone(),
             threshold: manifest.threshold.value,
@@ -191,6 +193,7 @@ impl ServedModel {
             model,
             window: self.window,
             features: self.feature_names.len(),
+            rows_per_point: self.rows_per_point,
             threshold: self.threshold,
         }
     }
@@ -536,10 +539,12 @@ impl Pipeline {
                 Err(e) => Some(e.to_string()),
                 Ok(model)
                     if model.manifest.windowing.window != served.window
+                        || model.manifest.windowing.aggregate != served.rows_per_point
                         || model.manifest.windowing.feature_names != served.feature_names =>
                 {
                     Some(
-                        "a reload must keep the window and features; restart to change them".into(),
+                        "a reload must keep the window, the aggregation and the features; restart to change them"
+                            .into(),
                     )
                 }
                 Ok(_) => None,
@@ -686,6 +691,7 @@ impl Pipeline {
                 "scored"
             }
             Admission::Warming => "warming",
+            Admission::Averaging => "averaging",
             Admission::Skipped => "skipped",
             Admission::OutOfOrder => "dropped",
         };

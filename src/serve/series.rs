@@ -14,6 +14,8 @@ pub enum Admission {
     Window(Vec<f32>),
     /// Not enough samples yet for a window.
     Warming,
+    /// Added to the point being averaged, which is not complete yet.
+    Averaging,
     /// Between strides.
     Skipped,
     /// Older than (or as old as) the series' last sample: dropped.
@@ -37,6 +39,8 @@ pub struct ModelShape {
     pub model: usize,
     pub window: usize,
     pub features: usize,
+    /// Samples averaged into one point (the artifact's `aggregate`).
+    pub rows_per_point: usize,
     /// The artifact's static threshold, the detector's warm-up fallback.
     pub threshold: f64,
 }
@@ -48,6 +52,10 @@ pub struct SeriesState {
     /// T·F values of a full window.
     window_values: usize,
     buffer: VecDeque<f32>,
+    rows_per_point: usize,
+    /// Per-feature sums of the samples of the point being averaged.
+    pending: Vec<f64>,
+    pending_rows: usize,
     last_time: Option<f64>,
     /// Full windows to skip before the next one is scored.
     until_next: usize,
@@ -131,6 +139,9 @@ impl SeriesTable {
                     model: shape.model,
                     window_values: shape.window * shape.features,
                     buffer: VecDeque::with_capacity(shape.window * shape.features),
+                    rows_per_point: shape.rows_per_point.max(1),
+                    pending: vec![0.0; shape.features],
+                    pending_rows: 0,
                     last_time: None,
                     until_next: 0,
                     detector: Detector::new(&self.detector, shape.threshold),
@@ -154,12 +165,32 @@ impl SeriesTable {
             }
             if time - last > max_gap {
                 state.buffer.clear();
+                state.pending.fill(0.0);
+                state.pending_rows = 0;
                 state.until_next = 0;
                 self.events.gap_resets += 1;
             }
         }
         state.last_time = Some(time);
-        state.buffer.extend(normalised.iter().copied());
+        if state.rows_per_point > 1 {
+            // The scaler is affine, so averaging normalised samples gives
+            // the normalised average that training saw.
+            for (sum, &value) in state.pending.iter_mut().zip(normalised) {
+                *sum += f64::from(value);
+            }
+            state.pending_rows += 1;
+            if state.pending_rows < state.rows_per_point {
+                return Admission::Averaging;
+            }
+            let rows = state.pending_rows as f64;
+            state
+                .buffer
+                .extend(state.pending.iter().map(|&sum| (sum / rows) as f32));
+            state.pending.fill(0.0);
+            state.pending_rows = 0;
+        } else {
+            state.buffer.extend(normalised.iter().copied());
+        }
         while state.buffer.len() > state.window_values {
             state.buffer.pop_front();
         }
@@ -210,13 +241,51 @@ mod tests {
     }
 
     fn admit(t: &mut SeriesTable, series: &str, time: f64, value: f32) -> Admission {
+        admit_averaged(t, series, time, value, 1)
+    }
+
+    fn admit_averaged(
+        t: &mut SeriesTable,
+        series: &str,
+        time: f64,
+        value: f32,
+        rows_per_point: usize,
+    ) -> Admission {
         let shape = ModelShape {
             model: 0,
             window: 3,
             features: 1,
+            rows_per_point,
             threshold: 1.0,
         };
         t.admit(series, time, &[value], ("topic", 0), shape)
+    }
+
+    #[test]
+    fn averaged_points_fill_the_window_and_a_gap_drops_the_partial_point() {
+        let mut t = table(1, 10);
+        let mut admit2 = |time: f64, value: f32| admit_averaged(&mut t, "a", time, value, 2);
+        let outcomes: Vec<Admission> = (1..=6).map(|i| admit2(f64::from(i), i as f32)).collect();
+        assert_eq!(
+            outcomes,
+            [
+                Admission::Averaging,
+                Admission::Warming,
+                Admission::Averaging,
+                Admission::Warming,
+                Admission::Averaging,
+                Admission::Window(vec![1.5, 3.5, 5.5]),
+            ]
+        );
+        assert_eq!(admit2(7.0, 7.0), Admission::Averaging);
+        // The gap discards the half-filled point with the window: the next
+        // point averages only samples after the gap.
+        assert_eq!(admit2(30.0, 100.0), Admission::Averaging);
+        assert_eq!(admit2(31.0, 102.0), Admission::Warming);
+        assert_eq!(admit2(32.0, 0.0), Admission::Averaging);
+        assert_eq!(admit2(33.0, 0.0), Admission::Warming);
+        assert_eq!(admit2(34.0, 4.0), Admission::Averaging);
+        assert_eq!(admit2(35.0, 6.0), Admission::Window(vec![101.0, 0.0, 5.0]));
     }
 
     #[test]

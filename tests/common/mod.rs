@@ -49,6 +49,7 @@ pub fn data_config() -> DataConfig {
         stride: 1,
         val_fraction: 0.2,
         scaler: ScalerKind::Zscore,
+        aggregate: anomalyd::train::Aggregate::Rows(1),
     }
 }
 
