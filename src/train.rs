@@ -147,9 +147,8 @@ fn non_negative(field: &str, value: f64) -> Result<()> {
 }
 
 /// Training history a model sees at most under [`Aggregate::Auto`]: longer
-/// histories are averaged down to about this many points. Measured on NAB's
-/// scored groups (orion protocol): 2000, 2500 and 3000 gave mean F1 0.625,
-/// 0.623 and 0.630 against 0.533 unaggregated; see the README.
+/// histories are averaged down to about this many points. Chosen by
+/// measurement on NAB (the README's "Why `--aggregate auto` won").
 pub const AUTO_AGGREGATE_POINTS: usize = 3000;
 
 /// How many consecutive rows are averaged into one point before windowing.
@@ -724,7 +723,13 @@ pub fn train(
     let total_rows = series.iter().map(Series::rows).sum();
     let rows_per_point = request.data.aggregate.rows_per_point(total_rows);
     let points: Vec<Series> = series.iter().map(|s| s.aggregate(rows_per_point)).collect();
-    let mut data = prepare(&points, &request.data)?;
+    let mut data = prepare(&points, &request.data).map_err(|e| match e {
+        Error::Config { field, reason } if rows_per_point > 1 => Error::Config {
+            field,
+            reason: format!("{reason}; a point averages {rows_per_point} rows (--aggregate)"),
+        },
+        other => other,
+    })?;
     // The fingerprint identifies the files as read, not their averages.
     for (print, file) in data.fingerprint.iter_mut().zip(series) {
         print.rows = file.rows();

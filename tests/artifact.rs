@@ -183,6 +183,18 @@ fn an_aggregating_model_scores_the_row_that_completes_each_point() {
     let scored: Vec<usize> = (0..rows.len()).filter(|&r| rows[r].is_some()).collect();
     let expected: Vec<usize> = (WINDOW - 1..40).map(|point| point * 3 + 2).collect();
     assert_eq!(scored, expected);
+
+    // 45 rows are 15 points: too few for one training window of 16, and
+    // the error says the averaging is why.
+    let short = series("short.csv", &common::seasonal(45, 1, 5, &[]), 1);
+    let message = match train(&[short], &request, &device, &mut |_| {}) {
+        Ok(_) => "trained".to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("--window") && message.contains("a point averages 3 rows"),
+        "{message}"
+    );
 }
 
 #[test]
