@@ -526,6 +526,21 @@ mod tests {
         ]
     }
 
+    fn model(
+        (window, features, channels, code, kernel, _): (usize, usize, usize, usize, usize, usize),
+        device: &Device,
+    ) -> ConvAe {
+        ConvAeConfig::new(window, features)
+            .with_channels(channels)
+            .with_code_channels(code)
+            .with_kernel(kernel)
+            .init(device)
+    }
+
+    fn kernel_of(model: &ConvAe, window: usize) -> ConvCpu {
+        ConvCpu::from_model(model, window).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn windows(n: usize, phase: f32) -> Vec<f32> {
         (0..n)
             .map(|i| (i as f32 * 0.37 + phase).sin() * 1.5)
@@ -535,19 +550,14 @@ mod tests {
     #[test]
     fn the_kernel_reconstructs_what_the_burn_path_does() {
         let device = Device::flex();
-        for (window, features, channels, code, kernel, batch) in shapes() {
-            let model = ConvAeConfig::new(window, features)
-                .with_channels(channels)
-                .with_code_channels(code)
-                .with_kernel(kernel)
-                .init(&device);
+        for case in shapes() {
+            let (window, features, _, _, _, batch) = case;
+            let model = model(case, &device);
             let shape = [batch, window, features];
             let input = windows(batch * window * features, 0.0);
             let x = Tensor::<3>::from_data(TensorData::new(input.clone(), shape), &device);
             let burn = flat(model.forward(x).output);
-            let ours = ConvCpu::from_model(&model, window)
-                .unwrap()
-                .reconstruct(&input, batch);
+            let ours = kernel_of(&model, window).reconstruct(&input, batch);
             close(&format!("{shape:?}"), &ours, &burn, 1e-5);
         }
     }
@@ -555,14 +565,9 @@ mod tests {
     #[test]
     fn hand_written_gradients_match_burns_autodiff() {
         let device = Device::flex().autodiff();
-        for ((window, features, channels, code, kernel, batch), sparse) in
-            shapes().into_iter().zip([None, Some(0.3), Some(0.05)])
-        {
-            let model = ConvAeConfig::new(window, features)
-                .with_channels(channels)
-                .with_code_channels(code)
-                .with_kernel(kernel)
-                .init(&device);
+        for (case, sparse) in shapes().into_iter().zip([None, Some(0.3), Some(0.05)]) {
+            let (window, features, _, _, _, batch) = case;
+            let model = model(case, &device);
             let shape = [batch, window, features];
             let n = batch * window * features;
             let input = windows(n, 0.0);
@@ -572,15 +577,13 @@ mod tests {
             let loss = reference_objective(model.forward(x), y, sparse);
             let burn_loss = f64::from(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            let (our_loss, ours) = ConvCpu::from_model(&model, window)
-                .unwrap()
-                .loss_and_gradients(&Objective {
-                    input: &input,
-                    target: &target,
-                    batch,
-                    window,
-                    sparse_l1: sparse,
-                });
+            let (our_loss, ours) = kernel_of(&model, window).loss_and_gradients(&Objective {
+                input: &input,
+                target: &target,
+                batch,
+                window,
+                sparse_l1: sparse,
+            });
             assert!(
                 (our_loss - burn_loss).abs() <= 1e-5 * burn_loss.abs().max(1e-3),
                 "loss {our_loss} vs {burn_loss}"
