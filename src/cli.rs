@@ -422,7 +422,7 @@ pub struct EvalArgs {
     /// Skip the per-series PNG plots.
     #[arg(long)]
     pub no_plots: bool,
-    /// Output directory for report.json, report.md and plots/.
+    /// Output directory for report.json, report.md, plots/ and series/ (one CSV per series: error, threshold, score, flags, labels).
     #[arg(long)]
     pub out: PathBuf,
     /// Compute device: cpu (pure Rust), libtorch (LibTorch on the CPU) or
@@ -767,7 +767,11 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
                     record.extend(error.per_feature.iter().map(f64::to_string));
                 }
                 record.push(format!("{:.6}", decision.score));
-                record.push(decision.threshold.to_string());
+                record.push(
+                    decision
+                        .threshold
+                        .map_or_else(String::new, |t| t.to_string()),
+                );
                 record.push(u8::from(decision.anomalous).to_string());
             }
             _ => record.extend(std::iter::repeat_n(String::new(), blank)),
@@ -803,7 +807,10 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     };
     let device = args.device.build()?;
     let plots = args.out.join("plots");
-    std::fs::create_dir_all(&plots).with_context(|| format!("creating {}", plots.display()))?;
+    let tables = args.out.join("series");
+    for dir in [&plots, &tables] {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let bar = ProgressBar::new(dataset.entries.len() as u64);
     if std::io::stderr().is_terminal() {
         bar.set_style(
@@ -820,8 +827,9 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         bar.set_message(entry.key.clone());
         let outcome = evaluate_series(entry, &config, &model_for, &device)
             .with_context(|| format!("evaluating {}", entry.key))?;
+        let name = entry.key.trim_end_matches(".csv").replace('/', "__");
+        outcome.write_csv(&tables.join(format!("{name}.csv")))?;
         if !args.no_plots {
-            let name = entry.key.trim_end_matches(".csv").replace('/', "__");
             anomalyd::eval::plot::draw(&outcome, &plots.join(format!("{name}.png")))?;
         }
         tracing::debug!(series = %entry.key, tp = outcome.segment.tp, fp = outcome.segment.fp, r#fn = outcome.segment.fn_, "series done");

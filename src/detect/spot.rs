@@ -223,8 +223,8 @@ impl Spot {
 
     /// The threshold that applies to `value` (from what came before), in the
     /// value's own units; then `value` updates the state unless it is an
-    /// alarm. Falls back to `fallback` while calibrating.
-    pub fn update(&mut self, value: f64, fallback: f64) -> f64 {
+    /// alarm. None while calibrating.
+    pub fn update(&mut self, value: f64) -> Option<f64> {
         let drift = self.drift();
         let Some(z) = self.z else {
             let centred = value - drift;
@@ -233,12 +233,12 @@ impl Spot {
             if self.calibration.len() >= self.config.calibration.max(10) {
                 self.calibrate();
             }
-            return fallback;
+            return None;
         };
         let threshold = z + drift;
         let centred = value - drift;
         if value > threshold {
-            return threshold; // an alarm: kept out of the model
+            return Some(threshold); // an alarm: kept out of the model
         }
         if self.mode != SpotMode::Pot {
             self.seen += 1;
@@ -251,7 +251,7 @@ impl Spot {
             }
         }
         self.remember(value);
-        threshold
+        Some(threshold)
     }
 
     fn calibrate(&mut self) {
@@ -314,7 +314,7 @@ mod tests {
             let mut alarms = 0;
             let mut last = 0.0;
             for &x in &draws {
-                last = spot.update(x, f64::INFINITY);
+                last = spot.update(x).unwrap_or(f64::INFINITY);
                 alarms += usize::from(x > last);
             }
             (last, alarms as f64 / (draws.len() - calibration) as f64)
@@ -339,7 +339,7 @@ mod tests {
             let mut spot = Spot::new(SpotConfig::default(), mode);
             series
                 .iter()
-                .filter(|&&x| x > spot.update(x, f64::INFINITY))
+                .filter(|&&x| spot.update(x).is_some_and(|threshold| x > threshold))
                 .count()
         };
         let (plain, drifting) = (

@@ -45,25 +45,22 @@ impl Telemanom {
         }
     }
 
-    /// Adds `value` to the trailing buffer and judges it against the buffer.
-    /// While the buffer is short, `fallback` decides.
-    pub fn update(&mut self, value: f64, fallback: f64) -> DynamicVerdict {
+    /// Adds `value` to the trailing buffer and judges it against the buffer;
+    /// no verdict while the buffer is shorter than `min_history`.
+    pub fn update(&mut self, value: f64) -> Option<DynamicVerdict> {
         self.buffer.push_back(value);
         if self.buffer.len() > self.window {
             self.buffer.pop_front();
         }
         if self.buffer.len() < self.min_history {
-            return DynamicVerdict {
-                threshold: fallback,
-                anomalous: value > fallback,
-            };
+            return None;
         }
         let values: Vec<f64> = self.buffer.iter().copied().collect();
         let epsilon = self.select_epsilon(&values);
-        DynamicVerdict {
+        Some(DynamicVerdict {
             threshold: epsilon,
             anomalous: value > epsilon && self.last_run_survives(&values, epsilon),
-        }
+        })
     }
 
     fn select_epsilon(&self, values: &[f64]) -> f64 {
@@ -176,7 +173,7 @@ mod tests {
             } else {
                 noise(i)
             };
-            if detector.update(value, f64::INFINITY).anomalous {
+            if detector.update(value).is_some_and(|v| v.anomalous) {
                 flagged.push(i);
             }
         }

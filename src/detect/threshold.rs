@@ -1,6 +1,6 @@
 //! Trailing-window thresholds: mean + k·σ, and its robust median + k·MAD
 //! variant. Both see only past values; until `min_history` values are in the
-//! window they fall back to the artifact's calibrated threshold.
+//! window they have no threshold, and the detector flags nothing.
 
 use std::collections::VecDeque;
 
@@ -30,17 +30,16 @@ impl MeanStd {
         }
     }
 
-    /// The threshold for `value` from the history before it; then `value`
-    /// joins the history.
-    pub fn update(&mut self, value: f64, fallback: f64) -> f64 {
+    /// The threshold for `value` from the history before it (none while
+    /// the history is shorter than `min_history`); then `value` joins the
+    /// history.
+    pub fn update(&mut self, value: f64) -> Option<f64> {
         let n = self.values.len();
-        let threshold = if n >= self.min_history {
+        let threshold = (n >= self.min_history).then(|| {
             let mean = self.sum / n as f64;
             let variance = (self.sum_sq / n as f64 - mean * mean).max(0.0);
             mean + self.k * variance.sqrt()
-        } else {
-            fallback
-        };
+        });
         self.values.push_back(value);
         self.sum += value;
         self.sum_sq += value * value;
@@ -77,17 +76,15 @@ impl MedianMad {
         }
     }
 
-    pub fn update(&mut self, value: f64, fallback: f64) -> f64 {
-        let threshold = if self.sorted.len() >= self.min_history {
+    pub fn update(&mut self, value: f64) -> Option<f64> {
+        let threshold = (self.sorted.len() >= self.min_history).then(|| {
             let median = median_of_sorted(&self.sorted);
             self.scratch.clear();
             self.scratch
                 .extend(self.sorted.iter().map(|v| (v - median).abs()));
             self.scratch.sort_by(f64::total_cmp);
             median + self.k * MAD_TO_SIGMA * median_of_sorted(&self.scratch)
-        } else {
-            fallback
-        };
+        });
         let at = self.sorted.partition_point(|v| *v < value);
         self.sorted.insert(at, value);
         self.arrival.push_back(value);
@@ -118,29 +115,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mean_std_uses_only_the_past_and_falls_back_while_warming_up() {
+    fn mean_std_uses_only_the_past_and_has_no_threshold_while_warming_up() {
         let mut t = MeanStd::new(4, 2.0, 2);
-        assert_eq!(t.update(1.0, 9.0), 9.0);
-        assert_eq!(t.update(3.0, 9.0), 9.0);
+        assert_eq!(t.update(1.0), None);
+        assert_eq!(t.update(3.0), None);
         // history [1, 3]: mean 2, σ 1.
-        assert_eq!(t.update(100.0, 9.0), 4.0);
+        assert_eq!(t.update(100.0), Some(4.0));
     }
 
     #[test]
     fn median_mad_ignores_a_single_outlier_and_slides() {
         let mut t = MedianMad::new(5, 3.0, 3);
         for v in [1.0, 2.0, 3.0, 1000.0] {
-            t.update(v, 0.0);
+            t.update(v);
         }
         // history [1, 2, 3, 1000]: median 2.5, |dev| [0.5, 0.5, 1.5, 997.5] → MAD 1.
-        let threshold = t.update(0.0, 0.0);
+        let threshold = t.update(0.0).unwrap_or(f64::NAN);
         assert!(
             (threshold - (2.5 + 3.0 * MAD_TO_SIGMA)).abs() < 1e-12,
             "{threshold}"
         );
-        t.update(0.0, 0.0); // window of 5 drops the 1.0
+        t.update(0.0); // window of 5 drops the 1.0
         // history [2, 3, 1000, 0, 0]: median 2, |dev| [0, 1, 998, 2, 2] → MAD 2.
-        let threshold = t.update(0.0, 0.0);
+        let threshold = t.update(0.0).unwrap_or(f64::NAN);
         assert!(
             (threshold - (2.0 + 3.0 * MAD_TO_SIGMA * 2.0)).abs() < 1e-12,
             "{threshold}"

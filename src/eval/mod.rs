@@ -193,6 +193,52 @@ impl SeriesOutcome {
     }
 }
 
+impl SeriesOutcome {
+    /// Writes one row per input row: time (seconds), the first feature,
+    /// the raw and smoothed error, the threshold, the score, whether the
+    /// point crossed the threshold, whether it lies in a detected event and
+    /// whether it lies in a labelled window. Rows without a decision (no
+    /// full window yet, or the inside of an averaged point) leave the
+    /// detector's columns empty. This is what the plots are drawn from, in
+    /// a form other tools can read.
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        let failed = |e: ::csv::Error| Error::io(path, std::io::Error::other(e.to_string()));
+        let mut writer = ::csv::Writer::from_path(path).map_err(failed)?;
+        writer
+            .write_record([
+                "time",
+                "value",
+                "error",
+                "smoothed",
+                "threshold",
+                "score",
+                "flagged",
+                "anomalous",
+                "labelled",
+            ])
+            .map_err(failed)?;
+        let inside =
+            |t: f64, intervals: &[Interval]| intervals.iter().any(|&(a, b)| a <= t && t <= b);
+        for (row, &time) in self.times.iter().enumerate() {
+            let mut record = vec![time.to_string(), self.signal[row].to_string()];
+            record.push(self.errors[row].map_or_else(String::new, |e| e.to_string()));
+            match &self.decisions[row] {
+                Some(d) => record.extend([
+                    d.smoothed.to_string(),
+                    d.threshold.map_or_else(String::new, |t| t.to_string()),
+                    format!("{:.6}", d.score),
+                    u8::from(d.flagged).to_string(),
+                ]),
+                None => record.extend(std::iter::repeat_n(String::new(), 4)),
+            }
+            record.push(u8::from(inside(time, &self.detected)).to_string());
+            record.push(u8::from(inside(time, &self.truth)).to_string());
+            writer.write_record(&record).map_err(failed)?;
+        }
+        writer.flush().map_err(|e| Error::io(path, e))
+    }
+}
+
 fn slice_series(series: &Series, rows: std::ops::Range<usize>) -> Series {
     let f = series.n_features();
     Series {

@@ -79,7 +79,7 @@ pub fn draw(outcome: &SeriesOutcome, path: &Path) -> Result<()> {
         .decisions
         .iter()
         .enumerate()
-        .filter_map(|(i, d)| d.map(|d| (i as f64, d.smoothed, d.threshold)))
+        .filter_map(|(i, d)| d.map(|d| (i as f64, d.smoothed, d.threshold.unwrap_or(f64::NAN))))
         .collect();
     // Clip the error axis so that one huge spike does not flatten the rest.
     let mut sorted: Vec<f64> = smoothed

@@ -765,7 +765,8 @@ impl Pipeline {
                 self.metrics
                     .threshold
                     .with_label_values(&[label])
-                    .set(decision.threshold);
+                    // NaN while the detector warms up: no threshold yet.
+                    .set(decision.threshold.unwrap_or(f64::NAN));
                 self.metrics
                     .anomalous
                     .with_label_values(&[label])
@@ -778,7 +779,7 @@ impl Pipeline {
                     state.open_event = Some(OpenEvent {
                         start_time: job.time,
                         peak_score: 0.0,
-                        peak_threshold: decision.threshold,
+                        peak_threshold: decision.threshold.unwrap_or(f64::NAN),
                         peak_contributions: Vec::new(),
                     });
                 }
@@ -787,7 +788,7 @@ impl Pipeline {
                     && decision.score >= open.peak_score
                 {
                     open.peak_score = decision.score;
-                    open.peak_threshold = decision.threshold;
+                    open.peak_threshold = decision.threshold.unwrap_or(f64::NAN);
                     open.peak_contributions = contributions.iter().map(|&c| f64::from(c)).collect();
                 }
                 if matches!(decision.event, Some(EventChange::Ended(_)))
