@@ -46,6 +46,7 @@ fn model(dir: &Path, config: ModelConfig) {
             val_fraction: 0.2,
             scaler: anomalyd::data::ScalerKind::Zscore,
             aggregate: anomalyd::train::Aggregate::Rows(1),
+            coarse: 1,
         },
         model: config,
         train: TrainConfig {

@@ -12,7 +12,7 @@ use anomalyd::config::ServeConfig;
 use anomalyd::data::{CsvOptions, FillPolicy, OrderPolicy, ScalerKind, Series};
 use anomalyd::detect::{
     self, DetectorConfig, EventConfig, SmoothingConfig, ThresholdConfig, ThresholdKind,
-    ThresholdParams, detect_all,
+    ThresholdParams,
 };
 use anomalyd::device::DeviceSpec;
 use anomalyd::eval::{Dataset, EvalConfig, Protocol, Report, evaluate_series};
@@ -21,7 +21,7 @@ use anomalyd::model::{
     Activation, ConvAeConfig, DeepAeConfig, DenseAeConfig, LstmAeConfig, ModelConfig, ModelKind,
     PcaConfig, VaeConfig,
 };
-use anomalyd::score::score_series;
+use anomalyd::score::{ScaleErrors, detect_rows, score_scales};
 use anomalyd::train::{
     Aggregate, Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest, train,
 };
@@ -145,6 +145,11 @@ pub struct ModelArgs {
     /// Window, stride and the detector's counts are then in points.
     #[arg(long, default_value_t = Aggregate::Auto)]
     pub aggregate: Aggregate,
+    /// Multi-scale: also train a coarse model on points of this many
+    /// (aggregated) points each; a point is anomalous when either model
+    /// flags it. 1 trains one model.
+    #[arg(long, default_value_t = anomalyd::train::DEFAULT_COARSE)]
+    pub coarse: usize,
     /// Last fraction of each file held out (chronologically) for validation.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
@@ -215,6 +220,7 @@ impl ModelArgs {
             val_fraction: self.val_fraction,
             scaler: self.scaler,
             aggregate: self.aggregate,
+            coarse: self.coarse,
         }
     }
 
@@ -737,10 +743,11 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
         options.columns = Some(model.manifest.windowing.feature_names.clone());
     }
     let series = read_all(std::slice::from_ref(&args.data), &options)?.remove(0);
-    let rows = score_series(&model, &series, &device, args.batch_size)?;
+    let ScaleErrors { main: rows, coarse } =
+        score_scales(&model, &series, &device, args.batch_size)?;
     let errors: Vec<Option<f64>> = rows.iter().map(|r| r.as_ref().map(|e| e.total)).collect();
     let detector = args.detector.config()?;
-    let (decisions, events) = detect_all(&detector, model.manifest.threshold.value, &errors);
+    let (decisions, events) = detect_rows(&detector, &model, &errors, coarse.as_deref());
     let sink: Box<dyn Write> = if args.out == Path::new("-") {
         Box::new(std::io::stdout().lock())
     } else {
@@ -955,6 +962,18 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
         "threshold       {:.6} (quantile {})",
         manifest.threshold.value, manifest.threshold.quantile
     );
+    if let Some(subdir) = &manifest.coarse {
+        let coarse = anomalyd::model::artifact::Manifest::read(&args.model.join(subdir))?;
+        let cw = &coarse.windowing;
+        println!(
+            "coarse model    {subdir}/: window {} points of {} row(s) each, best epoch {} of {}, threshold {:.6}",
+            cw.window,
+            cw.aggregate,
+            coarse.best_epoch,
+            coarse.history.len(),
+            coarse.threshold.value
+        );
+    }
     for file in &manifest.data {
         println!(
             "data            {} ({} rows, sha256 {})",

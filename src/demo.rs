@@ -129,6 +129,7 @@ fn train_model(options: &DemoOptions) -> Result<PathBuf> {
             val_fraction: 0.2,
             scaler: crate::data::ScalerKind::Zscore,
             aggregate: crate::train::Aggregate::Rows(1),
+            coarse: crate::train::DEFAULT_COARSE,
         },
         model: ModelConfig::Dense(DenseAeConfig::new(32, 1, 8)),
         train: TrainConfig {

@@ -8,6 +8,7 @@ use burn::prelude::*;
 
 use crate::data::window::Segment;
 use crate::data::{Series, WindowSet};
+use crate::detect::{CoarseErrors, Decision, DetectorConfig, Event, detect_all_scales};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::model::artifact::TrainedModel;
@@ -99,4 +100,53 @@ pub fn score_series(
         rows[(point + 1) * rows_per_point - 1] = Some(error);
     }
     Ok(rows)
+}
+
+/// Runs the detector over the per-row window errors of `model` (from
+/// [`score_series`]); `coarse` holds the coarse model's, for a multi-scale
+/// model. The one place that knows how a multi-scale artifact is detected.
+pub fn detect_rows(
+    config: &DetectorConfig,
+    model: &TrainedModel,
+    errors: &[Option<f64>],
+    coarse: Option<&[Option<f64>]>,
+) -> (Vec<Option<Decision>>, Vec<Event>) {
+    let coarse = match (&model.coarse, model.coarse_multiple(), coarse) {
+        (Some(member), Some(multiple), Some(errors)) => Some(CoarseErrors {
+            multiple,
+            calibrated: member.manifest.threshold.value,
+            errors,
+        }),
+        _ => None,
+    };
+    detect_all_scales(config, model.manifest.threshold.value, errors, coarse)
+}
+
+/// Per-row errors of a possibly multi-scale model.
+pub struct ScaleErrors {
+    /// The main model's, as [`score_series`] gives them.
+    pub main: Vec<Option<WindowError>>,
+    /// The coarse model's totals, for a multi-scale model.
+    pub coarse: Option<Vec<Option<f64>>>,
+}
+
+/// [`score_series`] for the main model and, for a multi-scale model, the
+/// coarse one.
+pub fn score_scales(
+    model: &TrainedModel,
+    series: &Series,
+    device: &Device,
+    batch_size: usize,
+) -> Result<ScaleErrors> {
+    let main = score_series(model, series, device, batch_size)?;
+    let coarse = match &model.coarse {
+        Some(member) => Some(
+            score_series(member, series, device, batch_size)?
+                .into_iter()
+                .map(|e| e.map(|e| e.total))
+                .collect(),
+        ),
+        None => None,
+    };
+    Ok(ScaleErrors { main, coarse })
 }

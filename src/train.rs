@@ -200,6 +200,9 @@ impl std::fmt::Display for Aggregate {
     }
 }
 
+/// The default `--coarse`: see the README for the measurement.
+pub const DEFAULT_COARSE: usize = 4;
+
 /// How series become windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
@@ -209,6 +212,10 @@ pub struct DataConfig {
     pub val_fraction: f64,
     pub scaler: ScalerKind,
     pub aggregate: Aggregate,
+    /// Multi-scale: also train a coarse model whose points each average
+    /// this many of the main model's points (1: off). Its flags join the
+    /// main model's (see `detect`).
+    pub coarse: usize,
 }
 
 impl DataConfig {
@@ -221,6 +228,12 @@ impl DataConfig {
         }
         if self.aggregate == Aggregate::Rows(0) {
             return Err(Error::config("--aggregate", "must be at least 1 row"));
+        }
+        if self.coarse == 0 {
+            return Err(Error::config(
+                "--coarse",
+                "must be at least 1 (1 turns the coarse model off)",
+            ));
         }
         if !(0.0..1.0).contains(&self.val_fraction) {
             return Err(Error::config("--val-fraction", "must lie in [0, 1)"));
@@ -243,6 +256,15 @@ pub struct PreparedData {
 /// Splits every series chronologically, fits the scaler on the training
 /// parts and cuts the windows.
 pub fn prepare(series: &[Series], config: &DataConfig) -> Result<PreparedData> {
+    prepare_scaled(series, config, None)
+}
+
+/// [`prepare`] with a scaler fitted elsewhere (`None`: fit one here).
+fn prepare_scaled(
+    series: &[Series],
+    config: &DataConfig,
+    scaler: Option<&Scaler>,
+) -> Result<PreparedData> {
     config.validate()?;
     let Some(first) = series.first() else {
         return Err(Error::config("--data", "no input files"));
@@ -264,11 +286,14 @@ pub fn prepare(series: &[Series], config: &DataConfig) -> Result<PreparedData> {
         let held_out = (s.rows() as f64 * config.val_fraction).round() as usize;
         (s.rows() - held_out.min(s.rows())) * features
     };
-    let scaler = Scaler::fit(
-        config.scaler,
-        features,
-        series.iter().map(|s| &s.values[..cut(s)]),
-    );
+    let scaler = match scaler {
+        Some(scaler) => scaler.clone(),
+        None => Scaler::fit(
+            config.scaler,
+            features,
+            series.iter().map(|s| &s.values[..cut(s)]),
+        ),
+    };
     let mut train = Vec::new();
     let mut validation = Vec::new();
     for s in series {
@@ -714,6 +739,10 @@ pub struct TrainRequest {
 
 /// Prepares the data, fits the model and calibrates the threshold on the
 /// validation errors: the whole of `anomalyd train` short of writing files.
+/// With `data.coarse > 1` a coarse model follows, on the same rows and the
+/// main model's scaler (so that the daemon normalises a sample once); when
+/// the rows are too few for it, the model stays single-scale, with a
+/// warning.
 pub fn train(
     series: &[Series],
     request: &TrainRequest,
@@ -722,8 +751,41 @@ pub fn train(
 ) -> Result<TrainedModel> {
     let total_rows = series.iter().map(Series::rows).sum();
     let rows_per_point = request.data.aggregate.rows_per_point(total_rows);
+    let mut main = train_scale(series, request, rows_per_point, None, device, on_epoch)?;
+    let multiple = request.data.coarse;
+    if multiple > 1 {
+        let scaler = main.manifest.scaler.clone();
+        match train_scale(
+            series,
+            request,
+            rows_per_point * multiple,
+            Some(&scaler),
+            device,
+            on_epoch,
+        ) {
+            Ok(coarse) => main.attach_coarse(coarse),
+            Err(Error::Config { field, reason }) => tracing::warn!(
+                %field,
+                %reason,
+                "too few rows for the coarse model ({multiple}x coarser points); training a single-scale model"
+            ),
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(main)
+}
+
+/// Trains one model on points of `rows_per_point` rows.
+fn train_scale(
+    series: &[Series],
+    request: &TrainRequest,
+    rows_per_point: usize,
+    scaler: Option<&Scaler>,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<TrainedModel> {
     let points: Vec<Series> = series.iter().map(|s| s.aggregate(rows_per_point)).collect();
-    let mut data = prepare(&points, &request.data).map_err(|e| match e {
+    let mut data = prepare_scaled(&points, &request.data, scaler).map_err(|e| match e {
         Error::Config { field, reason } if rows_per_point > 1 => Error::Config {
             field,
             reason: format!("{reason}; a point averages {rows_per_point} rows (--aggregate)"),
@@ -766,10 +828,7 @@ pub fn train(
         threshold,
         data.fingerprint.clone(),
     );
-    Ok(TrainedModel {
-        manifest,
-        network: fitted.network,
-    })
+    Ok(TrainedModel::new(manifest, fitted.network))
 }
 
 /// The `q` quantile with linear interpolation between order statistics (the

@@ -197,6 +197,91 @@ fn an_aggregating_model_scores_the_row_that_completes_each_point() {
     );
 }
 
+/// A multi-scale artifact: the coarse model lives in `coarse/`, averages
+/// four main points per point on the main model's scaler, survives the
+/// round trip, and a coarse model that does not fit is refused by file.
+#[test]
+fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
+    let device = common::test_device();
+    let data = series("train.csv", &common::seasonal(1200, 1, 3, &[]), 1);
+    let request = TrainRequest {
+        data: anomalyd::train::DataConfig {
+            coarse: 4,
+            ..data_config()
+        },
+        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)),
+        train: train_config(2),
+    };
+    let mut model =
+        train(&[data], &request, &device, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(model.coarse_multiple(), Some(4));
+    let coarse = model.coarse.as_ref().map(|c| c.manifest.clone());
+    assert_eq!(coarse.as_ref().map(|m| m.windowing.aggregate), Some(4));
+    assert_eq!(
+        coarse.as_ref().map(|m| &m.scaler),
+        Some(&model.manifest.scaler),
+        "the coarse model reads samples normalised by the main model's scaler"
+    );
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    saved(&mut model, dir.path());
+    let loaded = TrainedModel::load(dir.path(), &device).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.coarse_multiple(), Some(4));
+
+    let test = series("test.csv", &common::seasonal(200, 1, 11, &[]), 1);
+    let scored = anomalyd::score::score_scales(&loaded, &test, &device, 64)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let coarse_rows: Vec<usize> = scored
+        .coarse
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(row, e)| e.map(|_| row))
+        .collect();
+    // 200 rows are 50 coarse points; windows of 16 end at points 15..=49,
+    // each on the point's fourth row.
+    let expected: Vec<usize> = (WINDOW - 1..50).map(|point| point * 4 + 3).collect();
+    assert_eq!(coarse_rows, expected);
+    let before = scored
+        .main
+        .iter()
+        .flatten()
+        .map(|e| e.total)
+        .collect::<Vec<_>>();
+    let original = score_series(&model, &test, &device, 64).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        before,
+        original
+            .iter()
+            .flatten()
+            .map(|e| e.total)
+            .collect::<Vec<_>>()
+    );
+
+    // A coarse model that does not average a multiple of the main rows.
+    let coarse_manifest = dir.path().join("coarse").join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&coarse_manifest).unwrap_or_default();
+    std::fs::write(
+        &coarse_manifest,
+        text.replace("\"aggregate\": 4", "\"aggregate\": 1"),
+    )
+    .ok();
+    let message = load_error(dir.path());
+    assert!(
+        message.contains("coarse") && message.contains("not a multiple"),
+        "{message}"
+    );
+    // A missing coarse model is named by its file.
+    std::fs::remove_dir_all(dir.path().join("coarse")).ok();
+    let message = load_error(dir.path());
+    assert!(message.contains("coarse/manifest.json"), "{message}");
+
+    // Too few rows for the coarse model: a single-scale model, not an error.
+    // 72 rows are 18 coarse points, 14 of them for training: no window of 16.
+    let short = series("short.csv", &common::seasonal(72, 1, 5, &[]), 1);
+    let single = train(&[short], &request, &device, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    assert!(single.coarse.is_none() && single.manifest.coarse.is_none());
+}
+
 #[test]
 fn scoring_data_with_another_feature_count_is_a_shape_error() {
     let device = common::test_device();

@@ -31,7 +31,9 @@ fn the_demo_finds_every_injected_anomaly_and_none_in_the_clean_series() {
         .unwrap_or_else(|| panic!("no JSON summary in: {stdout}"));
     assert_eq!(
         summary["windows_scored"].as_u64(),
-        Some(4 * (1500 - 31)),
+        // Per series: the main windows, and the coarse windows of the
+        // multi-scale default (points of 4 rows).
+        Some(4 * ((1500 - 31) + (1500 / 4 - 31))),
         "{summary}"
     );
     let series = summary["series"].as_array().cloned().unwrap_or_default();

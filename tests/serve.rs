@@ -698,3 +698,103 @@ async fn routes_send_each_series_to_its_model() {
     let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
     assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
 }
+
+/// A multi-scale artifact in the daemon: each coarse window is scored beside
+/// the main ones, and the detector sees the coarse errors exactly where
+/// `score` does, so a series' final score is the offline one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    let device = common::test_device();
+    let request = TrainRequest {
+        data: anomalyd::train::DataConfig {
+            coarse: 4,
+            ..data_config()
+        },
+        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 6)),
+        train: train_config(15),
+    };
+    let training = series("train.csv", &common::seasonal(1200, 1, 1, &[]), 1);
+    let mut model = train(&[training], &request, &device, &mut |_| {})
+        .unwrap_or_else(|e| panic!("training failed: {e}"));
+    model
+        .save(&model_dir)
+        .unwrap_or_else(|e| panic!("save failed: {e}"));
+
+    // A slow shift late in the series, which the coarse scale sees best.
+    let rows = 600;
+    let values = common::seasonal(
+        rows,
+        1,
+        41,
+        &[common::Injection::Shift {
+            from: 560,
+            to: rows,
+            size: 1.5,
+        }],
+    );
+    let detector = anomalyd::detect::DetectorConfig::default();
+    let offline = series("live.csv", &values, 1);
+    let scored = anomalyd::score::score_scales(&model, &offline, &device, 256)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let fine: Vec<Option<f64>> = scored
+        .main
+        .iter()
+        .map(|e| e.as_ref().map(|e| e.total))
+        .collect();
+    let last_score = |decisions: Vec<Option<anomalyd::detect::Decision>>| {
+        decisions
+            .iter()
+            .rev()
+            .flatten()
+            .next()
+            .map_or(f64::NAN, |d| d.score)
+    };
+    let (both, _) =
+        anomalyd::score::detect_rows(&detector, &model, &fine, scored.coarse.as_deref());
+    let (alone, _) = anomalyd::detect::detect_all(&detector, model.manifest.threshold.value, &fine);
+    let (both, alone) = (last_score(both), last_score(alone));
+    assert!(
+        (both - alone).abs() > 1e-3,
+        "the coarse scale should decide the last score here: {both} vs {alone}"
+    );
+
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 1, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+    produce(
+        &brokers,
+        (0..rows)
+            .map(|row| sample("ms", row, values[row]))
+            .collect(),
+    )
+    .await;
+    let config = plain_config(&brokers, "multiscale", &model_dir);
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    let metrics = running.metrics.clone();
+    let windows = ((rows - WINDOW + 1) + (rows / 4 - WINDOW + 1)) as u64;
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= windows)
+        .await,
+        "scored {} of {windows}",
+        metrics.windows_scored.get()
+    );
+    assert_eq!(
+        metrics.windows_scored.get(),
+        windows,
+        "main and coarse windows"
+    );
+    let served = metrics.anomaly_score.with_label_values(&["ms"]).get();
+    assert!(
+        (served - both).abs() <= 1e-6,
+        "the daemon's last score {served}, offline {both} (main scale alone {alone})"
+    );
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+}

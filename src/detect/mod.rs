@@ -160,6 +160,53 @@ impl Default for DetectorConfig {
 }
 
 impl DetectorConfig {
+    /// The same detector for points that each average `multiple` of these
+    /// points: every count of points is divided, so that warm-up and
+    /// trailing windows span the same time.
+    pub fn coarsened(&self, multiple: usize) -> Self {
+        let scale = |points: usize| points.div_ceil(multiple.max(1)).max(2);
+        let threshold = match self.threshold {
+            ThresholdConfig::MeanStd { window, k } => ThresholdConfig::MeanStd {
+                window: scale(window),
+                k,
+            },
+            ThresholdConfig::Mad { window, k } => ThresholdConfig::Mad {
+                window: scale(window),
+                k,
+            },
+            ThresholdConfig::Telemanom {
+                window,
+                z_max,
+                prune,
+            } => ThresholdConfig::Telemanom {
+                window: scale(window),
+                z_max,
+                prune,
+            },
+            ThresholdConfig::Pot(spot) => ThresholdConfig::Pot(SpotConfig {
+                calibration: scale(spot.calibration),
+                ..spot
+            }),
+            ThresholdConfig::Spot(spot) => ThresholdConfig::Spot(SpotConfig {
+                calibration: scale(spot.calibration),
+                ..spot
+            }),
+            ThresholdConfig::Dspot { spot, depth } => ThresholdConfig::Dspot {
+                spot: SpotConfig {
+                    calibration: scale(spot.calibration),
+                    ..spot
+                },
+                depth: scale(depth),
+            },
+            ThresholdConfig::Static => ThresholdConfig::Static,
+        };
+        Self {
+            threshold,
+            min_history: scale(self.min_history),
+            ..*self
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         match self.smoothing {
             SmoothingConfig::Ewma { alpha } if !(alpha > 0.0 && alpha <= 1.0) => {
@@ -221,20 +268,26 @@ pub struct Decision {
     pub event: Option<EventChange>,
 }
 
-/// The causal detector of one series.
+/// One resolution's smoother and threshold.
 #[derive(Debug, Clone)]
-pub struct Detector {
+struct Scale {
     smoother: Smoother,
     threshold: ThresholdState,
-    events: EventTracker,
     /// The artifact's threshold: the `static` method's, and only its.
     calibrated: f64,
-    index: usize,
 }
 
-impl Detector {
-    /// `calibrated` is the artifact's static threshold, used by `static`.
-    pub fn new(config: &DetectorConfig, calibrated: f64) -> Self {
+/// What one scale made of one error.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Judgement {
+    smoothed: f64,
+    threshold: Option<f64>,
+    flagged: bool,
+    score: f64,
+}
+
+impl Scale {
+    fn new(config: &DetectorConfig, calibrated: f64) -> Self {
         let history = config.min_history;
         let threshold = match config.threshold {
             ThresholdConfig::Static => ThresholdState::Static,
@@ -258,15 +311,11 @@ impl Detector {
         Self {
             smoother: Smoother::new(config.smoothing),
             threshold,
-            events: EventTracker::new(config.events),
             calibrated,
-            index: 0,
         }
     }
 
-    /// Judges the next error; a missing error (no full window yet) is `None`
-    /// and leaves the state alone.
-    pub fn update(&mut self, error: f64) -> Decision {
+    fn judge(&mut self, error: f64) -> Judgement {
         let smoothed = self.smoother.update(error);
         let above = |threshold: Option<f64>| (threshold, threshold.is_some_and(|t| smoothed > t));
         let (threshold, flagged) = match &mut self.threshold {
@@ -279,8 +328,6 @@ impl Detector {
             },
             ThresholdState::Spot(t) => above(t.update(smoothed)),
         };
-        let (anomalous, event) = self.events.update(self.index, flagged);
-        self.index += 1;
         let score = match threshold {
             Some(threshold) if threshold > 0.0 => {
                 smoothed.max(0.0) / (smoothed.max(0.0) + threshold)
@@ -288,9 +335,85 @@ impl Detector {
             Some(threshold) if smoothed > threshold => 1.0 - f64::EPSILON,
             _ => 0.0,
         };
-        Decision {
+        Judgement {
             smoothed,
             threshold,
+            flagged,
+            score,
+        }
+    }
+}
+
+/// The coarse scale of a multi-scale model and its latest judgement, which
+/// holds until its next point.
+#[derive(Debug, Clone)]
+struct Coarse {
+    scale: Scale,
+    latest: Option<Judgement>,
+}
+
+/// The causal detector of one series.
+#[derive(Debug, Clone)]
+pub struct Detector {
+    fine: Scale,
+    coarse: Option<Coarse>,
+    events: EventTracker,
+    index: usize,
+}
+
+impl Detector {
+    /// `calibrated` is the artifact's static threshold, used by `static`.
+    pub fn new(config: &DetectorConfig, calibrated: f64) -> Self {
+        Self {
+            fine: Scale::new(config, calibrated),
+            coarse: None,
+            events: EventTracker::new(config.events),
+            index: 0,
+        }
+    }
+
+    /// A detector for a multi-scale model: the coarse model's points each
+    /// average `multiple` of the fine model's, and its errors arrive through
+    /// [`Detector::observe_coarse`]. Its threshold runs on the same
+    /// durations as the fine one (point counts divided by `multiple`).
+    pub fn with_coarse(
+        config: &DetectorConfig,
+        calibrated: f64,
+        multiple: usize,
+        coarse_calibrated: f64,
+    ) -> Self {
+        let mut detector = Self::new(config, calibrated);
+        detector.coarse = Some(Coarse {
+            scale: Scale::new(&config.coarsened(multiple), coarse_calibrated),
+            latest: None,
+        });
+        detector
+    }
+
+    /// Judges the coarse model's next error. Until the next one, the fine
+    /// points count as flagged whenever this one was, and their score is at
+    /// least its score. Call it before [`Detector::update`] for a sample
+    /// that completes both a coarse and a fine point.
+    pub fn observe_coarse(&mut self, error: f64) {
+        if let Some(coarse) = &mut self.coarse {
+            coarse.latest = Some(coarse.scale.judge(error));
+        }
+    }
+
+    /// Judges the next (fine) error; a missing error (no full window yet)
+    /// is `None` and leaves the state alone. With a coarse scale, a point
+    /// is flagged when either scale's latest point is, and its score is the
+    /// larger of the two; `smoothed` and `threshold` are the fine scale's.
+    pub fn update(&mut self, error: f64) -> Decision {
+        let fine = self.fine.judge(error);
+        let coarse = self.coarse.as_ref().and_then(|c| c.latest);
+        let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged);
+        let score = coarse.map_or(fine.score, |c| fine.score.max(c.score));
+        let (anomalous, event) = self.events.update(self.index, flagged);
+        self.index += 1;
+        Decision {
+            smoothed: fine.smoothed,
+            threshold: fine.threshold,
             score,
             flagged,
             anomalous,
@@ -304,6 +427,16 @@ impl Detector {
     }
 }
 
+/// The coarse model's per-row errors for [`detect_all_scales`].
+#[derive(Debug, Clone, Copy)]
+pub struct CoarseErrors<'a> {
+    /// Fine points per coarse point.
+    pub multiple: usize,
+    /// The coarse artifact's static threshold.
+    pub calibrated: f64,
+    pub errors: &'a [Option<f64>],
+}
+
 /// Runs a fresh detector over a whole error sequence (rows without a window
 /// are `None` and produce no decision). Returns one decision per row and the
 /// events by row index.
@@ -312,12 +445,29 @@ pub fn detect_all(
     calibrated: f64,
     errors: &[Option<f64>],
 ) -> (Vec<Option<Decision>>, Vec<Event>) {
-    let mut detector = Detector::new(config, calibrated);
+    detect_all_scales(config, calibrated, errors, None)
+}
+
+/// [`detect_all`] for a multi-scale model: on a row with both, the coarse
+/// error is observed before the fine one is judged, as the daemon does.
+pub fn detect_all_scales(
+    config: &DetectorConfig,
+    calibrated: f64,
+    errors: &[Option<f64>],
+    coarse: Option<CoarseErrors<'_>>,
+) -> (Vec<Option<Decision>>, Vec<Event>) {
+    let mut detector = match coarse {
+        Some(c) => Detector::with_coarse(config, calibrated, c.multiple, c.calibrated),
+        None => Detector::new(config, calibrated),
+    };
     let mut decisions = Vec::with_capacity(errors.len());
     let mut events = Vec::new();
     // The detector counts scored points; events are mapped back to rows.
     let mut rows = Vec::new();
     for (row, error) in errors.iter().enumerate() {
+        if let Some(Some(e)) = coarse.and_then(|c| c.errors.get(row)) {
+            detector.observe_coarse(*e);
+        }
         let decision = error.map(|e| {
             rows.push(row);
             detector.update(e)
@@ -458,6 +608,62 @@ mod tests {
         let (decisions, events) = judged(ThresholdConfig::Static);
         assert_eq!(decisions[0].map(|d| d.threshold), Some(Some(0.5)));
         assert_eq!(events.first().map(|e| e.start), Some(0));
+    }
+
+    #[test]
+    fn a_coarse_flag_holds_until_the_next_coarse_point_and_joins_the_events() {
+        // Fine errors are flat, so only the coarse scale can flag. Every
+        // fourth row completes a coarse point; one coarse burst at row 403.
+        let fine: Vec<Option<f64>> = (0..600).map(|_| Some(0.1)).collect();
+        let coarse: Vec<Option<f64>> = (0..600)
+            .map(|row| {
+                (row % 4 == 3).then(|| {
+                    let base = 0.1 + ((row * 7919) % 101) as f64 / 2000.0;
+                    if row == 403 { base + 1.0 } else { base }
+                })
+            })
+            .collect();
+        let config = DetectorConfig {
+            smoothing: SmoothingConfig::None,
+            threshold: ThresholdConfig::MeanStd {
+                window: 300,
+                k: 4.0,
+            },
+            min_history: 100,
+            events: EventConfig::default(),
+        };
+        let (alone, events_alone) = detect_all(&config, 0.5, &fine);
+        assert!(events_alone.is_empty());
+        let (decisions, events) = detect_all_scales(
+            &config,
+            0.5,
+            &fine,
+            Some(CoarseErrors {
+                multiple: 4,
+                calibrated: 0.5,
+                errors: &coarse,
+            }),
+        );
+        // Rows 403..=406 see the burst's coarse point; row 407 the next one.
+        assert_eq!(
+            events,
+            vec![Event {
+                start: 403,
+                end: 406
+            }]
+        );
+        let flagged: Vec<usize> = (0..600)
+            .filter(|&row| decisions[row].is_some_and(|d| d.flagged))
+            .collect();
+        assert_eq!(flagged, vec![403, 404, 405, 406]);
+        for row in 403..=406 {
+            let (with, without) = (decisions[row], alone[row]);
+            assert!(with.is_some_and(|d| d.score > 0.5), "{with:?}");
+            // The fine scale's own figures are unchanged.
+            assert_eq!(with.map(|d| d.threshold), without.map(|d| d.threshold));
+        }
+        // The coarse warm-up is in coarse points: 100 / 4 = 25 of them.
+        assert_eq!(config.coarsened(4).min_history, 25);
     }
 
     #[test]

@@ -21,7 +21,8 @@ use crate::data::{CsvOptions, Series};
 use crate::detect::{Decision, DetectorConfig, EventChange, detect_all};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
-use crate::score::score_series;
+use crate::model::artifact::TrainedModel;
+use crate::score::{ScaleErrors, detect_rows, score_scales};
 use crate::train::{Aggregate, DataConfig, TrainConfig, TrainRequest, train};
 use orion::{Counts, Interval};
 
@@ -287,7 +288,9 @@ pub fn evaluate_series(
     };
     let rows = series.rows();
     let mut errors: Vec<Option<f64>> = vec![None; rows];
-    let mut calibrated = Vec::new();
+    let mut coarse_errors: Vec<Option<f64>> = vec![None; rows];
+    // The first model: its static thresholds serve the whole series.
+    let mut first: Option<TrainedModel> = None;
     match config.protocol {
         Protocol::Orion => {
             let training = match &entry.train {
@@ -295,14 +298,15 @@ pub fn evaluate_series(
                 None => series.clone(),
             };
             let trained = fit(std::slice::from_ref(&training))?;
-            for (slot, row) in
-                errors
-                    .iter_mut()
-                    .zip(score_series(&trained, &series, device, config.batch_size)?)
-            {
+            let ScaleErrors { main, coarse } =
+                score_scales(&trained, &series, device, config.batch_size)?;
+            for (slot, row) in errors.iter_mut().zip(main) {
                 *slot = row.map(|e| e.total);
             }
-            calibrated.push((0, trained.manifest.threshold.value));
+            if let Some(coarse) = coarse {
+                coarse_errors = coarse;
+            }
+            first = Some(trained);
         }
         Protocol::Streaming => {
             let probation = nab::probation_rows(rows);
@@ -330,21 +334,29 @@ pub fn evaluate_series(
                     start.saturating_sub(data.window - 1)
                 };
                 let part = slice_series(&series, from..end);
-                let scored = score_series(&trained, &part, device, config.batch_size)?;
-                for (offset, row) in scored.into_iter().enumerate() {
+                let ScaleErrors { main, coarse } =
+                    score_scales(&trained, &part, device, config.batch_size)?;
+                for (offset, row) in main.into_iter().enumerate() {
                     if from + offset >= start || start == probation {
                         errors[from + offset] = row.map(|e| e.total);
                     }
                 }
-                calibrated.push((start, trained.manifest.threshold.value));
+                for (offset, row) in coarse.into_iter().flatten().enumerate() {
+                    if from + offset >= start || start == probation {
+                        coarse_errors[from + offset] = row;
+                    }
+                }
+                first.get_or_insert(trained);
                 start = end;
             }
         }
     }
-    // The detector runs over the whole series from the first row; the
-    // static fallback is the threshold of the first model.
-    let fallback = calibrated.first().map_or(f64::INFINITY, |c| c.1);
-    let (decisions, events) = detect_all(&config.detector, fallback, &errors);
+    // The detector runs over the whole series from the first row, with the
+    // first model's static thresholds (what `static` uses).
+    let (decisions, events) = match &first {
+        Some(model) => detect_rows(&config.detector, model, &errors, Some(&coarse_errors)),
+        None => detect_all(&config.detector, f64::INFINITY, &errors),
+    };
     let times = series.times.clone();
     let detected: Vec<Interval> = events
         .iter()

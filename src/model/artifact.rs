@@ -24,7 +24,7 @@ use crate::model::{ModelConfig, Network};
 use crate::train::{EpochStats, TrainConfig, quantile};
 
 /// Bumped whenever an older anomalyd could misread a newer artifact.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Version 1 lacks `windowing.aggregate`, which then means one row per point.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -122,6 +122,11 @@ pub struct Manifest {
     pub data: Vec<FileFingerprint>,
     /// Filled in by [`TrainedModel::save`].
     pub weights: Option<WeightsInfo>,
+    /// Multi-scale (format 3): the subdirectory holding the coarse model,
+    /// a complete artifact of its own whose points average a multiple of
+    /// this one's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coarse: Option<String>,
 }
 
 impl Manifest {
@@ -150,6 +155,7 @@ impl Manifest {
             threshold,
             data,
             weights: None,
+            coarse: None,
         }
     }
 
@@ -214,19 +220,49 @@ impl Manifest {
     }
 }
 
+/// Where a multi-scale artifact keeps its coarse model.
+const COARSE_DIR: &str = "coarse";
+
 /// A network with everything needed to use it.
 #[derive(Debug)]
 pub struct TrainedModel {
     pub manifest: Manifest,
     pub network: Network,
+    /// The coarse model of a multi-scale artifact.
+    pub coarse: Option<Box<TrainedModel>>,
 }
 
 impl TrainedModel {
+    pub fn new(manifest: Manifest, network: Network) -> Self {
+        Self {
+            manifest,
+            network,
+            coarse: None,
+        }
+    }
+
+    /// Makes this a multi-scale model with `coarse` as its coarse scale.
+    pub fn attach_coarse(&mut self, coarse: TrainedModel) {
+        self.manifest.coarse = Some(COARSE_DIR.to_owned());
+        self.coarse = Some(Box::new(coarse));
+    }
+
+    /// Main-model points per coarse point, for a multi-scale model.
+    pub fn coarse_multiple(&self) -> Option<usize> {
+        self.coarse
+            .as_ref()
+            .map(|c| c.manifest.windowing.aggregate / self.manifest.windowing.aggregate.max(1))
+    }
+
     /// Writes `dir/weights.safetensors` and `dir/manifest.json`, creating
     /// `dir`. The manifest goes last, so a directory with a manifest always
     /// has the weights it describes.
     pub fn save(&mut self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        if let Some(coarse) = &mut self.coarse {
+            coarse.save(&dir.join(COARSE_DIR))?;
+            self.manifest.coarse = Some(COARSE_DIR.to_owned());
+        }
         let weights_path = dir.join(WEIGHTS_FILE);
         // No metadata: burn's default map is a HashMap whose order would make
         // the bytes differ from run to run.
@@ -315,6 +351,53 @@ impl TrainedModel {
                 ),
             ));
         }
-        Ok(Self { manifest, network })
+        let coarse = match &manifest.coarse {
+            None => None,
+            Some(subdir) if subdir != COARSE_DIR => {
+                return Err(Error::artifact(
+                    dir.join(MANIFEST_FILE),
+                    format!("coarse is `{subdir}`; the coarse model lives in `{COARSE_DIR}`"),
+                ));
+            }
+            Some(subdir) => {
+                let coarse = Self::load(&dir.join(subdir), device)?;
+                check_coarse(&manifest, &coarse.manifest, &dir.join(subdir))?;
+                Some(Box::new(coarse))
+            }
+        };
+        Ok(Self {
+            manifest,
+            network,
+            coarse,
+        })
     }
+}
+
+/// A coarse model must read the same features, average a whole multiple
+/// (> 1) of the main model's rows per point, and have no coarse model of
+/// its own.
+fn check_coarse(main: &Manifest, coarse: &Manifest, dir: &Path) -> Result<()> {
+    let path = dir.join(MANIFEST_FILE);
+    let (rows, coarse_rows) = (main.windowing.aggregate, coarse.windowing.aggregate);
+    if coarse_rows <= rows || coarse_rows % rows != 0 {
+        return Err(Error::artifact(
+            &path,
+            format!(
+                "windowing.aggregate {coarse_rows} is not a multiple of the main model's {rows} rows per point"
+            ),
+        ));
+    }
+    if coarse.windowing.feature_names != main.windowing.feature_names {
+        return Err(Error::artifact(
+            &path,
+            "the coarse model reads other features than the main model",
+        ));
+    }
+    if coarse.coarse.is_some() {
+        return Err(Error::artifact(
+            &path,
+            "a coarse model cannot have a coarse model of its own",
+        ));
+    }
+    Ok(())
 }

@@ -42,7 +42,7 @@ use crate::model::Network;
 use crate::model::artifact::TrainedModel;
 use codec::{Invalid, decode, format_of};
 use prost::Message as _;
-use series::{Admission, ModelShape, OpenEvent, SeriesTable, normalise};
+use series::{Admission, CoarseShape, ModelShape, OpenEvent, SeriesTable, normalise};
 
 /// Shared readiness: the model is loaded and partitions are assigned.
 #[derive(Debug, Default)]
@@ -131,6 +131,9 @@ impl ConsumerContext for ServeContext {
 struct Job {
     series: String,
     time: f64,
+    /// The index of this sample's coarse window in its model's coarse part
+    /// (multi-scale models), observed before this window is judged.
+    coarse: Option<usize>,
 }
 
 /// One model's share of a batch.
@@ -170,11 +173,34 @@ struct ServedModel {
     feature_names: Vec<String>,
     scaler: crate::data::Scaler,
     threshold: f64,
+    coarse: Option<ServedCoarse>,
+}
+
+/// The coarse model of a multi-scale artifact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ServedCoarse {
+    /// Its network's index on the inference thread (after the main models').
+    slot: usize,
+    shape: CoarseShape,
 }
 
 impl ServedModel {
-    fn new(path: &Path, model: &TrainedModel) -> Self {
+    /// `coarse_slot` is where a coarse network goes, if the model has one.
+    fn new(path: &Path, model: &TrainedModel, coarse_slot: usize) -> Self {
         let manifest = &model.manifest;
+        let coarse =
+            model
+                .coarse
+                .as_ref()
+                .zip(model.coarse_multiple())
+                .map(|(member, multiple)| ServedCoarse {
+                    slot: coarse_slot,
+                    shape: CoarseShape {
+                        multiple,
+                        window: member.manifest.windowing.window,
+                        threshold: member.manifest.threshold.value,
+                    },
+                });
         Self {
             path: path.to_path_buf(),
             name: path.display().to_string(),
@@ -185,6 +211,7 @@ impl ServedModel {
             feature_names: manifest.windowing.feature_names.clone(),
             scaler: manifest.scaler.clone(),
             threshold: manifest.threshold.value,
+            coarse,
         }
     }
 
@@ -195,8 +222,28 @@ impl ServedModel {
             features: self.feature_names.len(),
             rows_per_point: self.rows_per_point,
             threshold: self.threshold,
+            coarse: self.coarse.map(|c| c.shape),
         }
     }
+}
+
+/// `(window, features)` of every network on the inference thread, by slot:
+/// the main models' first, then the coarse models'.
+fn network_shapes(models: &[ServedModel]) -> Vec<(usize, usize)> {
+    let mut shapes: Vec<(usize, usize)> = models
+        .iter()
+        .map(|m| (m.window, m.feature_names.len()))
+        .collect();
+    let mut coarse: Vec<(usize, (usize, usize))> = models
+        .iter()
+        .filter_map(|m| {
+            m.coarse
+                .map(|c| (c.slot, (c.shape.window, m.feature_names.len())))
+        })
+        .collect();
+    coarse.sort_by_key(|&(slot, _)| slot);
+    shapes.extend(coarse.into_iter().map(|(_, shape)| shape));
+    shapes
 }
 
 /// Picks a series' model: the first matching route, else the default.
@@ -302,11 +349,20 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
     let router = Router { routes, fallback };
     let mut models = Vec::with_capacity(paths.len());
     let mut networks = Vec::with_capacity(paths.len());
+    let mut coarse_networks = Vec::new();
     for path in &paths {
         let model = TrainedModel::load(path, &device)?;
-        models.push(ServedModel::new(path, &model));
+        models.push(ServedModel::new(
+            path,
+            &model,
+            paths.len() + coarse_networks.len(),
+        ));
         networks.push(model.network);
+        if let Some(coarse) = model.coarse {
+            coarse_networks.push(coarse.network);
+        }
     }
+    networks.extend(coarse_networks);
     let metrics = Arc::new(Metrics::new(config.series.max_series_labels)?);
     let readiness = Arc::new(Readiness::default());
     for model in &models {
@@ -429,11 +485,7 @@ impl Pipeline {
         let capacity = self.config.scoring.queue_batches;
         let (batch_tx, batch_rx) = mpsc::channel::<Work>(capacity);
         let (scored_tx, mut scored_rx) = mpsc::channel::<Result<Scored>>(capacity);
-        let shapes: Vec<(usize, usize)> = self
-            .models
-            .iter()
-            .map(|m| (m.window, m.feature_names.len()))
-            .collect();
+        let shapes = network_shapes(&self.models);
         let inference_metrics = self.metrics.clone();
         let inference = std::thread::Builder::new()
             .name("anomalyd-inference".into())
@@ -540,10 +592,12 @@ impl Pipeline {
                 Ok(model)
                     if model.manifest.windowing.window != served.window
                         || model.manifest.windowing.aggregate != served.rows_per_point
-                        || model.manifest.windowing.feature_names != served.feature_names =>
+                        || model.manifest.windowing.feature_names != served.feature_names
+                        || ServedModel::new(&served.path, model, 0).coarse.map(|c| (c.shape.multiple, c.shape.window))
+                            != served.coarse.map(|c| (c.shape.multiple, c.shape.window)) =>
                 {
                     Some(
-                        "a reload must keep the window, the aggregation and the features; restart to change them"
+                        "a reload must keep the window, the aggregation, the coarse model and the features; restart to change them"
                             .into(),
                     )
                 }
@@ -564,10 +618,16 @@ impl Pipeline {
                     continue;
                 }
             };
-            let replacement = ServedModel::new(&served.path.clone(), &model);
+            let coarse_slot = served.coarse.map_or(0, |c| c.slot);
+            let replacement = ServedModel::new(&served.path.clone(), &model, coarse_slot);
             work.send(Work::Swap(index, Box::new(model.network)))
                 .await
                 .map_err(|_| Error::Backend("the inference thread stopped".into()))?;
+            if let Some(coarse) = model.coarse {
+                work.send(Work::Swap(coarse_slot, Box::new(coarse.network)))
+                    .await
+                    .map_err(|_| Error::Backend("the inference thread stopped".into()))?;
+            }
             self.models[index] = replacement;
             self.metrics.model_reloads.with_label_values(&["ok"]).inc();
             tracing::info!(model = %self.models[index].name, "model reloaded");
@@ -680,13 +740,28 @@ impl Pipeline {
             self.metrics.samples.with_label_values(&["gap_reset"]).inc();
         }
         let outcome = match admission {
-            Admission::Window(values) => {
+            Admission::Window(values, coarse_window) => {
+                let coarse = match (coarse_window, self.models[model].coarse) {
+                    (Some(window), Some(served)) => {
+                        let part = batch.parts.entry(served.slot).or_default();
+                        part.windows.extend(window);
+                        batch.windows += 1;
+                        part.jobs.push(Job {
+                            series: sample.series.clone(),
+                            time: sample.time,
+                            coarse: None,
+                        });
+                        Some(part.jobs.len() - 1)
+                    }
+                    _ => None,
+                };
                 let part = batch.parts.entry(model).or_default();
                 part.windows.extend(values);
                 batch.windows += 1;
                 part.jobs.push(Job {
                     series: sample.series,
                     time: sample.time,
+                    coarse,
                 });
                 "scored"
             }
@@ -744,14 +819,38 @@ impl Pipeline {
     async fn finish_batch(&mut self, consumer: &StreamConsumer<ServeContext>, scored: Scored) {
         let now = now_seconds();
         let mut events = Vec::new();
-        for ((&model, part), per_feature) in scored.batch.parts.iter().zip(&scored.per_feature) {
+        let per_slot: HashMap<usize, &Vec<f32>> = scored
+            .batch
+            .parts
+            .keys()
+            .copied()
+            .zip(&scored.per_feature)
+            .collect();
+        // Coarse parts are read through their main windows' jobs.
+        for ((&model, part), per_feature) in scored
+            .batch
+            .parts
+            .iter()
+            .zip(&scored.per_feature)
+            .filter(|((slot, _), _)| **slot < self.models.len())
+        {
             let features = self.models[model].feature_names.len();
+            let mean = |contributions: &[f32]| {
+                contributions.iter().map(|&c| f64::from(c)).sum::<f64>() / features as f64
+            };
+            let coarse_errors = self.models[model]
+                .coarse
+                .and_then(|c| per_slot.get(&c.slot));
             for (job, contributions) in part.jobs.iter().zip(per_feature.chunks_exact(features)) {
-                let error =
-                    contributions.iter().map(|&c| f64::from(c)).sum::<f64>() / features as f64;
+                let error = mean(contributions);
                 let Some(state) = self.table.get_mut(&job.series) else {
                     continue; // evicted or revoked while in flight
                 };
+                if let Some(errors) = job.coarse.zip(coarse_errors).and_then(|(index, errors)| {
+                    errors.get(index * features..(index + 1) * features)
+                }) {
+                    state.detector.observe_coarse(mean(errors));
+                }
                 let decision = state.detector.update(error);
                 let label = self.metrics.series_label(&job.series);
                 self.metrics

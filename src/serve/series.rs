@@ -10,8 +10,9 @@ use crate::detect::{Detector, DetectorConfig};
 /// What a new sample did to its series.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
-    /// A full window to score, `[T, F]` row-major, normalised.
-    Window(Vec<f32>),
+    /// A full window to score, `[T, F]` row-major, normalised; and for a
+    /// multi-scale model the coarse window this sample completed, if any.
+    Window(Vec<f32>, Option<Vec<f32>>),
     /// Not enough samples yet for a window.
     Warming,
     /// Added to the point being averaged, which is not complete yet.
@@ -41,8 +42,75 @@ pub struct ModelShape {
     pub features: usize,
     /// Samples averaged into one point (the artifact's `aggregate`).
     pub rows_per_point: usize,
-    /// The artifact's static threshold, the detector's warm-up fallback.
+    /// The artifact's static threshold (the `static` method's).
     pub threshold: f64,
+    /// The coarse model of a multi-scale artifact.
+    pub coarse: Option<CoarseShape>,
+}
+
+/// The coarse scale of a multi-scale model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CoarseShape {
+    /// Main-model points averaged into one coarse point.
+    pub multiple: usize,
+    pub window: usize,
+    /// The coarse artifact's static threshold.
+    pub threshold: f64,
+}
+
+/// The coarse window of one series: main-model points averaged again.
+#[derive(Debug)]
+struct CoarseBuffer {
+    multiple: usize,
+    window_values: usize,
+    buffer: VecDeque<f32>,
+    pending: Vec<f64>,
+    pending_points: usize,
+    /// A full coarse window not handed out yet (the stride skipped its
+    /// sample's main window); it goes with the next main window.
+    ready: Option<Vec<f32>>,
+}
+
+impl CoarseBuffer {
+    fn new(shape: CoarseShape, features: usize) -> Self {
+        Self {
+            multiple: shape.multiple.max(1),
+            window_values: shape.window * features,
+            buffer: VecDeque::with_capacity(shape.window * features),
+            pending: vec![0.0; features],
+            pending_points: 0,
+            ready: None,
+        }
+    }
+
+    /// Adds one completed main-model point.
+    fn push<'a>(&mut self, point: impl Iterator<Item = &'a f32>) {
+        for (sum, &value) in self.pending.iter_mut().zip(point) {
+            *sum += f64::from(value);
+        }
+        self.pending_points += 1;
+        if self.pending_points < self.multiple {
+            return;
+        }
+        let points = self.pending_points as f64;
+        self.buffer
+            .extend(self.pending.iter().map(|&sum| (sum / points) as f32));
+        self.pending.fill(0.0);
+        self.pending_points = 0;
+        while self.buffer.len() > self.window_values {
+            self.buffer.pop_front();
+        }
+        if self.buffer.len() == self.window_values {
+            self.ready = Some(self.buffer.iter().copied().collect());
+        }
+    }
+
+    fn reset(&mut self) {
+        self.buffer.clear();
+        self.pending.fill(0.0);
+        self.pending_points = 0;
+        self.ready = None;
+    }
 }
 
 #[derive(Debug)]
@@ -59,6 +127,7 @@ pub struct SeriesState {
     last_time: Option<f64>,
     /// Full windows to skip before the next one is scored.
     until_next: usize,
+    coarse: Option<CoarseBuffer>,
     pub detector: Detector,
     pub open_event: Option<OpenEvent>,
     /// The partition the series last arrived on, to drop state on revoke.
@@ -144,7 +213,18 @@ impl SeriesTable {
                     pending_rows: 0,
                     last_time: None,
                     until_next: 0,
-                    detector: Detector::new(&self.detector, shape.threshold),
+                    coarse: shape
+                        .coarse
+                        .map(|coarse| CoarseBuffer::new(coarse, shape.features)),
+                    detector: match shape.coarse {
+                        Some(coarse) => Detector::with_coarse(
+                            &self.detector,
+                            shape.threshold,
+                            coarse.multiple,
+                            coarse.threshold,
+                        ),
+                        None => Detector::new(&self.detector, shape.threshold),
+                    },
                     open_event: None,
                     partition: (partition.0.to_owned(), partition.1),
                     last_seen: self.clock,
@@ -168,6 +248,9 @@ impl SeriesTable {
                 state.pending.fill(0.0);
                 state.pending_rows = 0;
                 state.until_next = 0;
+                if let Some(coarse) = &mut state.coarse {
+                    coarse.reset();
+                }
                 self.events.gap_resets += 1;
             }
         }
@@ -191,6 +274,10 @@ impl SeriesTable {
         } else {
             state.buffer.extend(normalised.iter().copied());
         }
+        if let Some(coarse) = &mut state.coarse {
+            let point_start = state.buffer.len().saturating_sub(normalised.len());
+            coarse.push(state.buffer.range(point_start..));
+        }
         while state.buffer.len() > state.window_values {
             state.buffer.pop_front();
         }
@@ -202,7 +289,8 @@ impl SeriesTable {
             return Admission::Skipped;
         }
         state.until_next = stride - 1;
-        Admission::Window(state.buffer.iter().copied().collect())
+        let coarse = state.coarse.as_mut().and_then(|c| c.ready.take());
+        Admission::Window(state.buffer.iter().copied().collect(), coarse)
     }
 
     /// Drops the least recently seen tenth of the table (at least one).
@@ -257,6 +345,7 @@ mod tests {
             features: 1,
             rows_per_point,
             threshold: 1.0,
+            coarse: None,
         };
         t.admit(series, time, &[value], ("topic", 0), shape)
     }
@@ -274,7 +363,7 @@ mod tests {
                 Admission::Averaging,
                 Admission::Warming,
                 Admission::Averaging,
-                Admission::Window(vec![1.5, 3.5, 5.5]),
+                Admission::Window(vec![1.5, 3.5, 5.5], None),
             ]
         );
         assert_eq!(admit2(7.0, 7.0), Admission::Averaging);
@@ -285,7 +374,81 @@ mod tests {
         assert_eq!(admit2(32.0, 0.0), Admission::Averaging);
         assert_eq!(admit2(33.0, 0.0), Admission::Warming);
         assert_eq!(admit2(34.0, 4.0), Admission::Averaging);
-        assert_eq!(admit2(35.0, 6.0), Admission::Window(vec![101.0, 0.0, 5.0]));
+        assert_eq!(
+            admit2(35.0, 6.0),
+            Admission::Window(vec![101.0, 0.0, 5.0], None)
+        );
+    }
+
+    fn admit_multiscale(t: &mut SeriesTable, time: f64, value: f32) -> Admission {
+        let shape = ModelShape {
+            model: 0,
+            window: 3,
+            features: 1,
+            rows_per_point: 1,
+            threshold: 1.0,
+            coarse: Some(CoarseShape {
+                multiple: 2,
+                window: 2,
+                threshold: 1.0,
+            }),
+        };
+        t.admit("a", time, &[value], ("topic", 0), shape)
+    }
+
+    #[test]
+    fn a_coarse_window_rides_with_the_main_window_of_its_sample_or_the_next() {
+        let mut t = table(1, 10);
+        let outcomes: Vec<Admission> = (1..=6)
+            .map(|i| admit_multiscale(&mut t, f64::from(i), i as f32))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                Admission::Warming,
+                Admission::Warming,
+                Admission::Window(vec![1.0, 2.0, 3.0], None),
+                // Coarse points (1+2)/2 and (3+4)/2 fill the coarse window.
+                Admission::Window(vec![2.0, 3.0, 4.0], Some(vec![1.5, 3.5])),
+                Admission::Window(vec![3.0, 4.0, 5.0], None),
+                Admission::Window(vec![4.0, 5.0, 6.0], Some(vec![3.5, 5.5])),
+            ]
+        );
+        // With stride 2 the fourth sample's main window is skipped, so its
+        // coarse window waits for the next main window.
+        let mut t = table(2, 10);
+        let outcomes: Vec<Admission> = (1..=5)
+            .map(|i| admit_multiscale(&mut t, f64::from(i), i as f32))
+            .collect();
+        assert_eq!(outcomes[3], Admission::Skipped);
+        assert_eq!(
+            outcomes[4],
+            Admission::Window(vec![3.0, 4.0, 5.0], Some(vec![1.5, 3.5]))
+        );
+        // A gap drops the coarse window and its half-filled point too.
+        assert_eq!(admit_multiscale(&mut t, 30.0, 7.0), Admission::Warming);
+        let after: Vec<Admission> = (31..=36)
+            .map(|i| admit_multiscale(&mut t, f64::from(i), 0.0))
+            .collect();
+        let coarse: Vec<Option<Vec<f32>>> = after
+            .into_iter()
+            .map(|a| match a {
+                Admission::Window(_, coarse) => coarse,
+                _ => None,
+            })
+            .collect();
+        // Points after the gap: (7+0)/2 at 31, 0 at 33 and 35.
+        assert_eq!(
+            coarse,
+            [
+                None,
+                None,
+                None,
+                Some(vec![3.5, 0.0]),
+                None,
+                Some(vec![0.0, 0.0])
+            ]
+        );
     }
 
     #[test]
@@ -295,12 +458,12 @@ mod tests {
         assert_eq!(admit(&mut t, "a", 2.0, 2.0), Admission::Warming);
         assert_eq!(
             admit(&mut t, "a", 3.0, 3.0),
-            Admission::Window(vec![1.0, 2.0, 3.0])
+            Admission::Window(vec![1.0, 2.0, 3.0], None)
         );
         assert_eq!(admit(&mut t, "a", 4.0, 4.0), Admission::Skipped);
         assert_eq!(
             admit(&mut t, "a", 5.0, 5.0),
-            Admission::Window(vec![3.0, 4.0, 5.0])
+            Admission::Window(vec![3.0, 4.0, 5.0], None)
         );
         assert_eq!(admit(&mut t, "a", 5.0, 9.0), Admission::OutOfOrder);
         assert_eq!(admit(&mut t, "a", 4.5, 9.0), Admission::OutOfOrder);

@@ -50,6 +50,7 @@ pub fn data_config() -> DataConfig {
         val_fraction: 0.2,
         scaler: ScalerKind::Zscore,
         aggregate: anomalyd::train::Aggregate::Rows(1),
+        coarse: 1,
     }
 }
 

@@ -157,7 +157,9 @@ def main():
                       "--model", model, "--listen", f"127.0.0.1:{http_port}", "--events-topic", "events"]
         serve = start(serve_args, "serve-1.log")
         metrics_url = f"http://127.0.0.1:{http_port}/metrics"
-        expected = 2 * (ROWS - 31)
+        # Per series: the main windows, and the coarse windows of the
+        # multi-scale default (`--coarse 4`: points of 4 rows).
+        expected = 2 * ((ROWS - 31) + (ROWS // 4 - 31))
         body = wait_until(lambda: (lambda b: b if metric(b, "anomalyd_windows_scored_total") >= expected else None)(http(metrics_url)[1]),
                           90, f"{expected} windows scored")
         check(metric(body, "anomalyd_windows_scored_total") == expected, "every window was scored once")
