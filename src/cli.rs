@@ -69,7 +69,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  anomalyd eval --dataset ../shared/data/nab --protocol orion \\\n      --groups artificialWithAnomaly,realAWSCloudwatch --kind dense --out eval-out"
     )]
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Run the daemon: consume Kafka, score windows, export metrics and anomaly events.
     #[command(
         after_help = "Examples:\n  anomalyd serve --config anomalyd.toml\n  anomalyd serve --brokers localhost:9092 --topic metrics --group anomalyd \\\n      --model models/machine-temp --listen 127.0.0.1:9898"
@@ -331,6 +331,10 @@ pub struct DetectorArgs {
     /// k of meanstd (default 4) and mad (default 6).
     #[arg(long)]
     pub k: Option<f64>,
+    /// meanstd: fraction of the largest values in the trailing window left
+    /// out of its mean and σ (default 0.01).
+    #[arg(long)]
+    pub trim: Option<f64>,
     /// telemanom: largest z tried (default 10).
     #[arg(long)]
     pub z_max: Option<f64>,
@@ -382,6 +386,7 @@ impl DetectorArgs {
         let params = ThresholdParams {
             window: self.threshold_window,
             k: self.k,
+            trim: self.trim,
             z_max: self.z_max,
             prune: self.prune,
             risk: self.risk,

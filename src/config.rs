@@ -354,6 +354,25 @@ mod tests {
     }
 
     #[test]
+    fn a_meanstd_threshold_without_trim_gets_the_default_and_a_bad_trim_is_named() {
+        let base = "[kafka]\ntopics = [\"m\"]\n[model]\npath = \"m\"\n[detector.threshold]\nkind = \"meanstd\"\nwindow = 500\nk = 3.0\n";
+        let config = parse(base).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.detector.threshold,
+            crate::detect::ThresholdConfig::MeanStd {
+                window: 500,
+                k: 3.0,
+                trim: crate::detect::DEFAULT_TRIM
+            }
+        );
+        let config = parse(&format!("{base}trim = 0.6\n")).unwrap_or_else(|e| panic!("{e}"));
+        let message = config
+            .validate()
+            .map_or_else(|e| e.to_string(), |()| "valid".into());
+        assert!(message.contains("threshold.trim"), "{message}");
+    }
+
+    #[test]
     fn the_shipped_example_parses_validates_and_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/anomalyd.toml");
         let config = ServeConfig::from_file(&path).map_err(|e| e.to_string());

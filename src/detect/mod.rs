@@ -38,8 +38,14 @@ use crate::error::{Error, Result};
 pub enum ThresholdConfig {
     /// The artifact's calibrated quantile of the validation errors.
     Static,
-    /// Trailing mean + k·σ over `window` points.
-    MeanStd { window: usize, k: f64 },
+    /// Trailing mean + k·σ over `window` points, the largest `trim`
+    /// fraction left out of the mean and σ.
+    MeanStd {
+        window: usize,
+        k: f64,
+        #[serde(default = "default_trim")]
+        trim: f64,
+    },
     /// Trailing median + k·1.4826·MAD over `window` points.
     Mad { window: usize, k: f64 },
     /// Telemanom's dynamic threshold with pruning over a trailing buffer.
@@ -75,12 +81,20 @@ pub enum ThresholdKind {
 pub struct ThresholdParams {
     pub window: Option<usize>,
     pub k: Option<f64>,
+    pub trim: Option<f64>,
     pub z_max: Option<f64>,
     pub prune: Option<f64>,
     pub risk: Option<f64>,
     pub init_quantile: Option<f64>,
     pub calibration: Option<usize>,
     pub depth: Option<usize>,
+}
+
+/// The default `trim` of mean-std (see the README for the measurement).
+pub const DEFAULT_TRIM: f64 = 0.01;
+
+fn default_trim() -> f64 {
+    DEFAULT_TRIM
 }
 
 impl ThresholdConfig {
@@ -102,6 +116,7 @@ impl ThresholdConfig {
             ThresholdKind::MeanStd => Self::MeanStd {
                 window,
                 k: params.k.unwrap_or(4.0),
+                trim: params.trim.unwrap_or(DEFAULT_TRIM),
             },
             ThresholdKind::Mad => Self::Mad {
                 window,
@@ -166,9 +181,10 @@ impl DetectorConfig {
     pub fn coarsened(&self, multiple: usize) -> Self {
         let scale = |points: usize| points.div_ceil(multiple.max(1)).max(2);
         let threshold = match self.threshold {
-            ThresholdConfig::MeanStd { window, k } => ThresholdConfig::MeanStd {
+            ThresholdConfig::MeanStd { window, k, trim } => ThresholdConfig::MeanStd {
                 window: scale(window),
                 k,
+                trim,
             },
             ThresholdConfig::Mad { window, k } => ThresholdConfig::Mad {
                 window: scale(window),
@@ -230,6 +246,9 @@ impl DetectorConfig {
             Ok(())
         };
         match &self.threshold {
+            ThresholdConfig::MeanStd { trim, .. } if !(0.0..0.5).contains(trim) => {
+                Err(Error::config("threshold.trim", "must lie in [0, 0.5)"))
+            }
             ThresholdConfig::MeanStd { window, .. }
             | ThresholdConfig::Mad { window, .. }
             | ThresholdConfig::Telemanom { window, .. }
@@ -291,8 +310,8 @@ impl Scale {
         let history = config.min_history;
         let threshold = match config.threshold {
             ThresholdConfig::Static => ThresholdState::Static,
-            ThresholdConfig::MeanStd { window, k } => {
-                ThresholdState::MeanStd(MeanStd::new(window, k, history))
+            ThresholdConfig::MeanStd { window, k, trim } => {
+                ThresholdState::MeanStd(MeanStd::new(window, k, trim, history))
             }
             ThresholdConfig::Mad { window, k } => {
                 ThresholdState::Mad(MedianMad::new(window, k, history))
@@ -525,6 +544,7 @@ mod tests {
             ThresholdConfig::MeanStd {
                 window: 300,
                 k: 4.0,
+                trim: 0.0,
             },
             ThresholdConfig::Mad {
                 window: 300,
@@ -591,6 +611,7 @@ mod tests {
         let (decisions, events) = judged(ThresholdConfig::MeanStd {
             window: 300,
             k: 4.0,
+            trim: 0.0,
         });
         for decision in decisions[..100].iter().flatten() {
             assert_eq!(
@@ -628,6 +649,7 @@ mod tests {
             threshold: ThresholdConfig::MeanStd {
                 window: 300,
                 k: 4.0,
+                trim: 0.0,
             },
             min_history: 100,
             events: EventConfig::default(),

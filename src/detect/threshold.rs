@@ -1,30 +1,38 @@
-//! Trailing-window thresholds: mean + k·σ, and its robust median + k·MAD
-//! variant. Both see only past values; until `min_history` values are in the
-//! window they have no threshold, and the detector flags nothing.
+//! Trailing-window thresholds: mean + k·σ (optionally trimmed), and its
+//! robust median + k·MAD variant. Both see only past values; until
+//! `min_history` values are in the window they have no threshold, and the
+//! detector flags nothing.
 
 use std::collections::VecDeque;
 
 /// Scales the MAD to a standard deviation for normal data.
 const MAD_TO_SIGMA: f64 = 1.4826;
 
-/// mean + k·σ over the last `window` values.
+/// mean + k·σ over the last `window` values, leaving the largest `trim`
+/// fraction of them out of the mean and σ: one past burst then does not
+/// raise the bar for the next one for a whole window.
 #[derive(Debug, Clone)]
 pub struct MeanStd {
     window: usize,
     k: f64,
+    trim: f64,
     min_history: usize,
     values: VecDeque<f64>,
+    /// The same values, kept sorted (only when trimming).
+    sorted: Vec<f64>,
     sum: f64,
     sum_sq: f64,
 }
 
 impl MeanStd {
-    pub fn new(window: usize, k: f64, min_history: usize) -> Self {
+    pub fn new(window: usize, k: f64, trim: f64, min_history: usize) -> Self {
         Self {
             window: window.max(2),
             k,
+            trim: trim.clamp(0.0, 0.5),
             min_history: min_history.max(2),
             values: VecDeque::new(),
+            sorted: Vec::new(),
             sum: 0.0,
             sum_sq: 0.0,
         }
@@ -36,17 +44,33 @@ impl MeanStd {
     pub fn update(&mut self, value: f64) -> Option<f64> {
         let n = self.values.len();
         let threshold = (n >= self.min_history).then(|| {
-            let mean = self.sum / n as f64;
-            let variance = (self.sum_sq / n as f64 - mean * mean).max(0.0);
+            let dropped = (n as f64 * self.trim).floor() as usize;
+            let (mut sum, mut sum_sq) = (self.sum, self.sum_sq);
+            for &top in &self.sorted[self.sorted.len().saturating_sub(dropped)..] {
+                sum -= top;
+                sum_sq -= top * top;
+            }
+            let kept = (n - dropped) as f64;
+            let mean = sum / kept;
+            let variance = (sum_sq / kept - mean * mean).max(0.0);
             mean + self.k * variance.sqrt()
         });
         self.values.push_back(value);
         self.sum += value;
         self.sum_sq += value * value;
-        if self.values.len() > self.window {
-            let old = self.values.pop_front().unwrap_or(0.0);
+        if self.trim > 0.0 {
+            let at = self.sorted.partition_point(|v| *v < value);
+            self.sorted.insert(at, value);
+        }
+        if self.values.len() > self.window
+            && let Some(old) = self.values.pop_front()
+        {
             self.sum -= old;
             self.sum_sq -= old * old;
+            if self.trim > 0.0 {
+                let at = self.sorted.partition_point(|v| *v < old);
+                self.sorted.remove(at);
+            }
         }
         threshold
     }
@@ -116,11 +140,38 @@ mod tests {
 
     #[test]
     fn mean_std_uses_only_the_past_and_has_no_threshold_while_warming_up() {
-        let mut t = MeanStd::new(4, 2.0, 2);
+        let mut t = MeanStd::new(4, 2.0, 0.0, 2);
         assert_eq!(t.update(1.0), None);
         assert_eq!(t.update(3.0), None);
         // history [1, 3]: mean 2, σ 1.
         assert_eq!(t.update(100.0), Some(4.0));
+    }
+
+    #[test]
+    fn trimming_leaves_the_largest_values_out_and_slides() {
+        // Window 10, trim 0.2: the two largest of ten values are left out.
+        let mut t = MeanStd::new(10, 2.0, 0.2, 2);
+        for v in [1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 100.0, 50.0] {
+            t.update(v);
+        }
+        // Kept [1, 3, 1, 3, 1, 3, 1, 3]: mean 2, σ 1.
+        assert_eq!(t.update(0.0), Some(4.0));
+        // The window slides: 1.0 leaves, 0.0 came in; 100 and 50 still out.
+        // Kept [0, 1, 1, 1, 3, 3, 3, 3]: mean 15/8.
+        let threshold = t.update(0.0).unwrap_or(f64::NAN);
+        let kept = [0.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0];
+        let mean = kept.iter().sum::<f64>() / 8.0;
+        let sigma = (kept.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 8.0).sqrt();
+        assert!(
+            (threshold - (mean + 2.0 * sigma)).abs() < 1e-12,
+            "{threshold}"
+        );
+        // Untrimmed, the burst dominates.
+        let mut plain = MeanStd::new(10, 2.0, 0.0, 2);
+        for v in [1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 100.0, 50.0] {
+            plain.update(v);
+        }
+        assert!(plain.update(0.0).is_some_and(|t| t > 60.0));
     }
 
     #[test]
