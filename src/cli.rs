@@ -699,6 +699,9 @@ fn run_train(args: &TrainArgs) -> Result<()> {
 /// An indicatif bar on a terminal, one log line per epoch otherwise.
 struct EpochProgress {
     bar: Option<ProgressBar>,
+    /// Models whose epoch 0 (the untrained network) has been seen: a
+    /// multi-scale model trains its coarse model second.
+    models: usize,
 }
 
 impl EpochProgress {
@@ -710,10 +713,20 @@ impl EpochProgress {
             bar.set_style(style);
             bar
         });
-        Self { bar }
+        Self { bar, models: 0 }
     }
 
     fn update(&mut self, stats: &EpochStats) {
+        if stats.epoch == 0 {
+            self.models += 1;
+            if self.models == 2 {
+                let note = "training the coarse model (multi-scale)";
+                match &self.bar {
+                    Some(bar) => bar.println(note),
+                    None => tracing::info!("{note}"),
+                }
+            }
+        }
         match &self.bar {
             Some(bar) => {
                 bar.set_position(stats.epoch as u64);

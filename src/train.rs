@@ -751,9 +751,16 @@ pub fn train(
 ) -> Result<TrainedModel> {
     let total_rows = series.iter().map(Series::rows).sum();
     let rows_per_point = request.data.aggregate.rows_per_point(total_rows);
-    let mut main = train_scale(series, request, rows_per_point, None, device, on_epoch)?;
     let multiple = request.data.coarse;
     if multiple > 1 {
+        tracing::debug!(rows_per_point, "training the main model");
+    }
+    let mut main = train_scale(series, request, rows_per_point, None, device, on_epoch)?;
+    if multiple > 1 {
+        tracing::debug!(
+            rows_per_point = rows_per_point * multiple,
+            "training the coarse model (multi-scale)"
+        );
         let scaler = main.manifest.scaler.clone();
         match train_scale(
             series,
