@@ -215,6 +215,17 @@ impl ServedModel {
         }
     }
 
+    /// Whether `model` cuts series into the same windows: a reload must,
+    /// since the series' buffers and detectors are kept.
+    fn windows_like(&self, model: &TrainedModel) -> bool {
+        let windowing = &model.manifest.windowing;
+        let coarse = |served: &Self| served.coarse.map(|c| (c.shape.multiple, c.shape.window));
+        windowing.window == self.window
+            && windowing.aggregate == self.rows_per_point
+            && windowing.feature_names == self.feature_names
+            && coarse(&Self::new(&self.path, model, 0)) == coarse(self)
+    }
+
     fn shape(&self, model: usize) -> ModelShape {
         ModelShape {
             model,
@@ -589,13 +600,7 @@ impl Pipeline {
             let served = &self.models[index];
             let rejected = match &loaded {
                 Err(e) => Some(e.to_string()),
-                Ok(model)
-                    if model.manifest.windowing.window != served.window
-                        || model.manifest.windowing.aggregate != served.rows_per_point
-                        || model.manifest.windowing.feature_names != served.feature_names
-                        || ServedModel::new(&served.path, model, 0).coarse.map(|c| (c.shape.multiple, c.shape.window))
-                            != served.coarse.map(|c| (c.shape.multiple, c.shape.window)) =>
-                {
+                Ok(model) if !served.windows_like(model) => {
                     Some(
                         "a reload must keep the window, the aggregation, the coarse model and the features; restart to change them"
                             .into(),
