@@ -257,9 +257,19 @@ fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
             .collect::<Vec<_>>()
     );
 
-    // A coarse model that does not average a multiple of the main rows.
+    // A coarse model with a scaler of its own.
     let coarse_manifest = dir.path().join("coarse").join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&coarse_manifest).unwrap_or_default();
+    let mut edited: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+    edited["scaler"]["offset"][0] = serde_json::json!(123.0);
+    std::fs::write(&coarse_manifest, edited.to_string()).ok();
+    let message = load_error(dir.path());
+    assert!(
+        message.contains("coarse") && message.contains("scaler differs"),
+        "{message}"
+    );
+    // A coarse model that does not average a multiple of the main rows.
     std::fs::write(
         &coarse_manifest,
         text.replace("\"aggregate\": 4", "\"aggregate\": 1"),

@@ -373,9 +373,10 @@ impl TrainedModel {
     }
 }
 
-/// A coarse model must read the same features, average a whole multiple
-/// (> 1) of the main model's rows per point, and have no coarse model of
-/// its own.
+/// A coarse model must read the same features through the same scaler
+/// (the daemon normalises a sample once, for both), average a whole
+/// multiple (> 1) of the main model's rows per point, and have no coarse
+/// model of its own.
 fn check_coarse(main: &Manifest, coarse: &Manifest, dir: &Path) -> Result<()> {
     let path = dir.join(MANIFEST_FILE);
     let (rows, coarse_rows) = (main.windowing.aggregate, coarse.windowing.aggregate);
@@ -391,6 +392,12 @@ fn check_coarse(main: &Manifest, coarse: &Manifest, dir: &Path) -> Result<()> {
         return Err(Error::artifact(
             &path,
             "the coarse model reads other features than the main model",
+        ));
+    }
+    if coarse.scaler != main.scaler {
+        return Err(Error::artifact(
+            &path,
+            "the coarse model's scaler differs from the main model's",
         ));
     }
     if coarse.coarse.is_some() {
