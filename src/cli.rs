@@ -210,6 +210,11 @@ pub struct ModelArgs {
     /// Quantile of the validation window errors used as the default threshold.
     #[arg(long, default_value_t = anomalyd::train::DEFAULT_THRESHOLD_QUANTILE)]
     pub threshold_quantile: f64,
+    /// Fit twice: the second fit, from scratch, leaves out this fraction of
+    /// the training windows, those the first fit reconstructs worst (0 fits
+    /// once).
+    #[arg(long, default_value_t = anomalyd::train::DEFAULT_REFIT_DROP)]
+    pub refit_drop: f64,
 }
 
 impl ModelArgs {
@@ -282,6 +287,7 @@ impl ModelArgs {
                 contractive: self.contractive,
             },
             threshold_quantile: self.threshold_quantile,
+            refit_drop: self.refit_drop,
         }
     }
 }
@@ -678,7 +684,8 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     };
     let device = args.device.build()?;
     tracing::info!(kind = ?args.model.kind, device = %args.device, files = series.len(), "training");
-    let mut progress = EpochProgress::new(request.train.epochs);
+    let fits_per_model = if request.train.refit_drop > 0.0 { 2 } else { 1 };
+    let mut progress = EpochProgress::new(request.train.epochs, fits_per_model);
     let mut trained = train(&series, &request, &device, &mut |stats| {
         progress.update(stats)
     })?;
@@ -699,13 +706,15 @@ fn run_train(args: &TrainArgs) -> Result<()> {
 /// An indicatif bar on a terminal, one log line per epoch otherwise.
 struct EpochProgress {
     bar: Option<ProgressBar>,
-    /// Models whose epoch 0 (the untrained network) has been seen: a
-    /// multi-scale model trains its coarse model second.
-    models: usize,
+    /// 2 when each model is refitted (`--refit-drop`); a multi-scale model
+    /// fits its coarse model after the main one.
+    fits_per_model: usize,
+    fits_seen: usize,
+    last_epoch: Option<usize>,
 }
 
 impl EpochProgress {
-    fn new(epochs: usize) -> Self {
+    fn new(epochs: usize, fits_per_model: usize) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(epochs as u64);
             let style = ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} eta {eta}")
@@ -713,20 +722,32 @@ impl EpochProgress {
             bar.set_style(style);
             bar
         });
-        Self { bar, models: 0 }
+        Self {
+            bar,
+            fits_per_model: fits_per_model.max(1),
+            fits_seen: 0,
+            last_epoch: None,
+        }
     }
 
     fn update(&mut self, stats: &EpochStats) {
-        if stats.epoch == 0 {
-            self.models += 1;
-            if self.models == 2 {
-                let note = "training the coarse model (multi-scale)";
+        // Epochs count up within a fit; a fit that starts again is the next.
+        if self.last_epoch.is_none_or(|last| stats.epoch <= last) {
+            let fit = self.fits_seen;
+            self.fits_seen += 1;
+            let note = match (fit / self.fits_per_model, fit % self.fits_per_model) {
+                (0, 0) => None,
+                (_, 0) => Some("training the coarse model (multi-scale)"),
+                _ => Some("refitting without the training windows reconstructed worst"),
+            };
+            if let Some(note) = note {
                 match &self.bar {
                     Some(bar) => bar.println(note),
                     None => tracing::info!("{note}"),
                 }
             }
         }
+        self.last_epoch = Some(stats.epoch);
         match &self.bar {
             Some(bar) => {
                 bar.set_position(stats.epoch as u64);
@@ -945,8 +966,8 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
     );
     let t = &manifest.training;
     println!(
-        "training        {} epochs max, batch {}, lr {}, seed {}, patience {}, clip {:?}",
-        t.epochs, t.batch_size, t.learning_rate, t.seed, t.patience, t.grad_clip_norm
+        "training        {} epochs max, batch {}, lr {}, seed {}, patience {}, clip {:?}, refit drop {}",
+        t.epochs, t.batch_size, t.learning_rate, t.seed, t.patience, t.grad_clip_norm, t.refit_drop
     );
     println!(
         "regularisers    {}",

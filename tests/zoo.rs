@@ -163,3 +163,68 @@ fn regularisers_that_do_not_fit_the_kind_are_refused_by_name() {
         .unwrap_or_default();
     assert!(message.contains("--contractive"), "{message}");
 }
+
+/// Mean error of the windows inside `span` over the median error of the
+/// windows that do not touch it, on the series the model was trained on.
+fn contrast_on_training_data(
+    model: &TrainedModel,
+    values: &[f64],
+    span: std::ops::Range<usize>,
+) -> f64 {
+    let device = common::test_device();
+    let rows = match score_series(model, &series("train.csv", values, 1), &device, 256) {
+        Ok(rows) => rows,
+        Err(e) => panic!("scoring failed: {e}"),
+    };
+    let (mut inside, mut outside) = (Vec::new(), Vec::new());
+    for (end, row) in rows.iter().enumerate() {
+        let Some(error) = row else { continue };
+        let start = end + 1 - WINDOW;
+        if start >= span.start && end < span.end {
+            inside.push(error.total);
+        } else if end < span.start || start >= span.end {
+            outside.push(error.total);
+        }
+    }
+    outside.sort_by(f64::total_cmp);
+    let median = outside[outside.len() / 2];
+    inside.iter().sum::<f64>() / inside.len() as f64 / median
+}
+
+#[test]
+fn a_refit_leaves_the_anomalies_in_the_training_data_out() {
+    // Forty rows of a level shift in the training rows: seen that often,
+    // a single fit learns to reconstruct it.
+    let anomaly = Injection::Shift {
+        from: 400,
+        to: 440,
+        size: 1.0,
+    };
+    let values = common::seasonal(1200, 1, 5, &[anomaly]);
+    let training = series("train.csv", &values, 1);
+    let device = common::test_device();
+    let contrast = |refit_drop: f64| {
+        let mut config = train_config(25);
+        config.refit_drop = refit_drop;
+        let request = TrainRequest {
+            data: data_config(),
+            model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 6)),
+            train: config,
+        };
+        match train(
+            std::slice::from_ref(&training),
+            &request,
+            &device,
+            &mut |_| {},
+        ) {
+            Ok(trained) => contrast_on_training_data(&trained, &values, anomaly.span()),
+            Err(e) => panic!("did not train: {e}"),
+        }
+    };
+    let (once, refitted) = (contrast(0.0), contrast(0.03));
+    eprintln!("anomaly/normal window error: {once:.1} fitted once, {refitted:.1} refitted");
+    assert!(
+        refitted > 2.0 * once,
+        "the refit should keep the shift's windows unlearnt: {once:.1} once, {refitted:.1} refitted"
+    );
+}

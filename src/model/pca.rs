@@ -40,18 +40,18 @@ impl PcaConfig {
     }
 
     /// Fits mean and components on `windows`.
-    pub fn fit(&self, windows: &WindowSet, device: &Device) -> Pca {
+    pub fn fit(&self, windows: &WindowSet, ids: &[usize], device: &Device) -> Pca {
         let d = self.window * self.features;
-        let n = windows.len();
+        let n = ids.len();
         let mut mean = vec![0.0f64; d];
-        for id in 0..n {
+        for &id in ids {
             for (m, &x) in mean.iter_mut().zip(windows.window_values(id)) {
                 *m += f64::from(x);
             }
         }
         mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
         let centred = DMatrix::from_fn(n, d, |row, col| {
-            f64::from(windows.window_values(row)[col]) - mean[col]
+            f64::from(windows.window_values(ids[row])[col]) - mean[col]
         });
         let covariance = centred.tr_mul(&centred) / (n.max(2) - 1) as f64;
         let eigen = SymmetricEigen::new(covariance);
