@@ -28,7 +28,6 @@ pub enum Smoother {
     Mean {
         window: usize,
         values: VecDeque<f64>,
-        sum: f64,
     },
 }
 
@@ -40,7 +39,6 @@ impl Smoother {
             SmoothingConfig::Mean { window } => Self::Mean {
                 window: window.max(1),
                 values: VecDeque::with_capacity(window.max(1)),
-                sum: 0.0,
             },
         }
     }
@@ -53,17 +51,14 @@ impl Smoother {
                 *state = Some(next);
                 next
             }
-            Self::Mean {
-                window,
-                values,
-                sum,
-            } => {
+            Self::Mean { window, values } => {
                 values.push_back(value);
-                *sum += value;
                 if values.len() > *window {
-                    *sum -= values.pop_front().unwrap_or(0.0);
+                    values.pop_front();
                 }
-                *sum / values.len() as f64
+                // Summed afresh: a running sum keeps the rounding residue
+                // of every burst that has left the window.
+                values.iter().sum::<f64>() / values.len() as f64
             }
         }
     }

@@ -165,7 +165,6 @@ pub struct Spot {
     calibration: Vec<f64>,
     /// Recent normal values, for DSPOT's moving average.
     recent: VecDeque<f64>,
-    recent_sum: f64,
     initial: f64,
     peaks: VecDeque<f64>,
     seen: usize,
@@ -179,7 +178,6 @@ impl Spot {
             mode,
             calibration: Vec::new(),
             recent: VecDeque::new(),
-            recent_sum: 0.0,
             initial: 0.0,
             peaks: VecDeque::new(),
             seen: 0,
@@ -190,7 +188,9 @@ impl Spot {
     fn drift(&self) -> f64 {
         match self.mode {
             SpotMode::Dspot { .. } if !self.recent.is_empty() => {
-                self.recent_sum / self.recent.len() as f64
+                // Summed afresh: a running sum keeps the rounding residue
+                // of every burst that has left the window.
+                self.recent.iter().sum::<f64>() / self.recent.len() as f64
             }
             _ => 0.0,
         }
@@ -199,9 +199,8 @@ impl Spot {
     fn remember(&mut self, value: f64) {
         if let SpotMode::Dspot { depth } = self.mode {
             self.recent.push_back(value);
-            self.recent_sum += value;
             if self.recent.len() > depth.max(1) {
-                self.recent_sum -= self.recent.pop_front().unwrap_or(0.0);
+                self.recent.pop_front();
             }
         }
     }

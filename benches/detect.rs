@@ -1,0 +1,79 @@
+//! Per-point cost of the detector at steady state, for every threshold
+//! method at its defaults, beside the time the dense model takes to score
+//! one window in a batch of 256 (the work the daemon does for the same
+//! point). `cargo bench --bench detect`.
+
+use anomalyd::data::window::to_tensor;
+use anomalyd::detect::{Detector, DetectorConfig, ThresholdConfig, ThresholdKind, ThresholdParams};
+use anomalyd::device::DeviceSpec;
+use anomalyd::model::{DenseAeConfig, ModelConfig};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+const POINTS: usize = 20_000;
+
+/// Reconstruction-error-like values: small positive noise, and a burst
+/// every 997 points.
+fn errors() -> Vec<f64> {
+    let mut rng = StdRng::seed_from_u64(1);
+    (0..POINTS)
+        .map(|i| {
+            let noise: f64 = rng.random::<f64>();
+            if i % 997 == 996 {
+                50.0 * noise
+            } else {
+                0.01 + 0.01 * noise * noise
+            }
+        })
+        .collect()
+}
+
+fn detectors(c: &mut Criterion) {
+    let errors = errors();
+    let mut group = c.benchmark_group("detect");
+    group.throughput(Throughput::Elements(POINTS as u64));
+    group.sample_size(20);
+    let kinds = [
+        ThresholdKind::Static,
+        ThresholdKind::MeanStd,
+        ThresholdKind::Mad,
+        ThresholdKind::Telemanom,
+        ThresholdKind::Spot,
+        ThresholdKind::Dspot,
+    ];
+    for kind in kinds {
+        let config = DetectorConfig {
+            threshold: ThresholdConfig::build(kind, ThresholdParams::default()),
+            ..DetectorConfig::default()
+        };
+        group.bench_function(BenchmarkId::new("points", format!("{kind:?}")), |b| {
+            b.iter(|| {
+                let mut detector = Detector::new(&config, 1.0);
+                let mut flagged = 0usize;
+                for &e in &errors {
+                    flagged += usize::from(detector.update(e).flagged);
+                }
+                flagged
+            })
+        });
+    }
+    group.finish();
+
+    // The model's share of the same point, for scale.
+    let device = DeviceSpec::Cpu.build().unwrap_or_else(|e| panic!("{e}"));
+    let model = ModelConfig::Dense(DenseAeConfig::new(32, 1, 8));
+    let network = model.init(&device);
+    let batch = 256;
+    let windows = anomalyd::bench::sine_windows(batch, 32, 1, &mut StdRng::seed_from_u64(0));
+    let input = to_tensor(windows, [batch, 32, 1], &device);
+    let mut group = c.benchmark_group("detect");
+    group.throughput(Throughput::Elements(batch as u64));
+    group.bench_function(BenchmarkId::new("points", "dense model, batch 256"), |b| {
+        b.iter(|| network.reconstruct(input.clone()).into_data())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, detectors);
+criterion_main!(benches);
