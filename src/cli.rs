@@ -436,6 +436,10 @@ pub struct EvalArgs {
     /// Rows with repeated or backward timestamps (default here: drop).
     #[arg(long, value_enum, default_value_t = OrderPolicy::Drop)]
     pub unordered: OrderPolicy,
+    /// Empty cells in any series: an error naming the file (none), carry the
+    /// previous value forward, or interpolate linearly in time.
+    #[arg(long, value_enum, default_value_t = FillPolicy::None)]
+    pub fill: FillPolicy,
     /// Skip the per-series PNG plots.
     #[arg(long)]
     pub no_plots: bool,
@@ -843,7 +847,7 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         data: args.model.data_config(),
         csv: CsvOptions {
             columns: None,
-            fill: FillPolicy::None,
+            fill: args.fill,
             unordered: args.unordered,
         },
         train: args.model.train_config(),

@@ -185,3 +185,44 @@ fn a_dataset_without_labels_is_refused_by_path() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("combined_windows.json"), "{stderr}");
 }
+
+#[test]
+fn a_gap_in_one_series_names_its_file_until_a_fill_policy_is_given() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    write_dataset(&root);
+    let file = root.join("data/quiet/q.csv");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    // Line 501 of the file: the value cell emptied.
+    let stamp = lines[500].split(',').next().unwrap_or_default().to_owned();
+    lines[500] = format!("{stamp},");
+    std::fs::write(&file, lines.join("\n") + "\n").ok();
+    let eval = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+            .args(["eval", "--dataset"])
+            .arg(&root)
+            .args(["--window", "16", "--epochs", "2", "--no-plots"])
+            .args(extra)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .env("ANOMALYD_LOG", "warn")
+            .output()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let refused = eval(&[]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("q.csv:501") && stderr.contains("--fill"),
+        "{stderr}"
+    );
+    let filled = eval(&["--fill", "interpolate"]);
+    assert!(
+        filled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&filled.stderr)
+    );
+    let report = std::fs::read_to_string(dir.path().join("out/report.json")).unwrap_or_default();
+    assert!(report.contains("\"quiet\""), "{report}");
+}
