@@ -12,6 +12,8 @@
 
 use std::collections::VecDeque;
 
+use super::threshold::mean_and_variance;
+
 /// The dynamic threshold's state.
 #[derive(Debug, Clone)]
 pub struct Telemanom {
@@ -22,6 +24,9 @@ pub struct Telemanom {
     z_step: f64,
     prune: f64,
     buffer: VecDeque<f64>,
+    /// The same values, kept sorted: the values below each candidate are
+    /// then a prefix, found by binary search instead of a filtered copy.
+    sorted: Vec<f64>,
 }
 
 /// The verdict for one value.
@@ -42,6 +47,7 @@ impl Telemanom {
             z_step: 0.5,
             prune,
             buffer: VecDeque::new(),
+            sorted: Vec::new(),
         }
     }
 
@@ -49,45 +55,67 @@ impl Telemanom {
     /// no verdict while the buffer is shorter than `min_history`.
     pub fn update(&mut self, value: f64) -> Option<DynamicVerdict> {
         self.buffer.push_back(value);
-        if self.buffer.len() > self.window {
-            self.buffer.pop_front();
+        let at = self.sorted.partition_point(|v| *v < value);
+        self.sorted.insert(at, value);
+        if self.buffer.len() > self.window
+            && let Some(old) = self.buffer.pop_front()
+        {
+            let at = self.sorted.partition_point(|v| *v < old);
+            self.sorted.remove(at);
         }
         if self.buffer.len() < self.min_history {
             return None;
         }
-        let values: Vec<f64> = self.buffer.iter().copied().collect();
-        let epsilon = self.select_epsilon(&values);
+        self.buffer.make_contiguous();
+        let (values, _) = self.buffer.as_slices();
+        let epsilon = select_epsilon(values, &self.sorted, self.z_min, self.z_max, self.z_step);
         Some(DynamicVerdict {
             threshold: epsilon,
-            anomalous: value > epsilon && self.last_run_survives(&values, epsilon),
+            anomalous: value > epsilon && self.last_run_survives(values, epsilon),
         })
     }
+}
 
-    fn select_epsilon(&self, values: &[f64]) -> f64 {
-        let (mean, std) = mean_std(values);
-        let mut best = (f64::NEG_INFINITY, mean + self.z_max * std);
-        if std <= 0.0 {
-            return best.1;
-        }
-        let mut z = self.z_min;
-        while z <= self.z_max + 1e-9 {
-            let epsilon = mean + z * std;
-            let below: Vec<f64> = values.iter().copied().filter(|&v| v < epsilon).collect();
-            let above = values.len() - below.len();
-            if above > 0 && !below.is_empty() {
-                let (below_mean, below_std) = mean_std(&below);
-                let runs = runs_above(values, epsilon).len();
-                let gain = (mean - below_mean) / mean.abs().max(1e-12) + (std - below_std) / std;
-                let score = gain / (above as f64 + (runs * runs) as f64);
-                if score > best.0 {
-                    best = (score, epsilon);
-                }
-            }
-            z += self.z_step;
-        }
-        best.1
+/// The best ε = μ + zσ for z from `z_min` to `z_max`; `sorted` holds
+/// `values` in ascending order.
+fn select_epsilon(values: &[f64], sorted: &[f64], z_min: f64, z_max: f64, z_step: f64) -> f64 {
+    let (mean, variance) = mean_and_variance(&[values]);
+    let std = variance.sqrt();
+    let mut best = (f64::NEG_INFINITY, mean + z_max * std);
+    if std <= 0.0 {
+        return best.1;
     }
+    let mut z = z_min;
+    while z <= z_max + 1e-9 {
+        let epsilon = mean + z * std;
+        let below = &sorted[..sorted.partition_point(|&v| v < epsilon)];
+        let above = values.len() - below.len();
+        if above > 0 && !below.is_empty() {
+            let (below_mean, below_variance) = mean_and_variance(&[below]);
+            let below_std = below_variance.sqrt();
+            let runs = count_runs_above(values, epsilon);
+            let gain = (mean - below_mean) / mean.abs().max(1e-12) + (std - below_std) / std;
+            let score = gain / (above as f64 + (runs * runs) as f64);
+            if score > best.0 {
+                best = (score, epsilon);
+            }
+        }
+        z += z_step;
+    }
+    best.1
+}
 
+/// The number of runs of consecutive values above `epsilon`.
+fn count_runs_above(values: &[f64], epsilon: f64) -> usize {
+    let first = values.first().is_some_and(|&v| v > epsilon);
+    let starts = values
+        .windows(2)
+        .filter(|pair| pair[1] > epsilon && pair[0] <= epsilon)
+        .count();
+    usize::from(first) + starts
+}
+
+impl Telemanom {
     /// Whether the run that ends at the newest value survives pruning.
     fn last_run_survives(&self, values: &[f64], epsilon: f64) -> bool {
         let runs = runs_above(values, epsilon);
@@ -126,13 +154,6 @@ impl Telemanom {
             .unwrap_or(usize::MAX);
         rank < keep
     }
-}
-
-fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len().max(1) as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    (mean, variance.sqrt())
 }
 
 /// Inclusive index ranges of consecutive values above `epsilon`.
@@ -194,7 +215,19 @@ mod tests {
     }
 
     #[test]
-    fn runs_are_found_inclusive() {
+    fn runs_are_found_inclusive_and_counted_alike() {
+        for values in [
+            vec![0.0, 2.0, 2.0, 0.0, 3.0],
+            vec![2.0, 0.0, 1.0, 2.0],
+            vec![1.0, 1.0],
+            vec![],
+        ] {
+            assert_eq!(
+                count_runs_above(&values, 1.0),
+                runs_above(&values, 1.0).len(),
+                "{values:?}"
+            );
+        }
         assert_eq!(
             runs_above(&[0.0, 2.0, 2.0, 0.0, 3.0], 1.0),
             vec![(1, 2), (4, 4)]

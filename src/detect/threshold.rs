@@ -71,7 +71,7 @@ impl MeanStd {
 }
 
 /// Population mean and variance of the values in `parts`, in two passes.
-fn mean_and_variance(parts: &[&[f64]]) -> (f64, f64) {
+pub(super) fn mean_and_variance(parts: &[&[f64]]) -> (f64, f64) {
     let count = parts.iter().map(|p| p.len()).sum::<usize>().max(1) as f64;
     let mean = parts.iter().map(|p| lane_sum(p, |v| v)).sum::<f64>() / count;
     let squares = parts
