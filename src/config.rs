@@ -164,6 +164,10 @@ pub struct SeriesConfig {
     pub max_gap_seconds: f64,
     /// Series with their own metric labels; the rest share `__overflow__`.
     pub max_series_labels: usize,
+    /// Where the series' windows and detectors are saved on a graceful
+    /// stop and taken back on start, so a restart does not warm every
+    /// series up again. None keeps them in memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for SeriesConfig {
@@ -172,6 +176,7 @@ impl Default for SeriesConfig {
             max_series: 100_000,
             max_gap_seconds: 3600.0,
             max_series_labels: 1000,
+            state_file: None,
         }
     }
 }
@@ -323,6 +328,19 @@ impl ServeConfig {
         if self.series.max_gap_seconds.is_nan() || self.series.max_gap_seconds <= 0.0 {
             return Err(Error::config("series.max_gap_seconds", "must be positive"));
         }
+        if let Some(file) = &self.series.state_file {
+            // Found now rather than at the stop, when the state would be lost.
+            let folder = match file.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent,
+                _ => Path::new("."),
+            };
+            if file.file_name().is_none() || !folder.is_dir() {
+                return Err(Error::config(
+                    "series.state_file",
+                    format!("{}: not a file in an existing folder", file.display()),
+                ));
+            }
+        }
         if self.shutdown.drain_deadline_seconds.is_nan()
             || self.shutdown.drain_deadline_seconds <= 0.0
         {
@@ -417,6 +435,24 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(message.contains("model.routes[1].series"), "{message}");
+    }
+
+    #[test]
+    fn a_state_file_outside_an_existing_folder_names_series_state_file() {
+        let config = parse(
+            "[kafka]\ntopics = [\"m\"]\n[model]\npath = \"a\"\n[series]\nstate_file = \"/no/such/folder/state.bin\"\n",
+        )
+        .unwrap_or_default();
+        let message = config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("series.state_file"), "{message}");
+        let fine = parse(
+            "[kafka]\ntopics = [\"m\"]\n[model]\npath = \"a\"\n[series]\nstate_file = \"state.bin\"\n",
+        );
+        assert!(fine.is_ok_and(|c| c.validate().is_ok()));
     }
 
     #[test]

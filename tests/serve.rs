@@ -706,6 +706,57 @@ async fn routes_send_each_series_to_its_model() {
 async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
+    let (values, both, alone) = multiscale_case(&model_dir);
+    let rows = values.len();
+    assert!(
+        (both - alone).abs() > 1e-3,
+        "the coarse scale should decide the last score here: {both} vs {alone}"
+    );
+
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 1, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+    produce(
+        &brokers,
+        (0..rows)
+            .map(|row| sample("ms", row, values[row]))
+            .collect(),
+    )
+    .await;
+    let config = plain_config(&brokers, "multiscale", &model_dir);
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    let metrics = running.metrics.clone();
+    let windows = multiscale_windows(rows);
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= windows)
+        .await,
+        "scored {} of {windows}",
+        metrics.windows_scored.get()
+    );
+    assert_eq!(
+        metrics.windows_scored.get(),
+        windows,
+        "main and coarse windows"
+    );
+    let served = metrics.anomaly_score.with_label_values(&["ms"]).get();
+    assert!(
+        (served - both).abs() <= 1e-6,
+        "the daemon's last score {served}, offline {both} (main scale alone {alone})"
+    );
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+}
+
+/// Trains a multi-scale model into `model_dir` and returns a live series
+/// for it (a slow shift late on, which the coarse scale sees best) with the
+/// last score offline detection gives it, with both scales and with the
+/// main one alone.
+fn multiscale_case(model_dir: &std::path::Path) -> (Vec<f64>, f64, f64) {
     let device = common::test_device();
     let request = TrainRequest {
         data: anomalyd::train::DataConfig {
@@ -719,10 +770,8 @@ async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
     let mut model = train(&[training], &request, &device, &mut |_| {})
         .unwrap_or_else(|e| panic!("training failed: {e}"));
     model
-        .save(&model_dir)
+        .save(model_dir)
         .unwrap_or_else(|e| panic!("save failed: {e}"));
-
-    // A slow shift late in the series, which the coarse scale sees best.
     let rows = 600;
     let values = common::seasonal(
         rows,
@@ -754,46 +803,73 @@ async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
     let (both, _) =
         anomalyd::score::detect_rows(&detector, &model, &fine, scored.coarse.as_deref());
     let (alone, _) = anomalyd::detect::detect_all(&detector, model.manifest.threshold.value, &fine);
-    let (both, alone) = (last_score(both), last_score(alone));
-    assert!(
-        (both - alone).abs() > 1e-3,
-        "the coarse scale should decide the last score here: {both} vs {alone}"
-    );
+    (values, last_score(both), last_score(alone))
+}
 
+/// Main and coarse windows a fresh series of `rows` samples fills.
+fn multiscale_windows(rows: usize) -> u64 {
+    ((rows - WINDOW + 1) + (rows / 4 - WINDOW + 1)) as u64
+}
+
+/// With `series.state_file`, a graceful stop saves every series' window and
+/// detector, and the next start resumes them: over two runs the daemon's
+/// last score is the one offline detection gives the whole stream, and the
+/// second run scores a window for every sample from its first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_every_series_from_the_state_file() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    let (values, both, _) = multiscale_case(&model_dir);
+    let (rows, half) = (values.len(), values.len() / 2);
+    let state_file = dir.path().join("state.bin");
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
     cluster.create_topic("samples", 1, 1).ok();
     let brokers = cluster.bootstrap_servers();
-    produce(
-        &brokers,
-        (0..rows)
-            .map(|row| sample("ms", row, values[row]))
-            .collect(),
-    )
-    .await;
-    let config = plain_config(&brokers, "multiscale", &model_dir);
+    let mut config = plain_config(&brokers, "resume", &model_dir);
+    config.series.state_file = Some(state_file.clone());
+    let run = |config: anomalyd::config::ServeConfig, windows: u64| async move {
+        let shutdown = CancellationToken::new();
+        let running = anomalyd::serve::start(config, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("start failed: {e}"));
+        let metrics = running.metrics.clone();
+        let done = until(Duration::from_secs(60), || {
+            metrics.windows_scored.get() >= windows
+        })
+        .await;
+        assert!(done, "scored {} of {windows}", metrics.windows_scored.get());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(metrics.windows_scored.get(), windows);
+        let score = metrics.anomaly_score.with_label_values(&["ms"]).get();
+        shutdown.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+        assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+        score
+    };
+    let sample_rows =
+        |range: std::ops::Range<usize>| range.map(|row| sample("ms", row, values[row])).collect();
+
+    produce(&brokers, sample_rows(0..half)).await;
+    run(config.clone(), multiscale_windows(half)).await;
+    assert!(state_file.exists(), "a graceful stop writes the state file");
+
+    produce(&brokers, sample_rows(half..rows)).await;
+    // Every sample completes a main window now, every fourth a coarse one.
+    let resumed = run(config.clone(), ((rows - half) + (rows - half) / 4) as u64).await;
+    assert!(
+        (resumed - both).abs() <= 1e-6,
+        "resumed daemon's last score {resumed}, offline over the whole stream {both}"
+    );
+
+    // A state file that is not one is reported and dropped; the daemon
+    // starts cold instead of refusing to start.
+    std::fs::write(&state_file, b"not a state file").ok();
     let shutdown = CancellationToken::new();
     let running = anomalyd::serve::start(config, shutdown.clone())
         .await
-        .unwrap_or_else(|e| panic!("start failed: {e}"));
-    let metrics = running.metrics.clone();
-    let windows = ((rows - WINDOW + 1) + (rows / 4 - WINDOW + 1)) as u64;
-    assert!(
-        until(Duration::from_secs(60), || metrics.windows_scored.get()
-            >= windows)
-        .await,
-        "scored {} of {windows}",
-        metrics.windows_scored.get()
-    );
-    assert_eq!(
-        metrics.windows_scored.get(),
-        windows,
-        "main and coarse windows"
-    );
-    let served = metrics.anomaly_score.with_label_values(&["ms"]).get();
-    assert!(
-        (served - both).abs() <= 1e-6,
-        "the daemon's last score {served}, offline {both} (main scale alone {alone})"
-    );
+        .unwrap_or_else(|e| panic!("a corrupt state file stopped the start: {e}"));
+    assert!(!state_file.exists(), "the corrupt state file is taken away");
+    assert_eq!(running.metrics.series_tracked.get(), 0);
     shutdown.cancel();
     let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
     assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");

@@ -45,7 +45,7 @@ pub enum EventChange {
 }
 
 /// The event state machine of one series.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventTracker {
     config: EventConfig,
     /// First and last flagged index of the current run.

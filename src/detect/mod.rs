@@ -263,7 +263,7 @@ impl DetectorConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum ThresholdState {
     Static,
     MeanStd(MeanStd),
@@ -288,7 +288,7 @@ pub struct Decision {
 }
 
 /// One resolution's smoother and threshold.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Scale {
     smoother: Smoother,
     threshold: ThresholdState,
@@ -297,7 +297,7 @@ struct Scale {
 }
 
 /// What one scale made of one error.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Judgement {
     smoothed: f64,
     threshold: Option<f64>,
@@ -365,14 +365,14 @@ impl Scale {
 
 /// The coarse scale of a multi-scale model and its latest judgement, which
 /// holds until its next point.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Coarse {
     scale: Scale,
     latest: Option<Judgement>,
 }
 
 /// The causal detector of one series.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Detector {
     fine: Scale,
     coarse: Option<Coarse>,

@@ -18,7 +18,7 @@ pub enum SmoothingConfig {
 }
 
 /// A running smoother.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Smoother {
     None,
     Ewma {

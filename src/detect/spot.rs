@@ -37,7 +37,7 @@ impl Default for SpotConfig {
 }
 
 /// A fitted generalised Pareto distribution (shape γ, scale σ).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Gpd {
     pub shape: f64,
     pub scale: f64,
@@ -147,7 +147,7 @@ fn extreme_quantile(t: f64, gpd: Gpd, risk: f64, n: usize, peaks: usize) -> f64 
 }
 
 /// Which extreme-value variant runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SpotMode {
     /// Calibrate once, never update.
     Pot,
@@ -158,7 +158,7 @@ pub enum SpotMode {
 }
 
 /// A streaming POT/SPOT/DSPOT threshold.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Spot {
     config: SpotConfig,
     mode: SpotMode,

@@ -12,10 +12,12 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 use super::threshold::mean_and_variance;
 
 /// The dynamic threshold's state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Telemanom {
     window: usize,
     min_history: usize,

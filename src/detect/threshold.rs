@@ -5,6 +5,8 @@
 
 use std::collections::VecDeque;
 
+use serde::{Deserialize, Serialize};
+
 /// Scales the MAD to a standard deviation for normal data.
 const MAD_TO_SIGMA: f64 = 1.4826;
 
@@ -16,7 +18,7 @@ const MAD_TO_SIGMA: f64 = 1.4826;
 /// passes, O(window)) rather than kept as running sums: over months, one
 /// burst orders of magnitude above the usual errors would leave rounding
 /// residue in a running sum of squares larger than the variance itself.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MeanStd {
     window: usize,
     k: f64,
@@ -97,7 +99,7 @@ fn lane_sum(values: &[f64], f: impl Fn(f64) -> f64) -> f64 {
 }
 
 /// median + k·1.4826·MAD over the last `window` values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MedianMad {
     window: usize,
     k: f64,

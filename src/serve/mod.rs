@@ -13,6 +13,7 @@
 pub mod codec;
 mod http;
 pub mod series;
+mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -42,7 +43,7 @@ use crate::model::Network;
 use crate::model::artifact::TrainedModel;
 use codec::{Invalid, decode, format_of};
 use prost::Message as _;
-use series::{Admission, CoarseShape, ModelShape, OpenEvent, SeriesTable, normalise};
+use series::{Admission, CoarseShape, ModelKey, ModelShape, OpenEvent, SeriesTable, normalise};
 
 /// Shared readiness: the model is loaded and partitions are assigned.
 #[derive(Debug, Default)]
@@ -226,6 +227,16 @@ impl ServedModel {
             && coarse(&Self::new(&self.path, model, 0)) == coarse(self)
     }
 
+    fn key(&self) -> ModelKey {
+        ModelKey {
+            path: self.path.display().to_string(),
+            window: self.window,
+            features: self.feature_names.len(),
+            rows_per_point: self.rows_per_point,
+            coarse: self.coarse.map(|c| (c.shape.multiple, c.shape.window)),
+        }
+    }
+
     fn shape(&self, model: usize) -> ModelShape {
         ModelShape {
             model,
@@ -235,6 +246,33 @@ impl ServedModel {
             threshold: self.threshold,
             coarse: self.coarse.map(|c| c.shape),
         }
+    }
+}
+
+/// Takes the series state a graceful stop left at `path`, if any. A state
+/// that cannot be used is reported and dropped: the daemon then warms every
+/// series up, as it would without one, rather than refusing to start.
+fn resume(table: &mut SeriesTable, path: &Path, models: &[ServedModel]) {
+    let keys: Vec<ModelKey> = models.iter().map(ServedModel::key).collect();
+    match state::take(path) {
+        Ok(None) => {}
+        Ok(Some(snapshot)) => match table.restore(snapshot, &keys) {
+            Ok(restored) => tracing::info!(
+                series = restored.series,
+                skipped = restored.skipped,
+                file = %path.display(),
+                "series state resumed"
+            ),
+            Err(reason) => tracing::warn!(
+                %reason,
+                file = %path.display(),
+                "series state not resumed; every series warms up again"
+            ),
+        },
+        Err(e) => tracing::warn!(
+            error = %e,
+            "series state not resumed; every series warms up again"
+        ),
     }
 }
 
@@ -441,14 +479,19 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
         models = paths.len(),
         "anomalyd serving"
     );
+    let mut table = SeriesTable::new(
+        config.scoring.stride,
+        config.series.max_series,
+        config.series.max_gap_seconds,
+        config.detector,
+    );
+    if let Some(path) = &config.series.state_file {
+        resume(&mut table, path, &models);
+        metrics.series_tracked.set(table.len() as i64);
+    }
     let pipeline = Pipeline {
         metrics: metrics.clone(),
-        table: SeriesTable::new(
-            config.scoring.stride,
-            config.series.max_series,
-            config.series.max_gap_seconds,
-            config.detector,
-        ),
+        table,
         models,
         router,
         producer,
@@ -583,6 +626,24 @@ impl Pipeline {
             Err(e) => tracing::warn!(error = %e, "final commit"),
         }
         let _ = inference.join();
+        if let Some(path) = self.config.series.state_file.clone() {
+            if in_flight == 0 {
+                let keys = self.models.iter().map(ServedModel::key).collect();
+                let series = self.table.len();
+                match state::save(&path, &self.table.into_snapshot(keys)) {
+                    Ok(()) => tracing::info!(series, file = %path.display(), "series state saved"),
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "series state not saved; every series warms up again after the restart"
+                    ),
+                }
+            } else {
+                tracing::warn!(
+                    in_flight,
+                    "series state not saved: windows were left unscored, and the state would skip them"
+                );
+            }
+        }
         tracing::info!("anomalyd stopped");
         Ok(())
     }

@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use serde::{Deserialize, Serialize};
+
 use crate::data::Scaler;
 use crate::detect::{Detector, DetectorConfig};
 
@@ -24,7 +26,7 @@ pub enum Admission {
 }
 
 /// An anomaly event that has started and not ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenEvent {
     pub start_time: f64,
     pub peak_score: f64,
@@ -59,7 +61,7 @@ pub struct CoarseShape {
 }
 
 /// The coarse window of one series: main-model points averaged again.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct CoarseBuffer {
     multiple: usize,
     window_values: usize,
@@ -113,7 +115,7 @@ impl CoarseBuffer {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct SeriesState {
     /// The model that scores this series.
     pub model: usize,
@@ -133,6 +135,37 @@ pub struct SeriesState {
     /// The partition the series last arrived on, to drop state on revoke.
     pub partition: (String, i32),
     last_seen: u64,
+}
+
+/// What a saved series needs of its model to be resumed: the same
+/// artifact, cutting windows the same way (what a hot reload also
+/// requires of a new version).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelKey {
+    pub path: String,
+    pub window: usize,
+    pub features: usize,
+    pub rows_per_point: usize,
+    /// The coarse model's multiple and window.
+    pub coarse: Option<(usize, usize)>,
+}
+
+/// The whole table as saved on a graceful stop.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TableSnapshot {
+    detector: DetectorConfig,
+    stride: usize,
+    /// By model index, as the series refer to them.
+    models: Vec<ModelKey>,
+    series: Vec<(String, SeriesState)>,
+}
+
+/// What [`SeriesTable::restore`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    pub series: usize,
+    /// Saved series whose model is no longer served the same way.
+    pub skipped: usize,
 }
 
 /// Counters the table reports back.
@@ -302,6 +335,57 @@ impl SeriesTable {
         let before = self.series.len();
         self.series.retain(|_, s| s.last_seen > cutoff);
         self.events.evicted += (before - self.series.len()) as u64;
+    }
+
+    /// The table as it stands, for a process that resumes it; `models` are
+    /// the served models, by index.
+    pub fn into_snapshot(self, models: Vec<ModelKey>) -> TableSnapshot {
+        TableSnapshot {
+            detector: self.detector,
+            stride: self.stride,
+            models,
+            series: self.series.into_iter().collect(),
+        }
+    }
+
+    /// Takes over the series of `snapshot` whose model is served the same
+    /// way now (`models`, by index); refused whole when the detector or the
+    /// stride changed, as every saved detector would then be the wrong one.
+    pub fn restore(
+        &mut self,
+        snapshot: TableSnapshot,
+        models: &[ModelKey],
+    ) -> Result<Restored, String> {
+        if snapshot.detector != self.detector {
+            return Err("the detector configuration changed".into());
+        }
+        if snapshot.stride != self.stride {
+            return Err(format!(
+                "scoring.stride changed from {} to {}",
+                snapshot.stride, self.stride
+            ));
+        }
+        let total = snapshot.series.len();
+        let mut kept: Vec<(String, SeriesState)> = snapshot
+            .series
+            .into_iter()
+            .filter(|(_, state)| {
+                let saved = snapshot.models.get(state.model);
+                saved.is_some() && saved == models.get(state.model)
+            })
+            .collect();
+        let matching = kept.len();
+        // The most recently seen first, should the table be smaller now.
+        kept.sort_by_key(|(_, state)| std::cmp::Reverse(state.last_seen));
+        kept.truncate(self.max_series);
+        self.clock = kept.iter().map(|(_, s)| s.last_seen).max().unwrap_or(0);
+        let series = kept.len();
+        self.series.extend(kept);
+        self.events.evicted += (matching - series) as u64;
+        Ok(Restored {
+            series,
+            skipped: total - matching,
+        })
     }
 
     /// Forgets the series that last arrived on any of `partitions`.
