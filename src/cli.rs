@@ -549,6 +549,10 @@ pub struct ServeArgs {
     /// Compute device.
     #[arg(long, env = "ANOMALYD_DEVICE")]
     pub device: Option<DeviceSpec>,
+    /// Where series state is saved on a graceful stop and resumed from on
+    /// start (`series.state_file`).
+    #[arg(long, env = "ANOMALYD_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -583,6 +587,9 @@ impl ServeArgs {
         }
         if let Some(device) = self.device {
             config.model.device = device.to_string();
+        }
+        if self.state_file.is_some() {
+            config.series.state_file.clone_from(&self.state_file);
         }
         config.validate()?;
         Ok(config)

@@ -8,9 +8,11 @@ anomalyd did not write (confluent-kafka's Python client).
 3. Run `anomalyd serve`; let Prometheus scrape it; assert through
    Prometheus's query API that the anomaly counter rose for the anomalous
    series and not for the clean one; `promtool check metrics` on a scrape.
-4. SIGTERM: exit 0 and committed offsets at the end of what was produced.
+4. SIGTERM: exit 0, committed offsets at the end of what was produced, and
+   the series state saved to `--state-file`.
 5. Restart, produce more (one message malformed), and check the new process
-   saw exactly those, counted the bad one by reason, and exports its lag.
+   saw exactly those, resumed the series (every new sample scored, none
+   warming up), counted the bad one by reason, and exports its lag.
 
 With RULES (deploy/prometheus/rules.yml's spec as a plain rule file), the
 Prometheus also loads the alert rules and every rule must evaluate cleanly
@@ -153,8 +155,10 @@ def main():
         send("anomalous", ROWS, season(ROWS, 3, spike=SPIKE_AT))
         check(sum(produced.values()) == 2 * ROWS, f"confluent-kafka produced {2 * ROWS} samples to tansu")
 
+        state_file = os.path.join(work, "state.cbor")
         serve_args = [ANOMALYD, "serve", "--brokers", brokers, "--topic", "samples", "--group", "e2e",
-                      "--model", model, "--listen", f"127.0.0.1:{http_port}", "--events-topic", "events"]
+                      "--model", model, "--listen", f"127.0.0.1:{http_port}", "--events-topic", "events",
+                      "--state-file", state_file]
         serve = start(serve_args, "serve-1.log")
         metrics_url = f"http://127.0.0.1:{http_port}/metrics"
         # Per series: the main windows, and the coarse windows of the
@@ -208,6 +212,8 @@ def main():
         serve.send_signal(signal.SIGTERM)
         code = serve.wait(60)
         check(code == 0, "SIGTERM: serve drained and exited 0")
+        check(os.path.getsize(state_file) > 0 if os.path.exists(state_file) else False,
+              "SIGTERM: the series state was saved to --state-file")
 
         reader = Consumer({"bootstrap.servers": brokers, "group.id": "e2e"})
         committed = reader.committed([TopicPartition("samples", p) for p in (0, 1)], timeout=20)
@@ -233,6 +239,9 @@ def main():
         total = sum(metric(body, f'anomalyd_samples_total{{outcome="{o}"}}')
                     for o in ("scored", "warming", "skipped", "dropped", "invalid"))
         check(total == more + 1, f"after a restart exactly the {more} new samples and 1 malformed message were read (got {total}): nothing skipped, nothing re-read")
+        scored = metric(body, 'anomalyd_samples_total{outcome="scored"}')
+        check(scored == more and not os.path.exists(state_file),
+              f"the restarted daemon resumed the series from the state file: all {more} new samples scored, none warming (got {scored})")
         invalid = sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
                       if line.startswith("anomalyd_invalid_messages_total{"))
         check(invalid == 1, f"the malformed message is counted once in anomalyd_invalid_messages_total by reason (got {invalid})")
