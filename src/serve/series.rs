@@ -567,4 +567,70 @@ mod tests {
         assert!(t.get_mut("hot").is_some(), "the busiest series was evicted");
         assert!(t.events.evicted >= 900);
     }
+
+    fn key(path: &str) -> ModelKey {
+        ModelKey {
+            path: path.into(),
+            window: 3,
+            features: 1,
+            rows_per_point: 1,
+            coarse: None,
+        }
+    }
+
+    #[test]
+    fn a_restored_table_goes_on_where_the_saved_one_stopped() {
+        let mut saved = table(1, 10);
+        for time in 0..5 {
+            admit(&mut saved, "a", f64::from(time), time as f32);
+        }
+        admit(&mut saved, "b", 0.0, 1.0);
+        let mut resumed = table(1, 10);
+        let restored = resumed.restore(saved.into_snapshot(vec![key("m")]), &[key("m")]);
+        assert_eq!(
+            restored,
+            Ok(Restored {
+                series: 2,
+                skipped: 0
+            })
+        );
+        // "a" has its window, and the time it had reached.
+        assert_eq!(
+            admit(&mut resumed, "a", 5.0, 5.0),
+            Admission::Window(vec![3.0, 4.0, 5.0], None)
+        );
+        assert_eq!(admit(&mut resumed, "a", 5.0, 6.0), Admission::OutOfOrder);
+        assert_eq!(admit(&mut resumed, "b", 1.0, 2.0), Admission::Warming);
+    }
+
+    #[test]
+    fn a_restore_skips_series_whose_model_changed_and_refuses_another_detector() {
+        let saved = || {
+            let mut t = table(1, 10);
+            admit(&mut t, "a", 0.0, 1.0);
+            t.into_snapshot(vec![key("m")])
+        };
+        let mut moved = table(1, 10);
+        let wider = ModelKey {
+            window: 4,
+            ..key("m")
+        };
+        for models in [vec![key("elsewhere")], vec![wider], vec![]] {
+            assert_eq!(
+                moved.restore(saved(), &models),
+                Ok(Restored {
+                    series: 0,
+                    skipped: 1
+                })
+            );
+        }
+        assert!(moved.is_empty());
+        let other_detector = DetectorConfig {
+            min_history: 7,
+            ..DetectorConfig::default()
+        };
+        let mut other = SeriesTable::new(1, 10, 10.0, other_detector);
+        assert!(other.restore(saved(), &[key("m")]).is_err());
+        assert!(table(2, 10).restore(saved(), &[key("m")]).is_err());
+    }
 }
