@@ -101,12 +101,16 @@ fn trained_model_with(dir: &std::path::Path, features: usize) {
 type Outgoing = (Option<String>, Vec<u8>, Option<&'static str>);
 
 async fn produce(brokers: &str, messages: Vec<Outgoing>) {
+    produce_to(brokers, "samples", messages).await;
+}
+
+async fn produce_to(brokers: &str, topic: &str, messages: Vec<Outgoing>) {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap_or_else(|e| panic!("producer: {e}"));
     for (key, payload, content_type) in messages {
-        let mut record = FutureRecord::to("samples").payload(&payload);
+        let mut record = FutureRecord::to(topic).payload(&payload);
         if let Some(key) = &key {
             record = record.key(key);
         }
@@ -860,6 +864,33 @@ async fn a_restart_resumes_every_series_from_the_state_file() {
         (resumed - both).abs() <= 1e-6,
         "resumed daemon's last score {resumed}, offline over the whole stream {both}"
     );
+
+    // Resumed series of partitions that this member is not assigned any
+    // more (here: it now reads another topic) go at the first assignment.
+    assert!(state_file.exists(), "the second stop saved the state again");
+    cluster.create_topic("other", 1, 1).ok();
+    produce_to(&brokers, "other", vec![sample("new", 0, 0.0)]).await;
+    let mut elsewhere = config.clone();
+    elsewhere.kafka.topics = vec!["other".into()];
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(elsewhere, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    assert_eq!(running.metrics.series_tracked.get(), 1, "\"ms\" resumed");
+    let metrics = running.metrics.clone();
+    let consumed = until(Duration::from_secs(30), || {
+        metrics.samples.with_label_values(&["warming"]).get() == 1
+    })
+    .await;
+    assert!(consumed, "the sample on the other topic was not consumed");
+    assert_eq!(
+        metrics.series_tracked.get(),
+        1,
+        "only the new series is left: \"ms\" belongs to a partition not assigned"
+    );
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
 
     // A state file that is not one is reported and dropped; the daemon
     // starts cold instead of refusing to start.

@@ -59,12 +59,27 @@ impl Readiness {
     }
 }
 
+/// A change of the partitions this member consumes, for the pipeline.
+#[derive(Debug)]
+enum Rebalanced {
+    Revoked(Vec<(String, i32)>),
+    Assigned(Vec<(String, i32)>),
+}
+
+fn partition_list(partitions: &rdkafka::TopicPartitionList) -> Vec<(String, i32)> {
+    partitions
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
 /// The consumer's callbacks: a synchronous commit before partitions are
 /// revoked, readiness bookkeeping, lag from librdkafka's statistics.
 struct ServeContext {
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
-    revoked: mpsc::UnboundedSender<Vec<(String, i32)>>,
+    rebalanced: mpsc::UnboundedSender<Rebalanced>,
 }
 
 impl ClientContext for ServeContext {
@@ -98,12 +113,9 @@ impl ConsumerContext for ServeContext {
                 // worth seeing, as it repeats work.
                 Err(e) => tracing::warn!(error = %e, "commit on revoke failed"),
             }
-            let lost: Vec<(String, i32)> = partitions
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_owned(), e.partition()))
-                .collect();
-            let _ = self.revoked.send(lost);
+            let _ = self
+                .rebalanced
+                .send(Rebalanced::Revoked(partition_list(partitions)));
             self.readiness
                 .assigned_partitions
                 .store(0, Ordering::Relaxed);
@@ -121,6 +133,9 @@ impl ConsumerContext for ServeContext {
                 .assigned_partitions
                 .store(partitions.count(), Ordering::Relaxed);
             tracing::info!(partitions = partitions.count(), "partitions assigned");
+            let _ = self
+                .rebalanced
+                .send(Rebalanced::Assigned(partition_list(partitions)));
             if self.readiness.ready() {
                 self.metrics.ready.set(1.0);
             }
@@ -436,11 +451,11 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
     );
 
     // Revocations are rare; the queue is bounded by the rebalances.
-    let (revoked_tx, revoked_rx) = mpsc::unbounded_channel();
+    let (rebalanced_tx, rebalanced_rx) = mpsc::unbounded_channel();
     let context = ServeContext {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
-        revoked: revoked_tx,
+        rebalanced: rebalanced_tx,
     };
     let mut client = ClientConfig::new();
     client
@@ -489,13 +504,15 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
         resume(&mut table, path, &models);
         metrics.series_tracked.set(table.len() as i64);
     }
+    let resumed = !table.is_empty();
     let pipeline = Pipeline {
         metrics: metrics.clone(),
         table,
         models,
         router,
         producer,
-        revoked: revoked_rx,
+        rebalanced: rebalanced_rx,
+        resumed,
         device,
         config,
     };
@@ -516,7 +533,10 @@ struct Pipeline {
     models: Vec<ServedModel>,
     router: Router,
     producer: Option<FutureProducer>,
-    revoked: mpsc::UnboundedReceiver<Vec<(String, i32)>>,
+    rebalanced: mpsc::UnboundedReceiver<Rebalanced>,
+    /// The table holds series resumed from a state file, and no partitions
+    /// have been assigned since.
+    resumed: bool,
     device: Device,
     config: ServeConfig,
 }
@@ -581,7 +601,7 @@ impl Pipeline {
                     }
                 }
                 message = consumer.recv(), if in_flight < capacity => {
-                    self.drop_revoked();
+                    self.apply_rebalances();
                     match message {
                         Ok(message) => self.admit(&message, &mut batch).await,
                         Err(e) => tracing::warn!(error = %e, "kafka consume error"),
@@ -708,15 +728,33 @@ impl Pipeline {
         Ok(())
     }
 
-    fn drop_revoked(&mut self) {
-        while let Ok(lost) = self.revoked.try_recv() {
-            let dropped = self.table.drop_partitions(&lost);
+    /// Forgets the series of revoked partitions, and after a resume, the
+    /// resumed series of partitions that went to another member.
+    fn apply_rebalances(&mut self) {
+        while let Ok(change) = self.rebalanced.try_recv() {
+            match change {
+                Rebalanced::Revoked(lost) => {
+                    let dropped = self.table.drop_partitions(&lost);
+                    tracing::info!(
+                        partitions = lost.len(),
+                        series = dropped,
+                        "partitions revoked"
+                    );
+                }
+                // The first assignment is the whole one, under the eager
+                // and the cooperative protocols alike; later ones may be
+                // increments, and the table then holds live series only.
+                Rebalanced::Assigned(assigned) if self.resumed => {
+                    self.resumed = false;
+                    let dropped = self.table.keep_partitions(&assigned);
+                    tracing::info!(
+                        series = dropped,
+                        "resumed series of partitions assigned elsewhere dropped"
+                    );
+                }
+                Rebalanced::Assigned(_) => {}
+            }
             self.metrics.series_tracked.set(self.table.len() as i64);
-            tracing::info!(
-                partitions = lost.len(),
-                series = dropped,
-                "partitions revoked"
-            );
         }
     }
 

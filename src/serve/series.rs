@@ -388,6 +388,13 @@ impl SeriesTable {
         })
     }
 
+    /// Forgets the series that last arrived on none of `partitions`.
+    pub fn keep_partitions(&mut self, partitions: &[(String, i32)]) -> usize {
+        let before = self.series.len();
+        self.series.retain(|_, s| partitions.contains(&s.partition));
+        before - self.series.len()
+    }
+
     /// Forgets the series that last arrived on any of `partitions`.
     pub fn drop_partitions(&mut self, partitions: &[(String, i32)]) -> usize {
         let before = self.series.len();
