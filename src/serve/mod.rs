@@ -234,19 +234,15 @@ impl ServedModel {
     /// Whether `model` cuts series into the same windows: a reload must,
     /// since the series' buffers and detectors are kept.
     fn windows_like(&self, model: &TrainedModel) -> bool {
-        let windowing = &model.manifest.windowing;
-        let coarse = |served: &Self| served.coarse.map(|c| (c.shape.multiple, c.shape.window));
-        windowing.window == self.window
-            && windowing.aggregate == self.rows_per_point
-            && windowing.feature_names == self.feature_names
-            && coarse(&Self::new(&self.path, model, 0)) == coarse(self)
+        Self::new(&self.path, model, 0).key() == self.key()
     }
 
+    /// What the series' buffers and detectors depend on.
     fn key(&self) -> ModelKey {
         ModelKey {
             path: self.path.display().to_string(),
             window: self.window,
-            features: self.feature_names.len(),
+            feature_names: self.feature_names.clone(),
             rows_per_point: self.rows_per_point,
             coarse: self.coarse.map(|c| (c.shape.multiple, c.shape.window)),
         }
@@ -450,7 +446,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
         shutdown.clone(),
     );
 
-    // Revocations are rare; the queue is bounded by the rebalances.
+    // Rebalances are rare; the queue is bounded by them.
     let (rebalanced_tx, rebalanced_rx) = mpsc::unbounded_channel();
     let context = ServeContext {
         metrics: metrics.clone(),

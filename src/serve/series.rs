@@ -144,7 +144,7 @@ pub struct SeriesState {
 pub struct ModelKey {
     pub path: String,
     pub window: usize,
-    pub features: usize,
+    pub feature_names: Vec<String>,
     pub rows_per_point: usize,
     /// The coarse model's multiple and window.
     pub coarse: Option<(usize, usize)>,
@@ -579,7 +579,7 @@ mod tests {
         ModelKey {
             path: path.into(),
             window: 3,
-            features: 1,
+            feature_names: vec!["v".into()],
             rows_per_point: 1,
             coarse: None,
         }
