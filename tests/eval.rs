@@ -226,3 +226,42 @@ fn a_gap_in_one_series_names_its_file_until_a_fill_policy_is_given() {
     let report = std::fs::read_to_string(dir.path().join("out/report.json")).unwrap_or_default();
     assert!(report.contains("\"quiet\""), "{report}");
 }
+
+/// With a train file, the detector judges the train file's errors first,
+/// so an anomaly early in the series (before a cold detector could have a
+/// threshold: window + `min_history` points) is found.
+#[test]
+fn a_train_file_warms_the_detector_up_before_the_series() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    for part in ["data/g", "train/g", "labels"] {
+        std::fs::create_dir_all(root.join(part)).ok();
+    }
+    let training = seasonal(2000, 1, 21, &[]);
+    std::fs::write(root.join("train/g/s.csv"), csv_text(&training, 1)).ok();
+    let spike = Injection::Spike { at: 60, size: 6.0 };
+    let live = seasonal(600, 1, 22, &[spike]);
+    std::fs::write(root.join("data/g/s.csv"), csv_text(&live, 1)).ok();
+    // Rows are 5 minutes apart from 2024-01-01 00:00 (`csv_text`).
+    let labels = r#"{"g/s.csv": [["2024-01-01 04:40:00", "2024-01-01 05:20:00"]]}"#;
+    std::fs::write(root.join("labels/combined_windows.json"), labels).ok();
+    let out = dir.path().join("out");
+    let output = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+        .args(["eval", "--dataset"])
+        .arg(&root)
+        .args(["--window", "16", "--epochs", "10", "--no-plots", "--out"])
+        .arg(&out)
+        .env("ANOMALYD_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("report.json")).unwrap_or_default();
+    let report: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let group = &report["groups"]["g"];
+    assert_eq!(group["tp"], 1, "the spike at row 60 was missed: {group}");
+}

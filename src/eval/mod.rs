@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::csv::parse_timestamp;
 use crate::data::{CsvOptions, Series};
-use crate::detect::{Decision, DetectorConfig, EventChange, detect_all};
+use crate::detect::{Decision, DetectorConfig, Event, EventChange, detect_all};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::model::artifact::TrainedModel;
@@ -291,6 +291,9 @@ pub fn evaluate_series(
     let mut coarse_errors: Vec<Option<f64>> = vec![None; rows];
     // The first model: its static thresholds serve the whole series.
     let mut first: Option<TrainedModel> = None;
+    // Errors of rows before the series (a train file's), which the
+    // detector judges first, so that it is warm when the series starts.
+    let mut before = ScaleRows::default();
     match config.protocol {
         Protocol::Orion => {
             let training = match &entry.train {
@@ -305,6 +308,14 @@ pub fn evaluate_series(
             }
             if let Some(coarse) = coarse {
                 coarse_errors = coarse;
+            }
+            if entry.train.is_some() {
+                before = ScaleRows::from(score_scales(
+                    &trained,
+                    &training,
+                    device,
+                    config.batch_size,
+                )?);
             }
             first = Some(trained);
         }
@@ -351,12 +362,34 @@ pub fn evaluate_series(
             }
         }
     }
-    // The detector runs over the whole series from the first row, with the
-    // first model's static thresholds (what `static` uses).
-    let (decisions, events) = match &first {
-        Some(model) => detect_rows(&config.detector, model, &errors, Some(&coarse_errors)),
-        None => detect_all(&config.detector, f64::INFINITY, &errors),
+    // The detector runs over the whole series from the first row (after
+    // the train file's rows, when there is one), with the first model's
+    // static thresholds (what `static` uses).
+    let lead = before.main.len();
+    let all_errors: Vec<Option<f64>> = before
+        .main
+        .into_iter()
+        .chain(errors.iter().copied())
+        .collect();
+    let all_coarse: Vec<Option<f64>> = before
+        .coarse
+        .into_iter()
+        .chain(coarse_errors.iter().copied())
+        .collect();
+    let (mut decisions, events) = match &first {
+        Some(model) => detect_rows(&config.detector, model, &all_errors, Some(&all_coarse)),
+        None => detect_all(&config.detector, f64::INFINITY, &all_errors),
     };
+    decisions.drain(..lead);
+    // An event open when the series starts counts from its first row.
+    let events: Vec<Event> = events
+        .into_iter()
+        .filter(|e| e.end >= lead)
+        .map(|e| Event {
+            start: e.start.max(lead) - lead,
+            end: e.end - lead,
+        })
+        .collect();
     let times = series.times.clone();
     let detected: Vec<Interval> = events
         .iter()
@@ -376,6 +409,25 @@ pub fn evaluate_series(
         segment,
         point,
     })
+}
+
+/// Per-row errors of both scales, the coarse one `None` where it has none.
+#[derive(Debug, Default)]
+struct ScaleRows {
+    main: Vec<Option<f64>>,
+    coarse: Vec<Option<f64>>,
+}
+
+impl From<ScaleErrors> for ScaleRows {
+    fn from(scored: ScaleErrors) -> Self {
+        let main: Vec<Option<f64>> = scored
+            .main
+            .into_iter()
+            .map(|r| r.map(|e| e.total))
+            .collect();
+        let coarse = scored.coarse.unwrap_or_else(|| vec![None; main.len()]);
+        Self { main, coarse }
+    }
 }
 
 /// Per-group figures.
