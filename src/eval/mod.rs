@@ -301,14 +301,10 @@ pub fn evaluate_series(
                 None => series.clone(),
             };
             let trained = fit(std::slice::from_ref(&training))?;
-            let ScaleErrors { main, coarse } =
-                score_scales(&trained, &series, device, config.batch_size)?;
-            for (slot, row) in errors.iter_mut().zip(main) {
-                *slot = row.map(|e| e.total);
-            }
-            if let Some(coarse) = coarse {
-                coarse_errors = coarse;
-            }
+            let scored =
+                ScaleRows::from(score_scales(&trained, &series, device, config.batch_size)?);
+            errors = scored.main;
+            coarse_errors = scored.coarse;
             if entry.train.is_some() {
                 before = ScaleRows::from(score_scales(
                     &trained,
