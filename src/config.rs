@@ -361,6 +361,13 @@ mod tests {
         toml::from_str::<ServeConfig>(text).map_err(|e| e.to_string())
     }
 
+    /// The message `validate` refuses `config` with ("valid" if it does not).
+    fn refusal(config: &ServeConfig) -> String {
+        config
+            .validate()
+            .map_or_else(|e| e.to_string(), |()| "valid".into())
+    }
+
     #[test]
     fn a_minimal_file_takes_the_defaults() {
         let config = parse("[kafka]\ntopics = [\"m\"]\n[model]\npath = \"models/a\"\n");
@@ -384,9 +391,7 @@ mod tests {
             }
         );
         let config = parse(&format!("{base}trim = 0.6\n")).unwrap_or_else(|e| panic!("{e}"));
-        let message = config
-            .validate()
-            .map_or_else(|e| e.to_string(), |()| "valid".into());
+        let message = refusal(&config);
         assert!(message.contains("threshold.trim"), "{message}");
     }
 
@@ -429,11 +434,7 @@ mod tests {
         );
         let text = "[kafka]\ntopics = [\"m\"]\n[[model.routes]]\nseries = \"ok-*\"\npath = \"a\"\n[[model.routes]]\nseries = \"^(\"\npath = \"b\"\n";
         let config = parse(text).unwrap_or_default();
-        let message = config
-            .validate()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let message = refusal(&config);
         assert!(message.contains("model.routes[1].series"), "{message}");
     }
 
@@ -443,11 +444,7 @@ mod tests {
             "[kafka]\ntopics = [\"m\"]\n[model]\npath = \"a\"\n[series]\nstate_file = \"/no/such/folder/state.bin\"\n",
         )
         .unwrap_or_default();
-        let message = config
-            .validate()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let message = refusal(&config);
         assert!(message.contains("series.state_file"), "{message}");
         let fine = parse(
             "[kafka]\ntopics = [\"m\"]\n[model]\npath = \"a\"\n[series]\nstate_file = \"state.bin\"\n",
@@ -496,11 +493,7 @@ mod tests {
             },
             ..ServeConfig::default()
         };
-        let message = config
-            .validate()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let message = refusal(&config);
         assert!(message.contains("scoring.max_batch"), "{message}");
         let mut reserved = config.clone();
         reserved.scoring = ScoringConfig::default();
@@ -508,11 +501,7 @@ mod tests {
             .kafka
             .properties
             .insert("enable.auto.commit".into(), "true".into());
-        let message = reserved
-            .validate()
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let message = refusal(&reserved);
         assert!(
             message.contains("kafka.properties.enable.auto.commit"),
             "{message}"

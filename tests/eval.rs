@@ -75,20 +75,21 @@ fn write_dataset(root: &Path) {
 }
 
 fn run_eval(root: &Path, out: &Path, protocol: &str) -> serde_json::Value {
+    let args = ["--protocol", protocol, "--window", "16", "--kind", "dense"];
+    eval_report(
+        root,
+        out,
+        &[&args[..], &["--epochs", "10", "--threshold", "static"]].concat(),
+    )
+}
+
+/// Runs `anomalyd eval` on `root` with `args`; the report it wrote.
+fn eval_report(root: &Path, out: &Path, args: &[&str]) -> serde_json::Value {
     let output = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
         .args(["eval", "--dataset"])
         .arg(root)
-        .args([
-            "--protocol",
-            protocol,
-            "--window",
-            "16",
-            "--kind",
-            "dense",
-            "--epochs",
-            "10",
-        ])
-        .args(["--threshold", "static", "--out"])
+        .args(args)
+        .arg("--out")
         .arg(out)
         .env("ANOMALYD_LOG", "warn")
         .output()
@@ -246,22 +247,8 @@ fn a_train_file_warms_the_detector_up_before_the_series() {
     let labels = r#"{"g/s.csv": [["2024-01-01 04:40:00", "2024-01-01 05:20:00"]]}"#;
     std::fs::write(root.join("labels/combined_windows.json"), labels).ok();
     let out = dir.path().join("out");
-    let output = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
-        .args(["eval", "--dataset"])
-        .arg(&root)
-        .args(["--window", "16", "--epochs", "10", "--no-plots", "--out"])
-        .arg(&out)
-        .env("ANOMALYD_LOG", "warn")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = std::fs::read_to_string(out.join("report.json")).unwrap_or_default();
-    let report: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    let args = ["--window", "16", "--epochs", "10", "--no-plots"];
+    let report = eval_report(&root, &out, &args);
     let group = &report["groups"]["g"];
     assert_eq!(group["tp"], 1, "the spike at row 60 was missed: {group}");
 }
