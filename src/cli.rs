@@ -436,9 +436,11 @@ pub struct EvalArgs {
     /// Rows with repeated or backward timestamps (default here: drop).
     #[arg(long, value_enum, default_value_t = OrderPolicy::Drop)]
     pub unordered: OrderPolicy,
-    /// Empty cells in any series: an error naming the file (none), carry the
-    /// previous value forward, or interpolate linearly in time.
-    #[arg(long, value_enum, default_value_t = FillPolicy::None)]
+    /// Missing cells (empty, NaN, NA, null...): interpolate linearly in time
+    /// (the default here, as benchmark pipelines impute; each series' count
+    /// is in report.json), carry the previous value forward, or stop with
+    /// the file, line and column (none).
+    #[arg(long, value_enum, default_value_t = FillPolicy::Interpolate)]
     pub fill: FillPolicy,
     /// Skip the per-series PNG plots.
     #[arg(long)]
@@ -672,14 +674,22 @@ fn run_bench(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// Says what reading a file changed, so that no repair goes unnoticed.
+fn warn_repairs(path: &Path, series: &Series) {
+    if series.dropped_rows > 0 {
+        tracing::warn!(file = %path.display(), rows = series.dropped_rows, "dropped rows whose timestamp repeats or goes backwards");
+    }
+    if series.filled_cells > 0 {
+        tracing::warn!(file = %path.display(), cells = series.filled_cells, "filled missing cells (--fill)");
+    }
+}
+
 fn read_all(paths: &[PathBuf], options: &CsvOptions) -> Result<Vec<Series>> {
     paths
         .iter()
         .map(|path| {
             let series = Series::from_path(path, options)?;
-            if series.dropped_rows > 0 {
-                tracing::warn!(file = %path.display(), rows = series.dropped_rows, "dropped rows whose timestamp repeats or goes backwards");
-            }
+            warn_repairs(path, &series);
             Ok(series)
         })
         .collect()
@@ -884,6 +894,12 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         bar.set_message(entry.key.clone());
         let outcome = evaluate_series(entry, &config, &model_for, &device)
             .with_context(|| format!("evaluating {}", entry.key))?;
+        if let Some(reason) = &outcome.skipped {
+            tracing::warn!(series = %entry.key, %reason, "not evaluated; its labelled windows count as missed");
+        }
+        if outcome.filled_cells + outcome.dropped_rows > 0 {
+            tracing::warn!(series = %entry.key, filled_cells = outcome.filled_cells, dropped_rows = outcome.dropped_rows, "repaired while reading (--fill, --unordered)");
+        }
         let name = entry.key.trim_end_matches(".csv").replace('/', "__");
         outcome.write_csv(&tables.join(format!("{name}.csv")))?;
         if !args.no_plots {

@@ -10,11 +10,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in anomalyd's library code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
+    /// The I/O error is part of the message and deliberately not a
+    /// `source`: a report that prints the chain (`{:#}`) would otherwise
+    /// say it twice.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A problem in an input CSV file, pinned to a line (1-based, header is
@@ -31,6 +33,18 @@ pub enum Error {
     /// field.
     #[error("invalid {field}: {reason}")]
     Config { field: String, reason: String },
+
+    /// Training data too short to cut one training window from. Its own
+    /// variant because callers treat it apart from other bad settings:
+    /// `train` then goes without its coarse model, `eval` skips the series.
+    #[error(
+        "invalid --window: no training windows of length {window} fit in {rows} rows ({detail})"
+    )]
+    TooFewRows {
+        window: usize,
+        rows: usize,
+        detail: String,
+    },
 
     /// A model artifact that cannot be loaded as it is.
     #[error("model artifact {path}: {reason}")]
@@ -49,7 +63,7 @@ impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
@@ -72,10 +86,25 @@ impl Error {
         match self {
             Self::Io { .. } => "io",
             Self::Data { .. } => "data",
-            Self::Config { .. } => "config",
+            Self::Config { .. } | Self::TooFewRows { .. } => "config",
             Self::Artifact { .. } => "artifact",
             Self::Shape(_) => "shape",
             Self::Backend(_) => "backend",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_say_their_cause_once_in_a_chain() {
+        let error = anyhow::Error::from(Error::io(
+            "/data/x.csv",
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        ));
+        let chain = format!("{error:#}");
+        assert_eq!(chain, "/data/x.csv: no such file");
     }
 }

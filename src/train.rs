@@ -324,14 +324,11 @@ fn prepare_scaled(
     let validation = WindowSet::new(validation, config.window, config.stride, features);
     if train.is_empty() {
         let rows: usize = series.iter().map(Series::rows).sum();
-        return Err(Error::config(
-            "--window",
-            format!(
-                "no training windows of length {} fit in {rows} rows (validation takes {:.0}%)",
-                config.window,
-                config.val_fraction * 100.0
-            ),
-        ));
+        return Err(Error::TooFewRows {
+            window: config.window,
+            rows,
+            detail: format!("validation takes {:.0}%", config.val_fraction * 100.0),
+        });
     }
     let fingerprint = series
         .iter()
@@ -823,9 +820,8 @@ pub fn train(
             on_epoch,
         ) {
             Ok(coarse) => main.attach_coarse(coarse),
-            Err(Error::Config { field, reason }) => tracing::warn!(
-                %field,
-                %reason,
+            Err(error @ Error::TooFewRows { .. }) => tracing::warn!(
+                %error,
                 "too few rows for the coarse model ({multiple}x coarser points); training a single-scale model"
             ),
             Err(other) => return Err(other),
@@ -845,9 +841,14 @@ fn train_scale(
 ) -> Result<TrainedModel> {
     let points: Vec<Series> = series.iter().map(|s| s.aggregate(rows_per_point)).collect();
     let mut data = prepare_scaled(&points, &request.data, scaler).map_err(|e| match e {
-        Error::Config { field, reason } if rows_per_point > 1 => Error::Config {
-            field,
-            reason: format!("{reason}; a point averages {rows_per_point} rows (--aggregate)"),
+        Error::TooFewRows {
+            window,
+            rows,
+            detail,
+        } if rows_per_point > 1 => Error::TooFewRows {
+            window,
+            rows,
+            detail: format!("{detail}; a point averages {rows_per_point} rows, --aggregate"),
         },
         other => other,
     })?;

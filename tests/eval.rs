@@ -187,45 +187,82 @@ fn a_dataset_without_labels_is_refused_by_path() {
     assert!(stderr.contains("combined_windows.json"), "{stderr}");
 }
 
+/// Eval fills missing cells (empty or spelled NaN, NA...) by default and
+/// counts them per series; `--fill none` names the first one instead.
 #[test]
-fn a_gap_in_one_series_names_its_file_until_a_fill_policy_is_given() {
+fn missing_cells_are_filled_and_counted_unless_fill_none() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = dir.path().join("dataset");
     write_dataset(&root);
     let file = root.join("data/quiet/q.csv");
     let text = std::fs::read_to_string(&file).unwrap_or_default();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-    // Line 501 of the file: the value cell emptied.
-    let stamp = lines[500].split(',').next().unwrap_or_default().to_owned();
-    lines[500] = format!("{stamp},");
+    // Lines 501 and 601 of the file: the value cell emptied, then "NaN".
+    for (line, cell) in [(500, ""), (600, "NaN")] {
+        let stamp = lines[line].split(',').next().unwrap_or_default().to_owned();
+        lines[line] = format!("{stamp},{cell}");
+    }
     std::fs::write(&file, lines.join("\n") + "\n").ok();
-    let eval = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_anomalyd"))
-            .args(["eval", "--dataset"])
-            .arg(&root)
-            .args(["--window", "16", "--epochs", "2", "--no-plots"])
-            .args(extra)
-            .arg("--out")
-            .arg(dir.path().join("out"))
-            .env("ANOMALYD_LOG", "warn")
-            .output()
-            .unwrap_or_else(|e| panic!("{e}"))
-    };
-    let refused = eval(&[]);
+    let args = ["--window", "16", "--epochs", "2", "--no-plots"];
+    let refused = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+        .args(["eval", "--dataset"])
+        .arg(&root)
+        .args(args)
+        .args(["--fill", "none", "--out"])
+        .arg(dir.path().join("refused"))
+        .env("ANOMALYD_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("q.csv:501") && stderr.contains("--fill"),
         "{stderr}"
     );
-    let filled = eval(&["--fill", "interpolate"]);
+    let report = eval_report(&root, &dir.path().join("filled"), &args);
+    let filled = |key: &str| {
+        report["series"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["key"] == key))
+            .and_then(|s| s["filled_cells"].as_u64())
+    };
+    assert_eq!(filled("quiet/q.csv"), Some(2), "{report}");
+    assert_eq!(filled("spiky/a.csv"), Some(0), "{report}");
+}
+
+/// A series too short to cut one training window from does not stop the
+/// benchmark: it is reported as not evaluated, its windows missed.
+#[test]
+fn a_series_too_short_to_train_on_is_skipped_and_its_windows_missed() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    write_dataset(&root);
+    let short = seasonal(12, 1, 15, &[]);
+    std::fs::write(root.join("data/spiky/short.csv"), csv_text(&short, 1)).ok();
+    let labels_path = root.join("labels/combined_windows.json");
+    let text = std::fs::read_to_string(&labels_path).unwrap_or_default();
+    let mut labels: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    labels["spiky/short.csv"] = serde_json::json!([["2024-01-01 00:20:00", "2024-01-01 00:40:00"]]);
+    std::fs::write(&labels_path, labels.to_string()).ok();
+
+    let out = dir.path().join("out");
+    let report = run_eval(&root, &out, "orion");
+    let series = report["series"].as_array().cloned().unwrap_or_default();
+    let short = series.iter().find(|s| s["key"] == "spiky/short.csv");
+    let reason = short
+        .and_then(|s| s["skipped"].as_str())
+        .unwrap_or_default();
+    assert!(reason.contains("12 training rows"), "{report}");
+    assert_eq!(short.and_then(|s| s["fn"].as_u64()), Some(1), "{report}");
+    // The group's counts include the missed window; the other series ran.
+    let spiky = &report["groups"]["spiky"];
+    assert_eq!(spiky["tp"].as_u64(), Some(2), "{report}");
+    assert_eq!(spiky["fn"].as_u64(), Some(1), "{report}");
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap_or_default();
     assert!(
-        filled.status.success(),
-        "{}",
-        String::from_utf8_lossy(&filled.stderr)
+        markdown.contains("spiky/short.csv: the series has 12"),
+        "{markdown}"
     );
-    let report = std::fs::read_to_string(dir.path().join("out/report.json")).unwrap_or_default();
-    assert!(report.contains("\"quiet\""), "{report}");
 }
 
 /// With a train file, the detector judges the train file's errors first,

@@ -71,6 +71,8 @@ pub struct Series {
     pub sha256: String,
     /// Rows skipped under [`OrderPolicy::Drop`].
     pub dropped_rows: usize,
+    /// Missing cells filled under the [`FillPolicy`].
+    pub filled_cells: usize,
 }
 
 impl Series {
@@ -117,6 +119,7 @@ impl Series {
             values,
             sha256: self.sha256.clone(),
             dropped_rows: self.dropped_rows,
+            filled_cells: self.filled_cells,
         }
     }
 
@@ -212,7 +215,7 @@ impl Series {
             for &column in &selected {
                 let name = &headers[column];
                 let cell = record.get(column).unwrap_or_default();
-                if cell.is_empty() {
+                if is_missing(cell) {
                     if options.fill == FillPolicy::None {
                         return Err(data_error(
                             line,
@@ -259,6 +262,7 @@ impl Series {
             values,
             sha256: hex::encode(Sha256::digest(bytes)),
             dropped_rows,
+            filled_cells: missing,
         })
     }
 }
@@ -294,6 +298,17 @@ fn select_columns(
 }
 
 /// Parses a timestamp cell into seconds (or the plain number).
+/// Whether a cell stands for a missing value: empty, or one of the
+/// spellings that pandas, R and databases write for one (pandas' default
+/// `na_values`, less the ones that could be data).
+fn is_missing(cell: &str) -> bool {
+    const MISSING: [&str; 9] = [
+        "", "nan", "-nan", "na", "n/a", "#n/a", "null", "none", "<na>",
+    ];
+    let cell = cell.trim();
+    MISSING.iter().any(|m| cell.eq_ignore_ascii_case(m))
+}
+
 pub fn parse_timestamp(text: &str) -> Option<f64> {
     if let Ok(number) = text.parse::<f64>() {
         return number.is_finite().then_some(number);
@@ -464,10 +479,7 @@ mod tests {
                 "t,v\n0,1\n1,abc\n",
                 "t.csv:3 column 'v': 'abc' is not a number",
             ),
-            (
-                "t,v\n0,1\n1,NaN\n",
-                "t.csv:3 column 'v': 'NaN' is not a finite number",
-            ),
+            ("t,v\n0,1\n1,NaN\n", "t.csv:3 column 'v': missing value"),
             (
                 "t,v\n0,1\n1,inf\n",
                 "t.csv:3 column 'v': 'inf' is not a finite number",
@@ -529,5 +541,24 @@ mod tests {
         assert_eq!(values(&interpolate), Ok(vec![1.0, 1.0, 2.0, 3.0, 4.0, 4.0]));
         let message = error_text("t,v\n0,\n1,\n", &previous);
         assert!(message.contains("every value is missing"), "{message}");
+    }
+
+    #[test]
+    fn the_usual_spellings_of_missing_are_missing_cells() {
+        let text = "t,v\n0,1\n1,NaN\n2, NA \n3,null\n4,5\n";
+        let interpolate = CsvOptions {
+            fill: FillPolicy::Interpolate,
+            ..CsvOptions::default()
+        };
+        let filled = read(text, &interpolate).map(|s| (s.values, s.filled_cells));
+        assert_eq!(
+            filled.map_err(|e| e.to_string()),
+            Ok((vec![1.0, 2.0, 3.0, 4.0, 5.0], 3))
+        );
+        let message = error_text(text, &CsvOptions::default());
+        assert!(
+            message.contains(":3 column 'v': missing value"),
+            "{message}"
+        );
     }
 }

@@ -170,6 +170,13 @@ pub struct SeriesOutcome {
     pub detected: Vec<Interval>,
     pub segment: Counts,
     pub point: Counts,
+    /// Why the series was not evaluated (too short to train on): its
+    /// windows count as missed, and it has no errors or detections.
+    pub skipped: Option<String>,
+    /// Cells filled under `--fill` (series and train file together).
+    pub filled_cells: usize,
+    /// Rows dropped for a repeated or backward timestamp (both files).
+    pub dropped_rows: usize,
 }
 
 impl SeriesOutcome {
@@ -250,10 +257,13 @@ fn slice_series(series: &Series, rows: std::ops::Range<usize>) -> Series {
         values: series.values[rows.start * f..rows.end * f].to_vec(),
         sha256: series.sha256.clone(),
         dropped_rows: 0,
+        filled_cells: 0,
     }
 }
 
-/// Trains, detects and counts one series.
+/// Trains, detects and counts one series. A series whose training rows
+/// cannot hold one training window is not an error: one short file must
+/// not stop a benchmark, so it comes back skipped, its windows missed.
 pub fn evaluate_series(
     entry: &Entry,
     config: &EvalConfig,
@@ -261,6 +271,72 @@ pub fn evaluate_series(
     device: &Device,
 ) -> Result<SeriesOutcome> {
     let series = Series::from_path(&entry.data, &config.csv)?;
+    let training = match &entry.train {
+        Some(path) if config.protocol == Protocol::Orion => {
+            Some(Series::from_path(path, &config.csv)?)
+        }
+        _ => None,
+    };
+    let mut outcome = match detect_series(
+        entry,
+        config,
+        model_for,
+        device,
+        &series,
+        training.as_ref(),
+    ) {
+        Err(Error::TooFewRows {
+            window,
+            rows,
+            detail,
+        }) => {
+            let source = match (&training, config.protocol) {
+                (Some(_), _) => "its train file",
+                (None, Protocol::Orion) => "the series",
+                (None, Protocol::Streaming) => "the probationary period",
+            };
+            let reason = format!(
+                "{source} has {rows} training rows, too few for one window of {window} ({detail})"
+            );
+            SeriesOutcome::skipped(entry, &series, reason)
+        }
+        other => other?,
+    };
+    outcome.filled_cells = series.filled_cells + training.as_ref().map_or(0, |t| t.filled_cells);
+    outcome.dropped_rows = series.dropped_rows + training.as_ref().map_or(0, |t| t.dropped_rows);
+    Ok(outcome)
+}
+
+impl SeriesOutcome {
+    fn skipped(entry: &Entry, series: &Series, reason: String) -> Self {
+        let rows = series.rows();
+        let detected = Vec::new();
+        Self {
+            group: entry.group.clone(),
+            key: entry.key.clone(),
+            signal: (0..rows).map(|r| series.row(r)[0]).collect(),
+            times: series.times.clone(),
+            errors: vec![None; rows],
+            decisions: vec![None; rows],
+            truth: entry.windows.clone(),
+            segment: orion::overlap_segment(&entry.windows, &detected),
+            point: orion::point_counts(&series.times, &entry.windows, &detected),
+            detected,
+            skipped: Some(reason),
+            filled_cells: 0,
+            dropped_rows: 0,
+        }
+    }
+}
+
+fn detect_series(
+    entry: &Entry,
+    config: &EvalConfig,
+    model_for: &dyn Fn(usize) -> ModelConfig,
+    device: &Device,
+    series: &Series,
+    train_file: Option<&Series>,
+) -> Result<SeriesOutcome> {
     let model = model_for(series.n_features());
     let data = match (config.protocol, config.data.aggregate) {
         // NAB scores every row and its probationary period is counted in
@@ -296,22 +372,14 @@ pub fn evaluate_series(
     let mut before = ScaleRows::default();
     match config.protocol {
         Protocol::Orion => {
-            let training = match &entry.train {
-                Some(path) => Series::from_path(path, &config.csv)?,
-                None => series.clone(),
-            };
-            let trained = fit(std::slice::from_ref(&training))?;
+            let trained = fit(std::slice::from_ref(train_file.unwrap_or(series)))?;
             let scored =
-                ScaleRows::from(score_scales(&trained, &series, device, config.batch_size)?);
+                ScaleRows::from(score_scales(&trained, series, device, config.batch_size)?);
             errors = scored.main;
             coarse_errors = scored.coarse;
-            if entry.train.is_some() {
-                before = ScaleRows::from(score_scales(
-                    &trained,
-                    &training,
-                    device,
-                    config.batch_size,
-                )?);
+            if let Some(training) = train_file {
+                before =
+                    ScaleRows::from(score_scales(&trained, training, device, config.batch_size)?);
             }
             first = Some(trained);
         }
@@ -321,16 +389,7 @@ pub fn evaluate_series(
             let step = config.retrain_every.unwrap_or(rows).max(1);
             while start < rows {
                 let end = (start + step).min(rows);
-                let trained = fit(&[slice_series(&series, 0..start)]).map_err(|e| match e {
-                    Error::Config { field, reason } => Error::Config {
-                        field,
-                        reason: format!(
-                            "{reason} ({}: the first {start} rows are all streaming may learn from)",
-                            entry.key
-                        ),
-                    },
-                    other => other,
-                })?;
+                let trained = fit(&[slice_series(series, 0..start)])?;
                 // Score the rows this model is responsible for, with the
                 // history their windows need.
                 // The first model also scores the probationary rows: they
@@ -340,7 +399,7 @@ pub fn evaluate_series(
                 } else {
                     start.saturating_sub(data.window - 1)
                 };
-                let part = slice_series(&series, from..end);
+                let part = slice_series(series, from..end);
                 let ScaleErrors { main, coarse } =
                     score_scales(&trained, &part, device, config.batch_size)?;
                 for (offset, row) in main.into_iter().enumerate() {
@@ -404,6 +463,9 @@ pub fn evaluate_series(
         detected,
         segment,
         point,
+        skipped: None,
+        filled_cells: 0,
+        dropped_rows: 0,
     })
 }
 
@@ -451,6 +513,12 @@ pub struct SeriesReport {
     #[serde(rename = "fn")]
     pub fn_: u64,
     pub detections: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+    #[serde(default)]
+    pub filled_cells: usize,
+    #[serde(default)]
+    pub dropped_rows: usize,
 }
 
 /// `report.json`.
@@ -527,6 +595,9 @@ impl Report {
                 fp: o.segment.fp,
                 fn_: o.segment.fn_,
                 detections: o.detected.len(),
+                skipped: o.skipped.clone(),
+                filled_cells: o.filled_cells,
+                dropped_rows: o.dropped_rows,
             })
             .collect();
         Self {
@@ -554,6 +625,15 @@ impl Report {
             "\nMean F1 over groups with labelled anomalies: **{:.3}**\n",
             self.mean_f1
         ));
+        let skipped: Vec<&SeriesReport> =
+            self.series.iter().filter(|s| s.skipped.is_some()).collect();
+        if !skipped.is_empty() {
+            md.push_str("\nNot evaluated (their labelled windows count as missed):\n\n");
+            for s in skipped {
+                let reason = s.skipped.as_deref().unwrap_or_default();
+                md.push_str(&format!("- {}: {reason}\n", s.key));
+            }
+        }
         if let Some(details) = &self.nab_details {
             md.push_str("\n| NAB profile | score | threshold | raw | null | perfect |\n|---|---|---|---|---|---|\n");
             for (name, r) in details {
