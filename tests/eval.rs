@@ -8,18 +8,20 @@ use std::process::Command;
 
 use common::{Injection, csv_text, seasonal};
 
+/// The timestamp `csv_text` writes for `row`.
+fn stamp(row: usize) -> String {
+    let minutes = row * 5;
+    format!(
+        "2024-01-{:02} {:02}:{:02}:00",
+        1 + minutes / (24 * 60),
+        (minutes / 60) % 24,
+        minutes % 60
+    )
+}
+
 /// Writes DIR/data/<group>/<name>.csv and the labels. Rows are 5 minutes
 /// apart from 2024-01-01 00:00, as `csv_text` writes them.
 fn write_dataset(root: &Path) {
-    let stamp = |row: usize| {
-        let minutes = row * 5;
-        format!(
-            "2024-01-{:02} {:02}:{:02}:00",
-            1 + minutes / (24 * 60),
-            (minutes / 60) % 24,
-            minutes % 60
-        )
-    };
     let mut labels = serde_json::Map::new();
     let cases = [
         (
@@ -288,4 +290,36 @@ fn a_train_file_warms_the_detector_up_before_the_series() {
     let report = eval_report(&root, &out, &args);
     let group = &report["groups"]["g"];
     assert_eq!(group["tp"], 1, "the spike at row 60 was missed: {group}");
+}
+
+/// A label on one row, [t, t], can only be overlapped (in Orion's strict
+/// sense) by a detection that starts before t. A causal detector flags t
+/// at the earliest, so the event covers the window that raised the flag.
+#[test]
+fn an_anomaly_labelled_on_one_row_is_found() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    for part in ["data/g", "labels"] {
+        std::fs::create_dir_all(root.join(part)).ok();
+    }
+    let spike = Injection::Spike {
+        at: 1500,
+        size: 6.0,
+    };
+    let values = seasonal(2000, 1, 21, &[spike]);
+    std::fs::write(root.join("data/g/point.csv"), csv_text(&values, 1)).ok();
+    let labels = serde_json::json!({"g/point.csv": [[stamp(1500), stamp(1500)]]});
+    std::fs::write(
+        root.join("labels/combined_windows.json"),
+        labels.to_string(),
+    )
+    .ok();
+    let args = ["--window", "16", "--epochs", "10", "--no-plots"];
+    let report = eval_report(&root, &dir.path().join("out"), &args);
+    let g = &report["groups"]["g"];
+    assert_eq!(
+        (g["tp"].as_u64(), g["fn"].as_u64()),
+        (Some(1), Some(0)),
+        "{g}"
+    );
 }

@@ -446,9 +446,17 @@ fn detect_series(
         })
         .collect();
     let times = series.times.clone();
+    // A flag judges a whole window, not its last row: the event covers the
+    // rows of the window that raised it, so that an anomaly on a single row
+    // (a label [t, t]) can lie strictly inside it, as Orion's overlap test
+    // needs. The decision itself stays at the flagged row (NAB scores that).
+    let lookback = first.as_ref().map_or(0, |model| {
+        let windowing = &model.manifest.windowing;
+        (windowing.window * windowing.aggregate.max(1)).saturating_sub(1)
+    });
     let detected: Vec<Interval> = events
         .iter()
-        .map(|e| (times[e.start], times[e.end]))
+        .map(|e| (times[e.start.saturating_sub(lookback)], times[e.end]))
         .collect();
     let segment = orion::overlap_segment(&entry.windows, &detected);
     let point = orion::point_counts(&times, &entry.windows, &detected);
