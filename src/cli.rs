@@ -21,7 +21,7 @@ use anomalyd::model::{
     Activation, ConvAeConfig, DeepAeConfig, DenseAeConfig, LstmAeConfig, ModelConfig, ModelKind,
     PcaConfig, VaeConfig,
 };
-use anomalyd::score::{ScaleErrors, detect_rows, score_scales};
+use anomalyd::score::{ScaleErrors, detect_rows, score_scales, window_first_row};
 use anomalyd::train::{
     Aggregate, Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest, train,
 };
@@ -848,6 +848,7 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
     writer.flush()?;
     for event in &events {
         tracing::info!(
+            window_start = %series.timestamps[window_first_row(&model, event.start)],
             start = %series.timestamps[event.start],
             end = %series.timestamps[event.end],
             "anomaly event"

@@ -102,6 +102,15 @@ pub fn score_series(
     Ok(rows)
 }
 
+/// The first row of the window whose error [`score_series`] puts on `row`:
+/// where the data that error judges begins. An event reported from its
+/// first flag covers the anomaly only from here on (a label on a single
+/// row is at the end of that window, not at its start).
+pub fn window_first_row(model: &TrainedModel, row: usize) -> usize {
+    let spec = &model.manifest.windowing;
+    row.saturating_sub((spec.window * spec.aggregate.max(1)).saturating_sub(1))
+}
+
 /// Runs the detector over the per-row window errors of `model` (from
 /// [`score_series`]); `coarse` holds the coarse model's, for a multi-scale
 /// model. The one place that knows how a multi-scale artifact is detected.

@@ -341,6 +341,15 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         "{events:?}"
     );
     assert!(events.iter().all(|e| e.series == "spiky"), "{events:?}");
+    // Samples are a minute apart and the model averages none: the window
+    // that opened an event began WINDOW - 1 samples before its last one.
+    let window_span = (WINDOW - 1) as f64 * 60.0;
+    assert!(
+        events
+            .iter()
+            .all(|e| (e.start - e.window_start - window_span).abs() < 1e-6),
+        "{events:?}"
+    );
 
     // Every invalid message reached the dead-letter topic with its reason.
     let mut reasons = read_topic(&brokers, "dead", 5, |message| {

@@ -22,7 +22,7 @@ use crate::detect::{Decision, DetectorConfig, Event, EventChange, detect_all};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::model::artifact::TrainedModel;
-use crate::score::{ScaleErrors, detect_rows, score_scales};
+use crate::score::{ScaleErrors, detect_rows, score_scales, window_first_row};
 use crate::train::{Aggregate, DataConfig, TrainConfig, TrainRequest, train};
 use orion::{Counts, Interval};
 
@@ -447,16 +447,14 @@ fn detect_series(
         .collect();
     let times = series.times.clone();
     // A flag judges a whole window, not its last row: the event covers the
-    // rows of the window that raised it, so that an anomaly on a single row
-    // (a label [t, t]) can lie strictly inside it, as Orion's overlap test
-    // needs. The decision itself stays at the flagged row (NAB scores that).
-    let lookback = first.as_ref().map_or(0, |model| {
-        let windowing = &model.manifest.windowing;
-        (windowing.window * windowing.aggregate.max(1)).saturating_sub(1)
-    });
+    // rows of the window that raised it (as the daemon's `window_start`),
+    // so that an anomaly on a single row (a label [t, t]) can lie strictly
+    // inside it, as Orion's overlap test needs. The decision itself stays
+    // at the flagged row (NAB scores that).
+    let first_row = |row: usize| first.as_ref().map_or(row, |m| window_first_row(m, row));
     let detected: Vec<Interval> = events
         .iter()
-        .map(|e| (times[e.start.saturating_sub(lookback)], times[e.end]))
+        .map(|e| (times[first_row(e.start)], times[e.end]))
         .collect();
     let segment = orion::overlap_segment(&entry.windows, &detected);
     let point = orion::point_counts(&times, &entry.windows, &detected);

@@ -147,6 +147,8 @@ impl ConsumerContext for ServeContext {
 struct Job {
     series: String,
     time: f64,
+    /// First sample of the window (see [`SeriesTable::window_start`]).
+    window_start: f64,
     /// The index of this sample's coarse window in its model's coarse part
     /// (multi-scale models), observed before this window is judged.
     coarse: Option<usize>,
@@ -340,7 +342,13 @@ fn kafka_error(context: &str, e: impl std::fmt::Display) -> Error {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct AnomalyEvent {
     pub series: String,
+    /// The sample whose window was first flagged (seconds since the epoch).
     pub start: f64,
+    /// The first sample of that window: the data the first flag judged
+    /// begins here, so the anomaly may lie anywhere from here on. `eval`
+    /// scores an event from this point.
+    #[serde(default)]
+    pub window_start: f64,
     pub end: f64,
     pub peak_score: f64,
     pub threshold: f64,
@@ -356,6 +364,7 @@ impl AnomalyEvent {
         crate::proto::AnomalyEvent {
             series: self.series.clone(),
             start_ms: (self.start * 1000.0).round() as i64,
+            window_start_ms: (self.window_start * 1000.0).round() as i64,
             end_ms: (self.end * 1000.0).round() as i64,
             peak_score: self.peak_score,
             threshold: self.threshold,
@@ -841,6 +850,10 @@ impl Pipeline {
         }
         let outcome = match admission {
             Admission::Window(values, coarse_window) => {
+                let window_start = self
+                    .table
+                    .window_start(&sample.series)
+                    .unwrap_or(sample.time);
                 let coarse = match (coarse_window, self.models[model].coarse) {
                     (Some(window), Some(served)) => {
                         let part = batch.parts.entry(served.slot).or_default();
@@ -849,6 +862,7 @@ impl Pipeline {
                         part.jobs.push(Job {
                             series: sample.series.clone(),
                             time: sample.time,
+                            window_start,
                             coarse: None,
                         });
                         Some(part.jobs.len() - 1)
@@ -861,6 +875,7 @@ impl Pipeline {
                 part.jobs.push(Job {
                     series: sample.series,
                     time: sample.time,
+                    window_start,
                     coarse,
                 });
                 "scored"
@@ -977,6 +992,7 @@ impl Pipeline {
                     self.metrics.anomalies.with_label_values(&[label]).inc();
                     state.open_event = Some(OpenEvent {
                         start_time: job.time,
+                        window_start: job.window_start,
                         peak_score: 0.0,
                         peak_threshold: decision.threshold.unwrap_or(f64::NAN),
                         peak_contributions: Vec::new(),
@@ -1041,6 +1057,7 @@ impl Pipeline {
         AnomalyEvent {
             series: series.to_owned(),
             start: open.start_time,
+            window_start: open.window_start,
             end,
             peak_score: open.peak_score,
             threshold: open.peak_threshold,

@@ -29,6 +29,9 @@ pub enum Admission {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenEvent {
     pub start_time: f64,
+    /// First sample of the window whose error opened the event.
+    #[serde(default)]
+    pub window_start: f64,
     pub peak_score: f64,
     pub peak_threshold: f64,
     /// Per-feature errors at the peak.
@@ -126,6 +129,13 @@ pub struct SeriesState {
     /// Per-feature sums of the samples of the point being averaged.
     pending: Vec<f64>,
     pending_rows: usize,
+    /// Time of the first sample of each point in `buffer`, oldest first;
+    /// the front is where the current window starts.
+    #[serde(default)]
+    point_starts: VecDeque<f64>,
+    /// Time of the first sample of the point being averaged.
+    #[serde(default)]
+    pending_start: Option<f64>,
     last_time: Option<f64>,
     /// Full windows to skip before the next one is scored.
     until_next: usize,
@@ -244,6 +254,8 @@ impl SeriesTable {
                     rows_per_point: shape.rows_per_point.max(1),
                     pending: vec![0.0; shape.features],
                     pending_rows: 0,
+                    point_starts: VecDeque::with_capacity(shape.window + 1),
+                    pending_start: None,
                     last_time: None,
                     until_next: 0,
                     coarse: shape
@@ -280,6 +292,8 @@ impl SeriesTable {
                 state.buffer.clear();
                 state.pending.fill(0.0);
                 state.pending_rows = 0;
+                state.point_starts.clear();
+                state.pending_start = None;
                 state.until_next = 0;
                 if let Some(coarse) = &mut state.coarse {
                     coarse.reset();
@@ -288,6 +302,7 @@ impl SeriesTable {
             }
         }
         state.last_time = Some(time);
+        let point_start = *state.pending_start.get_or_insert(time);
         if state.rows_per_point > 1 {
             // The scaler is affine, so averaging normalised samples gives
             // the normalised average that training saw.
@@ -307,6 +322,12 @@ impl SeriesTable {
         } else {
             state.buffer.extend(normalised.iter().copied());
         }
+        state.pending_start = None;
+        state.point_starts.push_back(point_start);
+        let window_points = state.window_values / normalised.len().max(1);
+        while state.point_starts.len() > window_points {
+            state.point_starts.pop_front();
+        }
         if let Some(coarse) = &mut state.coarse {
             let point_start = state.buffer.len().saturating_sub(normalised.len());
             coarse.push(state.buffer.range(point_start..));
@@ -324,6 +345,14 @@ impl SeriesTable {
         state.until_next = stride - 1;
         let coarse = state.coarse.as_mut().and_then(|c| c.ready.take());
         Admission::Window(state.buffer.iter().copied().collect(), coarse)
+    }
+
+    /// The time of the first sample of `series`' current window: where the
+    /// data a window's error judges begins (the event's `window_start`).
+    pub fn window_start(&self, series: &str) -> Option<f64> {
+        self.series
+            .get(series)
+            .and_then(|s| s.point_starts.front().copied())
     }
 
     /// Drops the least recently seen tenth of the table (at least one).
@@ -439,6 +468,30 @@ mod tests {
             coarse: None,
         };
         t.admit(series, time, &[value], ("topic", 0), shape)
+    }
+
+    /// The window's start is the first sample of its oldest point, as
+    /// `eval` counts it (window × rows per point back, inclusive).
+    #[test]
+    fn a_window_starts_at_the_first_sample_of_its_oldest_point() {
+        let mut t = table(1, 10);
+        for i in 1..=5 {
+            admit_averaged(&mut t, "a", f64::from(i), 0.0, 2);
+        }
+        assert_eq!(t.window_start("a"), Some(1.0));
+        let full = admit_averaged(&mut t, "a", 6.0, 0.0, 2);
+        assert!(matches!(full, Admission::Window(..)), "{full:?}");
+        assert_eq!(t.window_start("a"), Some(1.0));
+        for i in 7..=8 {
+            admit_averaged(&mut t, "a", f64::from(i), 0.0, 2);
+        }
+        assert_eq!(t.window_start("a"), Some(3.0));
+        // A gap starts the window afresh after it.
+        admit_averaged(&mut t, "a", 30.0, 0.0, 2);
+        assert_eq!(t.window_start("a"), None);
+        admit_averaged(&mut t, "a", 31.0, 0.0, 2);
+        assert_eq!(t.window_start("a"), Some(30.0));
+        assert_eq!(t.window_start("unknown"), None);
     }
 
     #[test]
