@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 
 use anomalyd::config::ServeConfig;
 use anomalyd::data::{CsvOptions, FillPolicy, OrderPolicy, ScalerKind, Series};
@@ -890,8 +891,12 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let model_for = |features: usize| args.model.model_config(features);
-    let mut outcomes = Vec::with_capacity(dataset.entries.len());
-    for entry in &dataset.entries {
+    // Series are independent and each is trained from its own seed, so on
+    // the pure-Rust device (where training a small model keeps one core
+    // busy) they run side by side on rayon's pool and come back in dataset
+    // order: the report is the same whatever the thread count. LibTorch
+    // has its own thread pool, and a GPU one queue: one series at a time.
+    let evaluate = |entry: &anomalyd::eval::Entry| -> Result<anomalyd::eval::SeriesOutcome> {
         bar.set_message(entry.key.clone());
         let outcome = evaluate_series(entry, &config, &model_for, &device)
             .with_context(|| format!("evaluating {}", entry.key))?;
@@ -907,9 +912,22 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
             anomalyd::eval::plot::draw(&outcome, &plots.join(format!("{name}.png")))?;
         }
         tracing::debug!(series = %entry.key, tp = outcome.segment.tp, fp = outcome.segment.fp, r#fn = outcome.segment.fn_, "series done");
-        outcomes.push(outcome);
         bar.inc(1);
-    }
+        Ok(outcome)
+    };
+    let outcomes: Vec<_> = if args.device == DeviceSpec::Cpu {
+        dataset
+            .entries
+            .par_iter()
+            .map(evaluate)
+            .collect::<Result<_>>()?
+    } else {
+        dataset
+            .entries
+            .iter()
+            .map(evaluate)
+            .collect::<Result<_>>()?
+    };
     bar.finish_and_clear();
     let report = Report::build(args.protocol, &outcomes);
     let json_path = args.out.join("report.json");

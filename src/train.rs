@@ -7,7 +7,7 @@
 //! noise) derives from one seed, so the same data, seed and backend give the
 //! same artifact bytes.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -29,9 +29,26 @@ use crate::score;
 
 /// Burn's CPU backends keep one process-wide random generator, and parameters
 /// are initialised lazily from it. Runs that train concurrently would
-/// interleave their draws; holding this lock for a whole run keeps each run's
-/// draws its own.
+/// interleave their draws; seeding it and drawing every initial weight under
+/// this lock keeps each run's draws its own. Nothing after the initial
+/// weights draws from it (our own generator draws the rest), so runs train
+/// side by side once their weights exist.
 static BACKEND_RNG: Mutex<()> = Mutex::new(());
+
+/// Runs every lazy parameter initialiser now.
+struct Materialise;
+
+impl burn::module::ModuleVisitor for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+    fn visit_int<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D, Int>>) {
+        let _ = param.val();
+    }
+    fn visit_bool<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D, Bool>>) {
+        let _ = param.val();
+    }
+}
 
 /// The validation-error quantile that becomes the artifact's threshold. At
 /// 0.99 a stream would cross it once every hundred points by construction,
@@ -505,7 +522,6 @@ pub struct Trainer {
     latent: Option<usize>,
     window: usize,
     features: usize,
-    _backend_rng: MutexGuard<'static, ()>,
 }
 
 impl Trainer {
@@ -519,12 +535,16 @@ impl Trainer {
                 "pca is fitted in closed form, not by steps",
             ));
         }
-        let guard = BACKEND_RNG
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        device.seed(config.seed);
         let autodiff = device.clone().autodiff();
-        let network = model.init(&autodiff);
+        let network = {
+            let _draws = BACKEND_RNG
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            device.seed(config.seed);
+            let network = model.init(&autodiff);
+            network.visit(&mut Materialise);
+            network
+        };
         let optimizer = AdamConfig::new()
             .with_grad_clipping(config.grad_clip_norm.map(GradientClippingConfig::Norm))
             .init();
@@ -542,7 +562,6 @@ impl Trainer {
             },
             window,
             features,
-            _backend_rng: guard,
         })
     }
 

@@ -96,6 +96,34 @@ fn same_data_and_seed_give_the_same_bytes_and_another_seed_does_not() {
     );
 }
 
+/// Runs that train side by side (eval does, one series per core) draw
+/// their initial weights apart and give the bytes each gives alone.
+#[test]
+fn runs_training_side_by_side_give_the_bytes_they_give_alone() {
+    let config = || ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4));
+    let weights = |model: &mut TrainedModel| {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        saved(model, dir.path());
+        read(&dir.path().join(WEIGHTS_FILE))
+    };
+    let alone: Vec<Vec<u8>> = [5, 6]
+        .into_iter()
+        .map(|seed| weights(&mut trained(config(), 1, seed)))
+        .collect();
+    for _ in 0..3 {
+        let together: Vec<Vec<u8>> = std::thread::scope(|scope| {
+            let runs: Vec<_> = [5, 6]
+                .into_iter()
+                .map(|seed| scope.spawn(move || weights(&mut trained(config(), 1, seed))))
+                .collect();
+            runs.into_iter()
+                .map(|run| run.join().unwrap_or_else(|_| panic!("a run panicked")))
+                .collect()
+        });
+        assert!(together == alone, "side-by-side runs changed the weights");
+    }
+}
+
 #[test]
 fn a_broken_artifact_is_refused_with_a_message_that_names_the_problem() {
     let mut model = trained(ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)), 1, 1);
