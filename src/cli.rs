@@ -861,6 +861,9 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
 
 fn run_eval(args: &EvalArgs) -> Result<()> {
     let dataset = Dataset::open(&args.dataset, args.groups.as_deref())?;
+    for key in &dataset.unlabelled {
+        tracing::warn!(series = %key, "not in labels/combined_windows.json, so not evaluated (write [] for a series without anomalies)");
+    }
     let config = EvalConfig {
         protocol: args.protocol,
         data: args.model.data_config(),
@@ -929,7 +932,8 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
             .collect::<Result<_>>()?
     };
     bar.finish_and_clear();
-    let report = Report::build(args.protocol, &outcomes);
+    let mut report = Report::build(args.protocol, &outcomes);
+    report.unlabelled = dataset.unlabelled.clone();
     let json_path = args.out.join("report.json");
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;

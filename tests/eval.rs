@@ -246,9 +246,16 @@ fn a_series_too_short_to_train_on_is_skipped_and_its_windows_missed() {
     let mut labels: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     labels["spiky/short.csv"] = serde_json::json!([["2024-01-01 00:20:00", "2024-01-01 00:40:00"]]);
     std::fs::write(&labels_path, labels.to_string()).ok();
+    // A data file the labels do not mention is named, not evaluated.
+    std::fs::write(root.join("data/quiet/extra.csv"), csv_text(&short, 1)).ok();
 
     let out = dir.path().join("out");
     let report = run_eval(&root, &out, "orion");
+    assert_eq!(
+        report["unlabelled"],
+        serde_json::json!(["quiet/extra.csv"]),
+        "{report}"
+    );
     let series = report["series"].as_array().cloned().unwrap_or_default();
     let short = series.iter().find(|s| s["key"] == "spiky/short.csv");
     let reason = short

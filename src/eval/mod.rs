@@ -55,6 +55,10 @@ pub struct Entry {
 pub struct Dataset {
     pub root: PathBuf,
     pub entries: Vec<Entry>,
+    /// `<group>/<name>.csv` files under `data/` (in the selected groups)
+    /// that the labels file does not mention: not evaluated, since a file
+    /// without anomalies is written with `[]`.
+    pub unlabelled: Vec<String>,
 }
 
 impl Dataset {
@@ -128,6 +132,25 @@ impl Dataset {
                 windows,
             });
         }
+        let mut unlabelled = Vec::new();
+        let data_dir = root.join("data");
+        let groups_on_disk = std::fs::read_dir(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
+        for group in groups_on_disk.flatten() {
+            let group_name = group.file_name().to_string_lossy().into_owned();
+            if groups.is_some_and(|wanted| !wanted.contains(&group_name)) {
+                continue;
+            }
+            let Ok(files) = std::fs::read_dir(group.path()) else {
+                continue; // a file beside the groups, not a group
+            };
+            for file in files.flatten() {
+                let key = format!("{group_name}/{}", file.file_name().to_string_lossy());
+                if key.ends_with(".csv") && !labels.contains_key(&key) {
+                    unlabelled.push(key);
+                }
+            }
+        }
+        unlabelled.sort();
         if entries.is_empty() {
             return Err(Error::config(
                 "--groups",
@@ -137,6 +160,7 @@ impl Dataset {
         Ok(Self {
             root: root.to_path_buf(),
             entries,
+            unlabelled,
         })
     }
 }
@@ -540,6 +564,9 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nab_details: Option<BTreeMap<String, nab::ProfileResult>>,
     pub series: Vec<SeriesReport>,
+    /// Data files the labels do not mention (see [`Dataset::unlabelled`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unlabelled: Vec<String>,
 }
 
 impl Report {
@@ -613,6 +640,7 @@ impl Report {
             nab,
             nab_details,
             series,
+            unlabelled: Vec::new(),
         }
     }
 
@@ -639,6 +667,12 @@ impl Report {
                 let reason = s.skipped.as_deref().unwrap_or_default();
                 md.push_str(&format!("- {}: {reason}\n", s.key));
             }
+        }
+        if !self.unlabelled.is_empty() {
+            md.push_str(&format!(
+                "\nNot in the labels file, so not evaluated: {}\n",
+                self.unlabelled.join(", ")
+            ));
         }
         if let Some(details) = &self.nab_details {
             md.push_str("\n| NAB profile | score | threshold | raw | null | perfect |\n|---|---|---|---|---|---|\n");
