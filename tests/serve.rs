@@ -341,15 +341,15 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         "{events:?}"
     );
     assert!(events.iter().all(|e| e.series == "spiky"), "{events:?}");
-    // Samples are a minute apart and the model averages none: the window
-    // that opened an event began WINDOW - 1 samples before its last one.
-    let window_span = (WINDOW - 1) as f64 * 60.0;
-    assert!(
-        events
-            .iter()
-            .all(|e| (e.start - e.window_start - window_span).abs() < 1e-6),
-        "{events:?}"
-    );
+    // Each event spans the rows offline detection gives it, as eval counts
+    // them: from the first row of the window that opened it to its last
+    // flagged row (the merge gap after it is not part of it).
+    let row_of = |time: f64| ((time * 1000.0 - START_MS as f64) / 60_000.0).round() as usize;
+    let served: Vec<(usize, usize, usize)> = events
+        .iter()
+        .map(|e| (row_of(e.window_start), row_of(e.start), row_of(e.end)))
+        .collect();
+    assert_eq!(served, offline_events(&model_dir, &spiky), "{events:?}");
 
     // Every invalid message reached the dead-letter topic with its reason.
     let mut reasons = read_topic(&brokers, "dead", 5, |message| {
@@ -385,6 +385,33 @@ async fn samples_become_metrics_events_and_committed_offsets() {
 }
 
 /// Reads `topic` from the start until `want` messages (or 20 s).
+/// (window start, start, end) rows of the events offline detection with
+/// the daemon's default detector finds in `values` and closes before the
+/// stream ends (the daemon writes an event when it closes).
+fn offline_events(model_dir: &std::path::Path, values: &[f64]) -> Vec<(usize, usize, usize)> {
+    let device = common::test_device();
+    let model = anomalyd::model::artifact::TrainedModel::load(model_dir, &device)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let scored = anomalyd::score::score_scales(&model, &series("s.csv", values, 1), &device, 256)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let errors: Vec<Option<f64>> = scored
+        .main
+        .iter()
+        .map(|e| e.as_ref().map(|e| e.total))
+        .collect();
+    let detector = ServeConfig::default().detector;
+    let (_, events) =
+        anomalyd::score::detect_rows(&detector, &model, &errors, scored.coarse.as_deref());
+    events
+        .iter()
+        .filter(|e| e.end + detector.events.merge_gap < values.len() - 1)
+        .map(|e| {
+            let first = anomalyd::score::window_first_row(&model, e.start);
+            (first, e.start, e.end)
+        })
+        .collect()
+}
+
 fn read_topic<T>(
     brokers: &str,
     topic: &str,

@@ -349,6 +349,8 @@ pub struct AnomalyEvent {
     /// scores an event from this point.
     #[serde(default)]
     pub window_start: f64,
+    /// The last flagged sample. The event is written when the merge gap
+    /// after it has passed unflagged.
     pub end: f64,
     pub peak_score: f64,
     pub threshold: f64,
@@ -993,10 +995,16 @@ impl Pipeline {
                     state.open_event = Some(OpenEvent {
                         start_time: job.time,
                         window_start: job.window_start,
+                        last_flagged: job.time,
                         peak_score: 0.0,
                         peak_threshold: decision.threshold.unwrap_or(f64::NAN),
                         peak_contributions: Vec::new(),
                     });
+                }
+                if let Some(open) = state.open_event.as_mut()
+                    && decision.flagged
+                {
+                    open.last_flagged = job.time;
                 }
                 if let Some(open) = state.open_event.as_mut()
                     && decision.anomalous
@@ -1009,7 +1017,7 @@ impl Pipeline {
                 if matches!(decision.event, Some(EventChange::Ended(_)))
                     && let Some(open) = state.open_event.take()
                 {
-                    events.push(self.event(model, &job.series, open, job.time));
+                    events.push(self.event(model, &job.series, open));
                 }
             }
         }
@@ -1041,7 +1049,7 @@ impl Pipeline {
         }
     }
 
-    fn event(&self, model: usize, series: &str, open: OpenEvent, end: f64) -> AnomalyEvent {
+    fn event(&self, model: usize, series: &str, open: OpenEvent) -> AnomalyEvent {
         let served = &self.models[model];
         let mut top: Vec<FeatureContribution> = open
             .peak_contributions
@@ -1058,7 +1066,7 @@ impl Pipeline {
             series: series.to_owned(),
             start: open.start_time,
             window_start: open.window_start,
-            end,
+            end: open.last_flagged,
             peak_score: open.peak_score,
             threshold: open.peak_threshold,
             model: served.name.clone(),

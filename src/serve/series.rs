@@ -32,6 +32,10 @@ pub struct OpenEvent {
     /// First sample of the window whose error opened the event.
     #[serde(default)]
     pub window_start: f64,
+    /// The latest flagged sample: where the event ends, as `eval` has it
+    /// (the unflagged samples of the merge gap after it are not the event).
+    #[serde(default)]
+    pub last_flagged: f64,
     pub peak_score: f64,
     pub peak_threshold: f64,
     /// Per-feature errors at the peak.
