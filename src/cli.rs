@@ -94,8 +94,9 @@ pub struct CsvArgs {
     /// Feature columns to use, by header name (default: every column after the timestamp).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
-    /// What to do with empty cells: an error (none), carry the previous value
-    /// forward, or interpolate linearly in time.
+    /// What to do with missing cells (empty, NaN, NA, null...): an error
+    /// (none), carry the previous value forward, or interpolate linearly in
+    /// time.
     #[arg(long, value_enum, default_value_t = FillPolicy::None)]
     pub fill: FillPolicy,
     /// What to do with rows whose timestamp repeats or goes backwards: reject
