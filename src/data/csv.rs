@@ -297,18 +297,17 @@ fn select_columns(
         .collect()
 }
 
-/// Parses a timestamp cell into seconds (or the plain number).
-/// Whether a cell stands for a missing value: empty, or one of the
-/// spellings that pandas, R and databases write for one (pandas' default
-/// `na_values`, less the ones that could be data).
+/// Whether a cell (already trimmed by the reader) stands for a missing
+/// value: empty, or one of the spellings that pandas, R and databases write
+/// for one (pandas' default `na_values`, less the ones that could be data).
 fn is_missing(cell: &str) -> bool {
     const MISSING: [&str; 9] = [
         "", "nan", "-nan", "na", "n/a", "#n/a", "null", "none", "<na>",
     ];
-    let cell = cell.trim();
     MISSING.iter().any(|m| cell.eq_ignore_ascii_case(m))
 }
 
+/// Parses a timestamp cell into seconds (or the plain number).
 pub fn parse_timestamp(text: &str) -> Option<f64> {
     if let Ok(number) = text.parse::<f64>() {
         return number.is_finite().then_some(number);

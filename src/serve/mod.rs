@@ -147,7 +147,7 @@ impl ConsumerContext for ServeContext {
 struct Job {
     series: String,
     time: f64,
-    /// First sample of the window (see [`SeriesTable::window_start`]).
+    /// First sample of the window (see [`Admission::Window`]).
     window_start: f64,
     /// The index of this sample's coarse window in its model's coarse part
     /// (multi-scale models), observed before this window is judged.
@@ -851,11 +851,7 @@ impl Pipeline {
             self.metrics.samples.with_label_values(&["gap_reset"]).inc();
         }
         let outcome = match admission {
-            Admission::Window(values, coarse_window) => {
-                let window_start = self
-                    .table
-                    .window_start(&sample.series)
-                    .unwrap_or(sample.time);
+            Admission::Window(values, coarse_window, window_start) => {
                 let coarse = match (coarse_window, self.models[model].coarse) {
                     (Some(window), Some(served)) => {
                         let part = batch.parts.entry(served.slot).or_default();
@@ -994,8 +990,8 @@ impl Pipeline {
                     self.metrics.anomalies.with_label_values(&[label]).inc();
                     state.open_event = Some(OpenEvent {
                         start_time: job.time,
-                        window_start: job.window_start,
-                        last_flagged: job.time,
+                        window_start: Some(job.window_start),
+                        last_flagged: Some(job.time),
                         peak_score: 0.0,
                         peak_threshold: decision.threshold.unwrap_or(f64::NAN),
                         peak_contributions: Vec::new(),
@@ -1004,7 +1000,7 @@ impl Pipeline {
                 if let Some(open) = state.open_event.as_mut()
                     && decision.flagged
                 {
-                    open.last_flagged = job.time;
+                    open.last_flagged = Some(job.time);
                 }
                 if let Some(open) = state.open_event.as_mut()
                     && decision.anomalous
@@ -1065,8 +1061,8 @@ impl Pipeline {
         AnomalyEvent {
             series: series.to_owned(),
             start: open.start_time,
-            window_start: open.window_start,
-            end: open.last_flagged,
+            window_start: open.window_start.unwrap_or(open.start_time),
+            end: open.last_flagged.unwrap_or(open.start_time),
             peak_score: open.peak_score,
             threshold: open.peak_threshold,
             model: served.name.clone(),

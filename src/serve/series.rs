@@ -12,9 +12,11 @@ use crate::detect::{Detector, DetectorConfig};
 /// What a new sample did to its series.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Admission {
-    /// A full window to score, `[T, F]` row-major, normalised; and for a
-    /// multi-scale model the coarse window this sample completed, if any.
-    Window(Vec<f32>, Option<Vec<f32>>),
+    /// A full window to score, `[T, F]` row-major, normalised; for a
+    /// multi-scale model the coarse window this sample completed, if any;
+    /// and the time of the window's first sample (an event's
+    /// `window_start`).
+    Window(Vec<f32>, Option<Vec<f32>>, f64),
     /// Not enough samples yet for a window.
     Warming,
     /// Added to the point being averaged, which is not complete yet.
@@ -29,13 +31,15 @@ pub enum Admission {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenEvent {
     pub start_time: f64,
-    /// First sample of the window whose error opened the event.
+    /// First sample of the window whose error opened the event. `None` in
+    /// state files written before it was kept: then the start.
     #[serde(default)]
-    pub window_start: f64,
+    pub window_start: Option<f64>,
     /// The latest flagged sample: where the event ends, as `eval` has it
     /// (the unflagged samples of the merge gap after it are not the event).
+    /// `None` in older state files: then the start.
     #[serde(default)]
-    pub last_flagged: f64,
+    pub last_flagged: Option<f64>,
     pub peak_score: f64,
     pub peak_threshold: f64,
     /// Per-feature errors at the peak.
@@ -348,15 +352,8 @@ impl SeriesTable {
         }
         state.until_next = stride - 1;
         let coarse = state.coarse.as_mut().and_then(|c| c.ready.take());
-        Admission::Window(state.buffer.iter().copied().collect(), coarse)
-    }
-
-    /// The time of the first sample of `series`' current window: where the
-    /// data a window's error judges begins (the event's `window_start`).
-    pub fn window_start(&self, series: &str) -> Option<f64> {
-        self.series
-            .get(series)
-            .and_then(|s| s.point_starts.front().copied())
+        let start = state.point_starts.front().copied().unwrap_or(time);
+        Admission::Window(state.buffer.iter().copied().collect(), coarse, start)
     }
 
     /// Drops the least recently seen tenth of the table (at least one).
@@ -474,28 +471,24 @@ mod tests {
         t.admit(series, time, &[value], ("topic", 0), shape)
     }
 
-    /// The window's start is the first sample of its oldest point, as
-    /// `eval` counts it (window × rows per point back, inclusive).
+    /// A window starts at the first sample of its oldest point, as `eval`
+    /// counts it (window × rows per point back, inclusive).
     #[test]
     fn a_window_starts_at_the_first_sample_of_its_oldest_point() {
         let mut t = table(1, 10);
-        for i in 1..=5 {
-            admit_averaged(&mut t, "a", f64::from(i), 0.0, 2);
-        }
-        assert_eq!(t.window_start("a"), Some(1.0));
-        let full = admit_averaged(&mut t, "a", 6.0, 0.0, 2);
-        assert!(matches!(full, Admission::Window(..)), "{full:?}");
-        assert_eq!(t.window_start("a"), Some(1.0));
-        for i in 7..=8 {
-            admit_averaged(&mut t, "a", f64::from(i), 0.0, 2);
-        }
-        assert_eq!(t.window_start("a"), Some(3.0));
+        let mut start_at = |time: f64| match admit_averaged(&mut t, "a", time, 0.0, 2) {
+            Admission::Window(_, _, start) => Some(start),
+            _ => None,
+        };
+        let starts: Vec<Option<f64>> = (1..=8).map(|i| start_at(f64::from(i))).collect();
+        // Points of two samples; three of them fill the first window.
+        assert_eq!(
+            starts,
+            [None, None, None, None, None, Some(1.0), None, Some(3.0)]
+        );
         // A gap starts the window afresh after it.
-        admit_averaged(&mut t, "a", 30.0, 0.0, 2);
-        assert_eq!(t.window_start("a"), None);
-        admit_averaged(&mut t, "a", 31.0, 0.0, 2);
-        assert_eq!(t.window_start("a"), Some(30.0));
-        assert_eq!(t.window_start("unknown"), None);
+        let after: Vec<Option<f64>> = (30..=35).map(|i| start_at(f64::from(i))).collect();
+        assert_eq!(after, [None, None, None, None, None, Some(30.0)]);
     }
 
     #[test]
@@ -511,7 +504,7 @@ mod tests {
                 Admission::Averaging,
                 Admission::Warming,
                 Admission::Averaging,
-                Admission::Window(vec![1.5, 3.5, 5.5], None),
+                Admission::Window(vec![1.5, 3.5, 5.5], None, 1.0),
             ]
         );
         assert_eq!(admit2(7.0, 7.0), Admission::Averaging);
@@ -524,7 +517,7 @@ mod tests {
         assert_eq!(admit2(34.0, 4.0), Admission::Averaging);
         assert_eq!(
             admit2(35.0, 6.0),
-            Admission::Window(vec![101.0, 0.0, 5.0], None)
+            Admission::Window(vec![101.0, 0.0, 5.0], None, 30.0)
         );
     }
 
@@ -555,11 +548,11 @@ mod tests {
             [
                 Admission::Warming,
                 Admission::Warming,
-                Admission::Window(vec![1.0, 2.0, 3.0], None),
+                Admission::Window(vec![1.0, 2.0, 3.0], None, 1.0),
                 // Coarse points (1+2)/2 and (3+4)/2 fill the coarse window.
-                Admission::Window(vec![2.0, 3.0, 4.0], Some(vec![1.5, 3.5])),
-                Admission::Window(vec![3.0, 4.0, 5.0], None),
-                Admission::Window(vec![4.0, 5.0, 6.0], Some(vec![3.5, 5.5])),
+                Admission::Window(vec![2.0, 3.0, 4.0], Some(vec![1.5, 3.5]), 2.0),
+                Admission::Window(vec![3.0, 4.0, 5.0], None, 3.0),
+                Admission::Window(vec![4.0, 5.0, 6.0], Some(vec![3.5, 5.5]), 4.0),
             ]
         );
         // With stride 2 the fourth sample's main window is skipped, so its
@@ -571,7 +564,7 @@ mod tests {
         assert_eq!(outcomes[3], Admission::Skipped);
         assert_eq!(
             outcomes[4],
-            Admission::Window(vec![3.0, 4.0, 5.0], Some(vec![1.5, 3.5]))
+            Admission::Window(vec![3.0, 4.0, 5.0], Some(vec![1.5, 3.5]), 3.0)
         );
         // A gap drops the coarse window and its half-filled point too.
         assert_eq!(admit_multiscale(&mut t, 30.0, 7.0), Admission::Warming);
@@ -581,7 +574,7 @@ mod tests {
         let coarse: Vec<Option<Vec<f32>>> = after
             .into_iter()
             .map(|a| match a {
-                Admission::Window(_, coarse) => coarse,
+                Admission::Window(_, coarse, _) => coarse,
                 _ => None,
             })
             .collect();
@@ -606,12 +599,12 @@ mod tests {
         assert_eq!(admit(&mut t, "a", 2.0, 2.0), Admission::Warming);
         assert_eq!(
             admit(&mut t, "a", 3.0, 3.0),
-            Admission::Window(vec![1.0, 2.0, 3.0], None)
+            Admission::Window(vec![1.0, 2.0, 3.0], None, 1.0)
         );
         assert_eq!(admit(&mut t, "a", 4.0, 4.0), Admission::Skipped);
         assert_eq!(
             admit(&mut t, "a", 5.0, 5.0),
-            Admission::Window(vec![3.0, 4.0, 5.0], None)
+            Admission::Window(vec![3.0, 4.0, 5.0], None, 3.0)
         );
         assert_eq!(admit(&mut t, "a", 5.0, 9.0), Admission::OutOfOrder);
         assert_eq!(admit(&mut t, "a", 4.5, 9.0), Admission::OutOfOrder);
@@ -661,7 +654,7 @@ mod tests {
         // "a" has its window, and the time it had reached.
         assert_eq!(
             admit(&mut resumed, "a", 5.0, 5.0),
-            Admission::Window(vec![3.0, 4.0, 5.0], None)
+            Admission::Window(vec![3.0, 4.0, 5.0], None, 3.0)
         );
         assert_eq!(admit(&mut resumed, "a", 5.0, 6.0), Admission::OutOfOrder);
         assert_eq!(admit(&mut resumed, "b", 1.0, 2.0), Admission::Warming);
