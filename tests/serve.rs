@@ -384,24 +384,32 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     assert_committed_to_the_end(&brokers, "anomalyd-test");
 }
 
-/// Reads `topic` from the start until `want` messages (or 20 s).
-/// (window start, start, end) rows of the events offline detection with
-/// the daemon's default detector finds in `values` and closes before the
-/// stream ends (the daemon writes an event when it closes).
-fn offline_events(model_dir: &std::path::Path, values: &[f64]) -> Vec<(usize, usize, usize)> {
+/// Per-row errors offline scoring gives `values`: the main model's totals
+/// and, for a multi-scale model, the coarse model's.
+fn offline_errors(
+    model: &anomalyd::model::artifact::TrainedModel,
+    values: &[f64],
+) -> (Vec<Option<f64>>, Option<Vec<Option<f64>>>) {
     let device = common::test_device();
-    let model = anomalyd::model::artifact::TrainedModel::load(model_dir, &device)
+    let scored = anomalyd::score::score_scales(model, &series("live.csv", values, 1), &device, 256)
         .unwrap_or_else(|e| panic!("{e}"));
-    let scored = anomalyd::score::score_scales(&model, &series("s.csv", values, 1), &device, 256)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let errors: Vec<Option<f64>> = scored
+    let main = scored
         .main
         .iter()
         .map(|e| e.as_ref().map(|e| e.total))
         .collect();
+    (main, scored.coarse)
+}
+
+/// (window start, start, end) rows of the events offline detection with
+/// the daemon's default detector finds in `values` and closes before the
+/// stream ends (the daemon writes an event when it closes).
+fn offline_events(model_dir: &std::path::Path, values: &[f64]) -> Vec<(usize, usize, usize)> {
+    let model = anomalyd::model::artifact::TrainedModel::load(model_dir, &common::test_device())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (errors, coarse) = offline_errors(&model, values);
     let detector = ServeConfig::default().detector;
-    let (_, events) =
-        anomalyd::score::detect_rows(&detector, &model, &errors, scored.coarse.as_deref());
+    let (_, events) = anomalyd::score::detect_rows(&detector, &model, &errors, coarse.as_deref());
     events
         .iter()
         .filter(|e| e.end + detector.events.merge_gap < values.len() - 1)
@@ -412,6 +420,7 @@ fn offline_events(model_dir: &std::path::Path, values: &[f64]) -> Vec<(usize, us
         .collect()
 }
 
+/// Reads `topic` from the start until `want` messages (or 20 s).
 fn read_topic<T>(
     brokers: &str,
     topic: &str,
@@ -824,14 +833,7 @@ fn multiscale_case(model_dir: &std::path::Path) -> (Vec<f64>, f64, f64) {
         }],
     );
     let detector = anomalyd::detect::DetectorConfig::default();
-    let offline = series("live.csv", &values, 1);
-    let scored = anomalyd::score::score_scales(&model, &offline, &device, 256)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let fine: Vec<Option<f64>> = scored
-        .main
-        .iter()
-        .map(|e| e.as_ref().map(|e| e.total))
-        .collect();
+    let (fine, coarse) = offline_errors(&model, &values);
     let last_score = |decisions: Vec<Option<anomalyd::detect::Decision>>| {
         decisions
             .iter()
@@ -840,8 +842,7 @@ fn multiscale_case(model_dir: &std::path::Path) -> (Vec<f64>, f64, f64) {
             .next()
             .map_or(f64::NAN, |d| d.score)
     };
-    let (both, _) =
-        anomalyd::score::detect_rows(&detector, &model, &fine, scored.coarse.as_deref());
+    let (both, _) = anomalyd::score::detect_rows(&detector, &model, &fine, coarse.as_deref());
     let (alone, _) = anomalyd::detect::detect_all(&detector, model.manifest.threshold.value, &fine);
     (values, last_score(both), last_score(alone))
 }
