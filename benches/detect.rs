@@ -49,7 +49,9 @@ fn detectors(c: &mut Criterion) {
         };
         group.bench_function(BenchmarkId::new("points", format!("{kind:?}")), |b| {
             b.iter(|| {
-                let mut detector = Detector::new(&config, 1.0);
+                // The default model window (32 points): mean-std's exclusion
+                // budget is counted in them.
+                let mut detector = Detector::new(&config, 1.0, 32);
                 let mut flagged = 0usize;
                 for &e in &errors {
                     flagged += usize::from(detector.update(e).flagged);

@@ -343,6 +343,12 @@ pub struct DetectorArgs {
     /// out of its mean and σ (default 0.01).
     #[arg(long)]
     pub trim: Option<f64>,
+    /// meanstd: points that crossed the threshold stay out of its mean and
+    /// σ, at most this many model windows' worth of them in the trailing
+    /// window, and at most one window's worth per run of flags (main scale;
+    /// default 2, 0 counts every point).
+    #[arg(long, value_name = "WINDOWS")]
+    pub exclude: Option<f64>,
     /// telemanom: largest z tried (default 10).
     #[arg(long)]
     pub z_max: Option<f64>,
@@ -395,6 +401,7 @@ impl DetectorArgs {
             window: self.threshold_window,
             k: self.k,
             trim: self.trim,
+            exclude: self.exclude,
             z_max: self.z_max,
             prune: self.prune,
             risk: self.risk,

@@ -379,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn a_meanstd_threshold_without_trim_gets_the_default_and_a_bad_trim_is_named() {
+    fn a_meanstd_threshold_without_trim_gets_the_defaults_and_a_bad_trim_or_exclude_is_named() {
         let base = "[kafka]\ntopics = [\"m\"]\n[model]\npath = \"m\"\n[detector.threshold]\nkind = \"meanstd\"\nwindow = 500\nk = 3.0\n";
         let config = parse(base).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -387,12 +387,18 @@ mod tests {
             crate::detect::ThresholdConfig::MeanStd {
                 window: 500,
                 k: 3.0,
-                trim: crate::detect::DEFAULT_TRIM
+                trim: crate::detect::DEFAULT_TRIM,
+                exclude: crate::detect::DEFAULT_EXCLUDE
             }
         );
-        let config = parse(&format!("{base}trim = 0.6\n")).unwrap_or_else(|e| panic!("{e}"));
-        let message = refusal(&config);
-        assert!(message.contains("threshold.trim"), "{message}");
+        for (line, field) in [
+            ("trim = 0.6", "threshold.trim"),
+            ("exclude = -1.0", "threshold.exclude"),
+        ] {
+            let config = parse(&format!("{base}{line}\n")).unwrap_or_else(|e| panic!("{e}"));
+            let message = refusal(&config);
+            assert!(message.contains(field), "{message}");
+        }
     }
 
     #[test]

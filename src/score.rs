@@ -128,7 +128,13 @@ pub fn detect_rows(
         }),
         _ => None,
     };
-    detect_all_scales(config, model.manifest.threshold.value, errors, coarse)
+    detect_all_scales(
+        config,
+        model.manifest.threshold.value,
+        model.manifest.windowing.window,
+        errors,
+        coarse,
+    )
 }
 
 /// Per-row errors of a possibly multi-scale model.

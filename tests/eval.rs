@@ -330,3 +330,42 @@ fn an_anomaly_labelled_on_one_row_is_found() {
         "{g}"
     );
 }
+
+/// Each outlier spoils a window's length of errors. Counted in the
+/// threshold's statistics, the first outlier's footprint raises σ over
+/// the rest of the trailing window and hides the next outliers of its
+/// size; the defaults keep flagged footprints out, so each is found.
+#[test]
+fn outliers_of_one_size_are_all_found_not_only_the_first() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    for part in ["data/g", "labels"] {
+        std::fs::create_dir_all(root.join(part)).ok();
+    }
+    let at = [700, 950, 1200, 1450, 1700];
+    let spikes: Vec<Injection> = at
+        .iter()
+        .map(|&at| Injection::Spike { at, size: 3.0 })
+        .collect();
+    let values = seasonal(2000, 1, 5, &spikes);
+    std::fs::write(root.join("data/g/points.csv"), csv_text(&values, 1)).ok();
+    let windows: Vec<[String; 2]> = at.iter().map(|&r| [stamp(r), stamp(r)]).collect();
+    let labels = serde_json::json!({ "g/points.csv": windows });
+    std::fs::write(
+        root.join("labels/combined_windows.json"),
+        labels.to_string(),
+    )
+    .ok();
+    let found = |extra: &[&str]| {
+        let mut args = vec!["--window", "32", "--epochs", "10", "--no-plots"];
+        args.extend_from_slice(extra);
+        let report = eval_report(&root, &dir.path().join("out"), &args);
+        let g = &report["groups"]["g"];
+        (g["tp"].as_u64(), g["fp"].as_u64())
+    };
+    let (found_all, false_events) = found(&[]);
+    assert_eq!(found_all, Some(5), "false events: {false_events:?}");
+    assert!(false_events.is_some_and(|fp| fp <= 1), "{false_events:?}");
+    let (counted, _) = found(&["--exclude", "0"]);
+    assert!(counted.is_some_and(|tp| tp < 5), "{counted:?}");
+}

@@ -843,7 +843,12 @@ fn multiscale_case(model_dir: &std::path::Path) -> (Vec<f64>, f64, f64) {
             .map_or(f64::NAN, |d| d.score)
     };
     let (both, _) = anomalyd::score::detect_rows(&detector, &model, &fine, coarse.as_deref());
-    let (alone, _) = anomalyd::detect::detect_all(&detector, model.manifest.threshold.value, &fine);
+    let (alone, _) = anomalyd::detect::detect_all(
+        &detector,
+        model.manifest.threshold.value,
+        model.manifest.windowing.window,
+        &fine,
+    );
     (values, last_score(both), last_score(alone))
 }
 

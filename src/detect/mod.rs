@@ -28,7 +28,7 @@ pub use events::{Event, EventChange, EventConfig, EventTracker};
 pub use smoothing::{Smoother, SmoothingConfig};
 use spot::{Spot, SpotConfig, SpotMode};
 use telemanom::Telemanom;
-use threshold::{MeanStd, MedianMad};
+use threshold::{Exclusion, MeanStd, MedianMad};
 
 use crate::error::{Error, Result};
 
@@ -39,12 +39,15 @@ pub enum ThresholdConfig {
     /// The artifact's calibrated quantile of the validation errors.
     Static,
     /// Trailing mean + k·σ over `window` points, the largest `trim`
-    /// fraction left out of the mean and σ.
+    /// fraction left out of the mean and σ, and flagged points too, up to
+    /// `exclude` model windows' worth of them (main scale only).
     MeanStd {
         window: usize,
         k: f64,
         #[serde(default = "default_trim")]
         trim: f64,
+        #[serde(default = "default_exclude")]
+        exclude: f64,
     },
     /// Trailing median + k·1.4826·MAD over `window` points.
     Mad { window: usize, k: f64 },
@@ -82,6 +85,7 @@ pub struct ThresholdParams {
     pub window: Option<usize>,
     pub k: Option<f64>,
     pub trim: Option<f64>,
+    pub exclude: Option<f64>,
     pub z_max: Option<f64>,
     pub prune: Option<f64>,
     pub risk: Option<f64>,
@@ -95,6 +99,13 @@ pub const DEFAULT_TRIM: f64 = 0.01;
 
 fn default_trim() -> f64 {
     DEFAULT_TRIM
+}
+
+/// The default `exclude` of mean-std, in model windows (see the README).
+pub const DEFAULT_EXCLUDE: f64 = 2.0;
+
+fn default_exclude() -> f64 {
+    DEFAULT_EXCLUDE
 }
 
 impl ThresholdConfig {
@@ -117,6 +128,7 @@ impl ThresholdConfig {
                 window,
                 k: params.k.unwrap_or(4.0),
                 trim: params.trim.unwrap_or(DEFAULT_TRIM),
+                exclude: params.exclude.unwrap_or(DEFAULT_EXCLUDE),
             },
             ThresholdKind::Mad => Self::Mad {
                 window,
@@ -177,14 +189,20 @@ impl Default for DetectorConfig {
 impl DetectorConfig {
     /// The same detector for points that each average `multiple` of these
     /// points: every count of points is divided, so that warm-up and
-    /// trailing windows span the same time.
+    /// trailing windows span the same time. Mean-std counts every coarse
+    /// point: a coarse flag holds for `multiple` points, so a coarse
+    /// threshold kept low holds events open, merging false ones into true
+    /// ones (measured, see the README).
     pub fn coarsened(&self, multiple: usize) -> Self {
         let scale = |points: usize| points.div_ceil(multiple.max(1)).max(2);
         let threshold = match self.threshold {
-            ThresholdConfig::MeanStd { window, k, trim } => ThresholdConfig::MeanStd {
+            ThresholdConfig::MeanStd {
+                window, k, trim, ..
+            } => ThresholdConfig::MeanStd {
                 window: scale(window),
                 k,
                 trim,
+                exclude: 0.0,
             },
             ThresholdConfig::Mad { window, k } => ThresholdConfig::Mad {
                 window: scale(window),
@@ -249,6 +267,9 @@ impl DetectorConfig {
             ThresholdConfig::MeanStd { trim, .. } if !(0.0..0.5).contains(trim) => {
                 Err(Error::config("threshold.trim", "must lie in [0, 0.5)"))
             }
+            ThresholdConfig::MeanStd { exclude, .. } if !(0.0..=100.0).contains(exclude) => Err(
+                Error::config("threshold.exclude", "must lie in [0, 100] (model windows)"),
+            ),
             ThresholdConfig::MeanStd { window, .. }
             | ThresholdConfig::Mad { window, .. }
             | ThresholdConfig::Telemanom { window, .. }
@@ -306,12 +327,23 @@ struct Judgement {
 }
 
 impl Scale {
-    fn new(config: &DetectorConfig, calibrated: f64) -> Self {
+    /// `model_window`: the model's window length in points, the footprint
+    /// of one anomalous sample in its errors.
+    fn new(config: &DetectorConfig, calibrated: f64, model_window: usize) -> Self {
         let history = config.min_history;
         let threshold = match config.threshold {
             ThresholdConfig::Static => ThresholdState::Static,
-            ThresholdConfig::MeanStd { window, k, trim } => {
-                ThresholdState::MeanStd(MeanStd::new(window, k, trim, history))
+            ThresholdConfig::MeanStd {
+                window,
+                k,
+                trim,
+                exclude,
+            } => {
+                let exclusion = Exclusion {
+                    budget: (exclude * model_window as f64).round() as usize,
+                    run: model_window,
+                };
+                ThresholdState::MeanStd(MeanStd::new(window, k, trim, history, exclusion))
             }
             ThresholdConfig::Mad { window, k } => {
                 ThresholdState::Mad(MedianMad::new(window, k, history))
@@ -381,10 +413,11 @@ pub struct Detector {
 }
 
 impl Detector {
-    /// `calibrated` is the artifact's static threshold, used by `static`.
-    pub fn new(config: &DetectorConfig, calibrated: f64) -> Self {
+    /// `calibrated` is the artifact's static threshold, used by `static`;
+    /// `model_window` its window length in points.
+    pub fn new(config: &DetectorConfig, calibrated: f64, model_window: usize) -> Self {
         Self {
-            fine: Scale::new(config, calibrated),
+            fine: Scale::new(config, calibrated, model_window),
             coarse: None,
             events: EventTracker::new(config.events),
             index: 0,
@@ -398,12 +431,13 @@ impl Detector {
     pub fn with_coarse(
         config: &DetectorConfig,
         calibrated: f64,
+        model_window: usize,
         multiple: usize,
         coarse_calibrated: f64,
     ) -> Self {
-        let mut detector = Self::new(config, calibrated);
+        let mut detector = Self::new(config, calibrated, model_window);
         detector.coarse = Some(Coarse {
-            scale: Scale::new(&config.coarsened(multiple), coarse_calibrated),
+            scale: Scale::new(&config.coarsened(multiple), coarse_calibrated, model_window),
             latest: None,
         });
         detector
@@ -457,14 +491,16 @@ pub struct CoarseErrors<'a> {
 }
 
 /// Runs a fresh detector over a whole error sequence (rows without a window
-/// are `None` and produce no decision). Returns one decision per row and the
-/// events by row index.
+/// are `None` and produce no decision) of a model with `model_window`
+/// points per window. Returns one decision per row and the events by row
+/// index.
 pub fn detect_all(
     config: &DetectorConfig,
     calibrated: f64,
+    model_window: usize,
     errors: &[Option<f64>],
 ) -> (Vec<Option<Decision>>, Vec<Event>) {
-    detect_all_scales(config, calibrated, errors, None)
+    detect_all_scales(config, calibrated, model_window, errors, None)
 }
 
 /// [`detect_all`] for a multi-scale model: on a row with both, the coarse
@@ -472,12 +508,15 @@ pub fn detect_all(
 pub fn detect_all_scales(
     config: &DetectorConfig,
     calibrated: f64,
+    model_window: usize,
     errors: &[Option<f64>],
     coarse: Option<CoarseErrors<'_>>,
 ) -> (Vec<Option<Decision>>, Vec<Event>) {
     let mut detector = match coarse {
-        Some(c) => Detector::with_coarse(config, calibrated, c.multiple, c.calibrated),
-        None => Detector::new(config, calibrated),
+        Some(c) => {
+            Detector::with_coarse(config, calibrated, model_window, c.multiple, c.calibrated)
+        }
+        None => Detector::new(config, calibrated, model_window),
     };
     let mut decisions = Vec::with_capacity(errors.len());
     let mut events = Vec::new();
@@ -545,6 +584,7 @@ mod tests {
                 window: 300,
                 k: 4.0,
                 trim: 0.0,
+                exclude: DEFAULT_EXCLUDE,
             },
             ThresholdConfig::Mad {
                 window: 300,
@@ -565,7 +605,7 @@ mod tests {
                 threshold,
                 ..DetectorConfig::default()
             };
-            let (decisions, events) = detect_all(&config, 0.5, &errors());
+            let (decisions, events) = detect_all(&config, 0.5, 10, &errors());
             assert_eq!(decisions.iter().filter(|d| d.is_none()).count(), 5);
             assert_eq!(events.len(), 1, "{threshold:?}: {events:?}");
             let event = events[0];
@@ -585,6 +625,7 @@ mod tests {
                 ..DetectorConfig::default()
             },
             2.0,
+            32,
         );
         let scores: Vec<f64> = [0.0, 1.0, 2.0, 6.0]
             .iter()
@@ -606,12 +647,13 @@ mod tests {
                 min_history: 100,
                 ..DetectorConfig::default()
             };
-            detect_all(&config, 0.5, &errors)
+            detect_all(&config, 0.5, 10, &errors)
         };
         let (decisions, events) = judged(ThresholdConfig::MeanStd {
             window: 300,
             k: 4.0,
             trim: 0.0,
+            exclude: 0.0,
         });
         for decision in decisions[..100].iter().flatten() {
             assert_eq!(
@@ -650,15 +692,17 @@ mod tests {
                 window: 300,
                 k: 4.0,
                 trim: 0.0,
+                exclude: DEFAULT_EXCLUDE,
             },
             min_history: 100,
             events: EventConfig::default(),
         };
-        let (alone, events_alone) = detect_all(&config, 0.5, &fine);
+        let (alone, events_alone) = detect_all(&config, 0.5, 10, &fine);
         assert!(events_alone.is_empty());
         let (decisions, events) = detect_all_scales(
             &config,
             0.5,
+            10,
             &fine,
             Some(CoarseErrors {
                 multiple: 4,
@@ -692,8 +736,8 @@ mod tests {
     fn a_decision_never_depends_on_later_points() {
         let config = DetectorConfig::default();
         let all = errors();
-        let (full, _) = detect_all(&config, 0.5, &all);
-        let (prefix, _) = detect_all(&config, 0.5, &all[..420]);
+        let (full, _) = detect_all(&config, 0.5, 10, &all);
+        let (prefix, _) = detect_all(&config, 0.5, 10, &all[..420]);
         assert_eq!(&full[..420], &prefix[..]);
     }
 }

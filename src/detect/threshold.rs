@@ -14,6 +14,10 @@ const MAD_TO_SIGMA: f64 = 1.4826;
 /// fraction of them out of the mean and σ: one past burst then does not
 /// raise the bar for the next one for a whole window.
 ///
+/// With an [`Exclusion`], values that crossed the threshold of their time
+/// stay out of the mean and σ as well (see there); they count towards the
+/// trimmed share, so that the two together do not cut into normal values.
+///
 /// The statistics are recomputed from the window at every point (two
 /// passes, O(window)) rather than kept as running sums: over months, one
 /// burst orders of magnitude above the usual errors would leave rounding
@@ -24,20 +28,51 @@ pub struct MeanStd {
     k: f64,
     trim: f64,
     min_history: usize,
-    values: VecDeque<f64>,
-    /// The same values, kept sorted (only when trimming).
-    sorted: Vec<f64>,
+    exclusion: Exclusion,
+    /// The window's values, each with whether it is kept out of the
+    /// statistics.
+    values: VecDeque<(f64, bool)>,
+    /// The values that count, sorted.
+    counted: Vec<f64>,
+    /// How many of the window's values are kept out.
+    excluded: usize,
+    /// Consecutive values above the threshold, up to the latest.
+    run: usize,
+}
+
+/// Which flagged values a [`MeanStd`] keeps out of its statistics.
+///
+/// One anomalous sample spoils every window that contains it, so a point
+/// outlier leaves a footprint of a model window's length of high errors.
+/// Counted, that footprint inflates σ for the whole trailing window and
+/// hides the next outlier of the same size; kept out, it does not. Two
+/// limits keep the threshold learning: a run of flags longer than `run`
+/// is more than one sample's footprint, a lasting change, and its later
+/// values count; and at most `budget` values are out at once, so that
+/// bursts which keep coming become the norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exclusion {
+    pub budget: usize,
+    pub run: usize,
+}
+
+impl Exclusion {
+    /// Every value counts.
+    pub const NONE: Self = Self { budget: 0, run: 0 };
 }
 
 impl MeanStd {
-    pub fn new(window: usize, k: f64, trim: f64, min_history: usize) -> Self {
+    pub fn new(window: usize, k: f64, trim: f64, min_history: usize, exclusion: Exclusion) -> Self {
         Self {
             window: window.max(2),
             k,
             trim: trim.clamp(0.0, 0.5),
             min_history: min_history.max(2),
+            exclusion,
             values: VecDeque::new(),
-            sorted: Vec::new(),
+            counted: Vec::new(),
+            excluded: 0,
+            run: 0,
         }
     }
 
@@ -45,28 +80,38 @@ impl MeanStd {
     /// the history is shorter than `min_history`); then `value` joins the
     /// history.
     pub fn update(&mut self, value: f64) -> Option<f64> {
-        let n = self.values.len();
-        let threshold = (n >= self.min_history).then(|| {
-            let (mean, variance) = if self.trim > 0.0 {
-                let dropped = (n as f64 * self.trim).floor() as usize;
-                mean_and_variance(&[&self.sorted[..n - dropped]])
-            } else {
-                let (front, back) = self.values.as_slices();
-                mean_and_variance(&[front, back])
-            };
+        let threshold = (self.values.len() >= self.min_history).then(|| {
+            // The trim is the share of the window kept out of the
+            // statistics; flagged values already out count towards it.
+            let trimmed = (self.values.len() as f64 * self.trim).floor() as usize;
+            let dropped = trimmed.saturating_sub(self.excluded);
+            let counted = self.counted.len();
+            let (mean, variance) = mean_and_variance(&[&self.counted[..counted - dropped]]);
             mean + self.k * variance.sqrt()
         });
-        self.values.push_back(value);
-        if self.trim > 0.0 {
-            let at = self.sorted.partition_point(|v| *v < value);
-            self.sorted.insert(at, value);
+        let above = threshold.is_some_and(|t| value > t);
+        self.run = if above { self.run + 1 } else { 0 };
+        // The statistics always keep `min_history` values to stand on.
+        let kept_out = above
+            && self.run <= self.exclusion.run
+            && self.excluded < self.exclusion.budget
+            && self.counted.len() >= self.min_history;
+        self.values.push_back((value, kept_out));
+        if kept_out {
+            self.excluded += 1;
+        } else {
+            let at = self.counted.partition_point(|v| *v < value);
+            self.counted.insert(at, value);
         }
         if self.values.len() > self.window
-            && let Some(old) = self.values.pop_front()
-            && self.trim > 0.0
+            && let Some((old, was_kept_out)) = self.values.pop_front()
         {
-            let at = self.sorted.partition_point(|v| *v < old);
-            self.sorted.remove(at);
+            if was_kept_out {
+                self.excluded -= 1;
+            } else {
+                let at = self.counted.partition_point(|v| *v < old);
+                self.counted.remove(at);
+            }
         }
         threshold
     }
@@ -162,7 +207,7 @@ mod tests {
 
     #[test]
     fn mean_std_uses_only_the_past_and_has_no_threshold_while_warming_up() {
-        let mut t = MeanStd::new(4, 2.0, 0.0, 2);
+        let mut t = MeanStd::new(4, 2.0, 0.0, 2, Exclusion::NONE);
         assert_eq!(t.update(1.0), None);
         assert_eq!(t.update(3.0), None);
         // history [1, 3]: mean 2, σ 1.
@@ -172,7 +217,7 @@ mod tests {
     #[test]
     fn trimming_leaves_the_largest_values_out_and_slides() {
         // Window 10, trim 0.2: the two largest of ten values are left out.
-        let mut t = MeanStd::new(10, 2.0, 0.2, 2);
+        let mut t = MeanStd::new(10, 2.0, 0.2, 2, Exclusion::NONE);
         for v in [1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 100.0, 50.0] {
             t.update(v);
         }
@@ -189,7 +234,7 @@ mod tests {
             "{threshold}"
         );
         // Untrimmed, the burst dominates.
-        let mut plain = MeanStd::new(10, 2.0, 0.0, 2);
+        let mut plain = MeanStd::new(10, 2.0, 0.0, 2, Exclusion::NONE);
         for v in [1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 100.0, 50.0] {
             plain.update(v);
         }
@@ -203,7 +248,7 @@ mod tests {
     fn mean_std_is_exact_after_a_huge_burst() {
         let noise = |i: usize| 0.01 + 0.001 * ((i * 7919) % 13) as f64;
         for trim in [0.0, 0.01] {
-            let mut t = MeanStd::new(200, 4.0, trim, 10);
+            let mut t = MeanStd::new(200, 4.0, trim, 10, Exclusion::NONE);
             let mut history = Vec::new();
             for v in (0..300).map(noise).chain([1e9]) {
                 history.push(v);
@@ -232,6 +277,79 @@ mod tests {
             }
             assert!(checked >= 300, "trim {trim}: {checked}");
         }
+    }
+
+    /// Low noise with three identical footprints of `length` high values,
+    /// 60 points apart; returns how many values of each crossed the
+    /// threshold.
+    fn flags_per_footprint(exclusion: Exclusion, length: usize) -> [usize; 3] {
+        let mut t = MeanStd::new(1000, 4.0, 0.0, 20, exclusion);
+        let noise = |i: usize| 1.0 + 0.1 * ((i * 7919) % 11) as f64 / 10.0;
+        let starts = [100, 160 + length, 220 + 2 * length];
+        let mut flags = [0; 3];
+        for i in 0..400 {
+            let footprint = starts.iter().position(|&s| (s..s + length).contains(&i));
+            let value = if footprint.is_some() { 5.0 } else { noise(i) };
+            let flagged = t.update(value).is_some_and(|threshold| value > threshold);
+            if let (Some(which), true) = (footprint, flagged) {
+                flags[which] += 1;
+            }
+        }
+        flags
+    }
+
+    #[test]
+    fn kept_out_footprints_do_not_hide_the_next_one() {
+        let keep_out = Exclusion { budget: 16, run: 8 };
+        assert_eq!(flags_per_footprint(keep_out, 8), [8, 8, 8]);
+        // Counted, each footprint raises σ over the next.
+        let [first, second, third] = flags_per_footprint(Exclusion::NONE, 8);
+        assert!(
+            first >= 1 && second < first && third <= second,
+            "{first} {second} {third}"
+        );
+    }
+
+    #[test]
+    fn runs_longer_than_a_footprint_and_bursts_beyond_the_budget_count() {
+        // A run of 30 flags is a lasting change: past the 8th value it
+        // counts, and the threshold learns the new level before it ends.
+        let [first, ..] = flags_per_footprint(
+            Exclusion {
+                budget: 100,
+                run: 8,
+            },
+            30,
+        );
+        assert!((8..30).contains(&first), "{first}");
+        // The budget holds one footprint: the second counts, as every
+        // footprint does without exclusion, and the third is judged
+        // against it.
+        let [first, second, third] = flags_per_footprint(Exclusion { budget: 8, run: 8 }, 8);
+        assert!(
+            first == 8 && second == 8 && third < 8,
+            "{first} {second} {third}"
+        );
+    }
+
+    #[test]
+    fn kept_out_values_count_towards_the_trim() {
+        let mut t = MeanStd::new(20, 2.0, 0.25, 10, Exclusion { budget: 2, run: 2 });
+        for v in [
+            1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0, 100.0, 100.0,
+        ] {
+            t.update(v);
+        }
+        // 12 values, a quarter (3) out: the two 100s and one 3.
+        let kept = [1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0];
+        let mean = kept.iter().sum::<f64>() / 9.0;
+        let sigma = (kept.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 9.0).sqrt();
+        let threshold = t.update(0.0).unwrap_or(f64::NAN);
+        assert!(
+            (threshold - (mean + 2.0 * sigma)).abs() < 1e-12,
+            "{threshold} vs {}",
+            mean + 2.0 * sigma
+        );
     }
 
     #[test]

@@ -457,7 +457,7 @@ fn detect_series(
         .collect();
     let (mut decisions, events) = match &first {
         Some(model) => detect_rows(&config.detector, model, &all_errors, Some(&all_coarse)),
-        None => detect_all(&config.detector, f64::INFINITY, &all_errors),
+        None => detect_all(&config.detector, f64::INFINITY, data.window, &all_errors),
     };
     decisions.drain(..lead);
     // An event open when the series starts counts from its first row.

@@ -273,10 +273,11 @@ impl SeriesTable {
                         Some(coarse) => Detector::with_coarse(
                             &self.detector,
                             shape.threshold,
+                            shape.window,
                             coarse.multiple,
                             coarse.threshold,
                         ),
-                        None => Detector::new(&self.detector, shape.threshold),
+                        None => Detector::new(&self.detector, shape.threshold, shape.window),
                     },
                     open_event: None,
                     partition: (partition.0.to_owned(), partition.1),
