@@ -299,6 +299,22 @@ fn a_train_file_warms_the_detector_up_before_the_series() {
     assert_eq!(group["tp"], 1, "the spike at row 60 was missed: {group}");
 }
 
+/// A dataset of one series, `g/<name>.csv` (5-minute rows), whose labels
+/// are the single rows `at`.
+fn point_labelled_dataset(root: &Path, name: &str, values: &[f64], at: &[usize]) {
+    for part in ["data/g", "labels"] {
+        std::fs::create_dir_all(root.join(part)).ok();
+    }
+    std::fs::write(root.join(format!("data/g/{name}.csv")), csv_text(values, 1)).ok();
+    let windows: Vec<[String; 2]> = at.iter().map(|&r| [stamp(r), stamp(r)]).collect();
+    let labels = serde_json::json!({ format!("g/{name}.csv"): windows });
+    std::fs::write(
+        root.join("labels/combined_windows.json"),
+        labels.to_string(),
+    )
+    .ok();
+}
+
 /// A label on one row, [t, t], can only be overlapped (in Orion's strict
 /// sense) by a detection that starts before t. A causal detector flags t
 /// at the earliest, so the event covers the window that raised the flag.
@@ -306,21 +322,11 @@ fn a_train_file_warms_the_detector_up_before_the_series() {
 fn an_anomaly_labelled_on_one_row_is_found() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = dir.path().join("dataset");
-    for part in ["data/g", "labels"] {
-        std::fs::create_dir_all(root.join(part)).ok();
-    }
     let spike = Injection::Spike {
         at: 1500,
         size: 6.0,
     };
-    let values = seasonal(2000, 1, 21, &[spike]);
-    std::fs::write(root.join("data/g/point.csv"), csv_text(&values, 1)).ok();
-    let labels = serde_json::json!({"g/point.csv": [[stamp(1500), stamp(1500)]]});
-    std::fs::write(
-        root.join("labels/combined_windows.json"),
-        labels.to_string(),
-    )
-    .ok();
+    point_labelled_dataset(&root, "point", &seasonal(2000, 1, 21, &[spike]), &[1500]);
     let args = ["--window", "16", "--epochs", "10", "--no-plots"];
     let report = eval_report(&root, &dir.path().join("out"), &args);
     let g = &report["groups"]["g"];
@@ -339,23 +345,12 @@ fn an_anomaly_labelled_on_one_row_is_found() {
 fn outliers_of_one_size_are_all_found_not_only_the_first() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = dir.path().join("dataset");
-    for part in ["data/g", "labels"] {
-        std::fs::create_dir_all(root.join(part)).ok();
-    }
     let at = [700, 950, 1200, 1450, 1700];
     let spikes: Vec<Injection> = at
         .iter()
         .map(|&at| Injection::Spike { at, size: 3.0 })
         .collect();
-    let values = seasonal(2000, 1, 5, &spikes);
-    std::fs::write(root.join("data/g/points.csv"), csv_text(&values, 1)).ok();
-    let windows: Vec<[String; 2]> = at.iter().map(|&r| [stamp(r), stamp(r)]).collect();
-    let labels = serde_json::json!({ "g/points.csv": windows });
-    std::fs::write(
-        root.join("labels/combined_windows.json"),
-        labels.to_string(),
-    )
-    .ok();
+    point_labelled_dataset(&root, "points", &seasonal(2000, 1, 5, &spikes), &at);
     let found = |extra: &[&str]| {
         let mut args = vec!["--window", "32", "--epochs", "10", "--no-plots"];
         args.extend_from_slice(extra);
