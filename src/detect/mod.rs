@@ -162,6 +162,7 @@ pub struct DetectorConfig {
 
 /// The default method, chosen by measurement on NAB (see the README):
 /// trailing mean + 4σ over 2000 points on the EWMA(0.3)-smoothed error,
+/// its largest 1% and up to two model windows of flagged points left out,
 /// with flags up to 50 points apart merged into one event and 100 quiet
 /// points after each event.
 pub const DEFAULT_THRESHOLD: ThresholdKind = ThresholdKind::MeanStd;
