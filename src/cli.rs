@@ -914,6 +914,15 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         if let Some(reason) = &outcome.skipped {
             tracing::warn!(series = %entry.key, %reason, "not evaluated; its labelled windows count as missed");
         }
+        if outcome.windows_outside > 0 {
+            tracing::warn!(
+                series = %entry.key,
+                windows = outcome.windows_outside,
+                series_from_epoch_s = outcome.times.first().copied().unwrap_or(f64::NAN),
+                series_to_epoch_s = outcome.times.last().copied().unwrap_or(f64::NAN),
+                "labelled windows lie wholly outside the series' time span and count as missed; are the labels in other units or another time zone?"
+            );
+        }
         if outcome.filled_cells + outcome.dropped_rows > 0 {
             tracing::warn!(series = %entry.key, filled_cells = outcome.filled_cells, dropped_rows = outcome.dropped_rows, "repaired while reading (--fill, --unordered)");
         }

@@ -201,6 +201,21 @@ pub struct SeriesOutcome {
     pub filled_cells: usize,
     /// Rows dropped for a repeated or backward timestamp (both files).
     pub dropped_rows: usize,
+    /// Labelled windows that lie wholly outside the series' time span:
+    /// missed whatever the detector does, and most often a sign that the
+    /// labels are written in other units or another time zone.
+    pub windows_outside: usize,
+}
+
+/// How many of `windows` lie wholly outside the span of `times`.
+pub fn windows_outside(times: &[f64], windows: &[Interval]) -> usize {
+    match (times.first(), times.last()) {
+        (Some(&first), Some(&last)) => windows
+            .iter()
+            .filter(|(start, end)| *end < first || *start > last)
+            .count(),
+        _ => windows.len(),
+    }
 }
 
 impl SeriesOutcome {
@@ -328,6 +343,7 @@ pub fn evaluate_series(
     };
     outcome.filled_cells = series.filled_cells + training.as_ref().map_or(0, |t| t.filled_cells);
     outcome.dropped_rows = series.dropped_rows + training.as_ref().map_or(0, |t| t.dropped_rows);
+    outcome.windows_outside = windows_outside(&series.times, &entry.windows);
     Ok(outcome)
 }
 
@@ -349,6 +365,7 @@ impl SeriesOutcome {
             skipped: Some(reason),
             filled_cells: 0,
             dropped_rows: 0,
+            windows_outside: 0,
         }
     }
 }
@@ -496,6 +513,7 @@ fn detect_series(
         skipped: None,
         filled_cells: 0,
         dropped_rows: 0,
+        windows_outside: 0,
     })
 }
 
@@ -549,6 +567,8 @@ pub struct SeriesReport {
     pub filled_cells: usize,
     #[serde(default)]
     pub dropped_rows: usize,
+    #[serde(default)]
+    pub windows_outside: usize,
 }
 
 /// `report.json`.
@@ -631,6 +651,7 @@ impl Report {
                 skipped: o.skipped.clone(),
                 filled_cells: o.filled_cells,
                 dropped_rows: o.dropped_rows,
+                windows_outside: o.windows_outside,
             })
             .collect();
         Self {
@@ -666,6 +687,17 @@ impl Report {
             for s in skipped {
                 let reason = s.skipped.as_deref().unwrap_or_default();
                 md.push_str(&format!("- {}: {reason}\n", s.key));
+            }
+        }
+        let outside: Vec<&SeriesReport> = self
+            .series
+            .iter()
+            .filter(|s| s.windows_outside > 0)
+            .collect();
+        if !outside.is_empty() {
+            md.push_str("\nLabelled windows outside their series' time span (missed; labels in other units or another time zone?):\n\n");
+            for s in outside {
+                md.push_str(&format!("- {}: {}\n", s.key, s.windows_outside));
             }
         }
         if !self.unlabelled.is_empty() {
