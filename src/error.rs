@@ -29,6 +29,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A labels file entry that cannot be meant as written, named by its
+    /// series key.
+    #[error("{path}: series '{series}': {reason}")]
+    Labels {
+        path: PathBuf,
+        series: String,
+        reason: String,
+    },
+
     /// A command-line or config value that cannot work, named by its flag or
     /// field.
     #[error("invalid {field}: {reason}")]
@@ -85,7 +94,7 @@ impl Error {
     pub fn kind_label(&self) -> &'static str {
         match self {
             Self::Io { .. } => "io",
-            Self::Data { .. } => "data",
+            Self::Data { .. } | Self::Labels { .. } => "data",
             Self::Config { .. } | Self::TooFewRows { .. } => "config",
             Self::Artifact { .. } => "artifact",
             Self::Shape(_) => "shape",

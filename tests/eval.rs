@@ -407,3 +407,47 @@ fn labels_outside_their_series_time_span_are_reported() {
         "{report}"
     );
 }
+
+/// A labels file that cannot be meant as written stops `eval` before any
+/// training, naming the file, the series and what is wrong.
+#[test]
+fn a_bad_labels_file_stops_eval_naming_the_series_and_the_fault() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    point_labelled_dataset(&root, "s", &seasonal(200, 1, 3, &[]), &[]);
+    let cases = [
+        (
+            r#"{"g/s.csv": [["2024-01-01 10:00:00", "2024-01-01 09:00:00"]]}"#,
+            "g/s.csv",
+            "ends before it starts",
+        ),
+        (
+            r#"{"g/s.csv": [["yesterday", "today"]]}"#,
+            "g/s.csv",
+            "is not a timestamp",
+        ),
+        (
+            r#"{"g/s.csv": [["2024-01-01 10:00:00"]]}"#,
+            "g/s.csv",
+            "[start, end]",
+        ),
+        (r#"{"s.csv": []}"#, "s.csv", "<group>/<name>.csv"),
+    ];
+    for (labels, series, fault) in cases {
+        std::fs::write(root.join("labels/combined_windows.json"), labels).ok();
+        let output = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+            .args(["eval", "--no-plots", "--dataset"])
+            .arg(&root)
+            .arg("--out")
+            .arg(dir.path().join("out"))
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run anomalyd: {e}"));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{labels}: {stderr}");
+        let named = format!("combined_windows.json: series '{series}': ");
+        assert!(
+            stderr.contains(&named) && stderr.contains(fault),
+            "{labels}: {stderr}"
+        );
+    }
+}

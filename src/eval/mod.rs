@@ -81,20 +81,18 @@ impl Dataset {
                 serde_json::Value::Number(n) => n.as_f64(),
                 _ => None,
             };
-            parsed.ok_or_else(|| Error::Data {
+            parsed.ok_or_else(|| Error::Labels {
                 path: labels_path.clone(),
-                line: 0,
-                column: Some(key.to_owned()),
+                series: key.to_owned(),
                 reason: format!("{value} is not a timestamp"),
             })
         };
         let mut entries = Vec::new();
         for (key, raw_windows) in &labels {
             let Some((group, _)) = key.split_once('/') else {
-                return Err(Error::Data {
+                return Err(Error::Labels {
                     path: labels_path.clone(),
-                    line: 0,
-                    column: Some(key.clone()),
+                    series: key.clone(),
                     reason: "keys must look like <group>/<name>.csv".into(),
                 });
             };
@@ -104,14 +102,21 @@ impl Dataset {
             let mut windows = Vec::with_capacity(raw_windows.len());
             for pair in raw_windows {
                 let [start, end] = pair.as_slice() else {
-                    return Err(Error::Data {
+                    return Err(Error::Labels {
                         path: labels_path.clone(),
-                        line: 0,
-                        column: Some(key.clone()),
+                        series: key.clone(),
                         reason: "each window must be [start, end]".into(),
                     });
                 };
-                windows.push((stamp(key, start)?, stamp(key, end)?));
+                let (start_time, end_time) = (stamp(key, start)?, stamp(key, end)?);
+                if end_time < start_time {
+                    return Err(Error::Labels {
+                        path: labels_path.clone(),
+                        series: key.clone(),
+                        reason: format!("window [{start}, {end}] ends before it starts"),
+                    });
+                }
+                windows.push((start_time, end_time));
             }
             let data = root.join("data").join(key);
             if !data.is_file() {
