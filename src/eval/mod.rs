@@ -191,8 +191,9 @@ pub struct SeriesOutcome {
     pub group: String,
     pub key: String,
     pub times: Vec<f64>,
-    /// The first feature, for plots.
+    /// The first feature, for plots, and its column name.
     pub signal: Vec<f64>,
+    pub signal_name: String,
     pub errors: Vec<Option<f64>>,
     pub decisions: Vec<Option<Decision>>,
     pub truth: Vec<Interval>,
@@ -360,6 +361,7 @@ impl SeriesOutcome {
             group: entry.group.clone(),
             key: entry.key.clone(),
             signal: (0..rows).map(|r| series.row(r)[0]).collect(),
+            signal_name: series.feature_names.first().cloned().unwrap_or_default(),
             times: series.times.clone(),
             errors: vec![None; rows],
             decisions: vec![None; rows],
@@ -508,6 +510,7 @@ fn detect_series(
         group: entry.group.clone(),
         key: entry.key.clone(),
         signal: (0..rows).map(|r| series.row(r)[0]).collect(),
+        signal_name: series.feature_names.first().cloned().unwrap_or_default(),
         times,
         errors,
         decisions,
