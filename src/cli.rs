@@ -438,6 +438,12 @@ pub struct EvalArgs {
     /// Streaming: retrain on everything seen so far every N rows.
     #[arg(long)]
     pub retrain_every: Option<usize>,
+    /// Orion protocol, series with a train file: take the train file as
+    /// normal and raise mean-std's k (up to twice --k) until it raises no
+    /// marginal event, one whose smoothed error stays under 1.5× the
+    /// threshold. `false` keeps --k everywhere.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub calibrate_k: bool,
     #[command(flatten)]
     pub model: ModelArgs,
     #[command(flatten)]
@@ -884,6 +890,7 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         detector: args.detector.config()?,
         retrain_every: args.retrain_every,
         batch_size: 1024,
+        calibrate_k: args.calibrate_k,
     };
     let device = args.device.build()?;
     let plots = args.out.join("plots");

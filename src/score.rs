@@ -8,7 +8,9 @@ use burn::prelude::*;
 
 use crate::data::window::Segment;
 use crate::data::{Series, WindowSet};
-use crate::detect::{CoarseErrors, Decision, DetectorConfig, Event, detect_all_scales};
+use crate::detect::{
+    CoarseErrors, Decision, DetectorConfig, Event, KCalibration, calibrate_k, detect_all_scales,
+};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::model::artifact::TrainedModel;
@@ -120,21 +122,44 @@ pub fn detect_rows(
     errors: &[Option<f64>],
     coarse: Option<&[Option<f64>]>,
 ) -> (Vec<Option<Decision>>, Vec<Event>) {
-    let coarse = match (&model.coarse, model.coarse_multiple(), coarse) {
+    detect_all_scales(
+        config,
+        model.manifest.threshold.value,
+        model.manifest.windowing.window,
+        errors,
+        coarse_errors(model, coarse),
+    )
+}
+
+/// [`calibrate_k`] on the per-row window errors of `model` over data taken
+/// to be normal, as [`detect_rows`] would judge them.
+pub fn calibrate_k_rows(
+    config: &DetectorConfig,
+    model: &TrainedModel,
+    errors: &[Option<f64>],
+    coarse: Option<&[Option<f64>]>,
+) -> Option<KCalibration> {
+    calibrate_k(
+        config,
+        model.manifest.threshold.value,
+        model.manifest.windowing.window,
+        errors,
+        coarse_errors(model, coarse),
+    )
+}
+
+fn coarse_errors<'a>(
+    model: &TrainedModel,
+    coarse: Option<&'a [Option<f64>]>,
+) -> Option<CoarseErrors<'a>> {
+    match (&model.coarse, model.coarse_multiple(), coarse) {
         (Some(member), Some(multiple), Some(errors)) => Some(CoarseErrors {
             multiple,
             calibrated: member.manifest.threshold.value,
             errors,
         }),
         _ => None,
-    };
-    detect_all_scales(
-        config,
-        model.manifest.threshold.value,
-        model.manifest.windowing.window,
-        errors,
-        coarse,
-    )
+    }
 }
 
 /// Per-row errors of a possibly multi-scale model.

@@ -242,6 +242,24 @@ impl DetectorConfig {
         }
     }
 
+    /// Mean-std's k, the one setting [`calibrate_k`] tunes.
+    pub fn mean_std_k(&self) -> Option<f64> {
+        match self.threshold {
+            ThresholdConfig::MeanStd { k, .. } => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The same detector with mean-std's k set to `k` (other methods are
+    /// returned unchanged).
+    pub fn with_mean_std_k(&self, k: f64) -> Self {
+        let mut config = *self;
+        if let ThresholdConfig::MeanStd { k: current, .. } = &mut config.threshold {
+            *current = k;
+        }
+        config
+    }
+
     pub fn validate(&self) -> Result<()> {
         match self.smoothing {
             SmoothingConfig::Ewma { alpha } if !(alpha > 0.0 && alpha <= 1.0) => {
@@ -551,6 +569,79 @@ pub fn detect_all_scales(
     (decisions, events)
 }
 
+/// An event whose peak score stays below this is marginal: its smoothed
+/// error never reached 1.5× the threshold (score `s / (s + θ)` = 0.6).
+pub const MARGINAL_SCORE: f64 = 0.6;
+
+/// Steps of [`calibrate_k`]'s grid between the configured k and twice it.
+const K_GRID_STEPS: u32 = 8;
+
+/// What [`calibrate_k`] settled on.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct KCalibration {
+    pub k: f64,
+    /// Marginal events the normal data raised at the configured k.
+    pub marginal_events: usize,
+}
+
+/// Events whose peak score (over their rows) stays below
+/// [`MARGINAL_SCORE`].
+pub fn marginal_events(decisions: &[Option<Decision>], events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|event| {
+            let peak = decisions
+                .get(event.start..=event.end)
+                .unwrap_or_default()
+                .iter()
+                .flatten()
+                .map(|d| d.score)
+                .fold(0.0, f64::max);
+            peak < MARGINAL_SCORE
+        })
+        .count()
+}
+
+/// Mean-std's k for a series, from errors of data taken to be normal (a
+/// train file the model learnt from): the smallest k on a grid from the
+/// configured k to twice it at which that data raises no marginal event,
+/// or twice the configured k if none is quiet. Errors whose regular peaks
+/// (each cycle of a periodic signal, each ordinary step) end just above
+/// mean + kσ are normal for that series, and would raise a false event
+/// wherever they recur; an event far above the threshold is left alone, as
+/// an anomaly the normal data happens to hold. `None` for other threshold
+/// methods.
+pub fn calibrate_k(
+    config: &DetectorConfig,
+    calibrated: f64,
+    model_window: usize,
+    errors: &[Option<f64>],
+    coarse: Option<CoarseErrors<'_>>,
+) -> Option<KCalibration> {
+    let configured = config.mean_std_k()?;
+    let mut at_configured = 0;
+    for step in 0..=K_GRID_STEPS {
+        let k = configured * (1.0 + f64::from(step) / f64::from(K_GRID_STEPS));
+        let candidate = config.with_mean_std_k(k);
+        let (decisions, events) =
+            detect_all_scales(&candidate, calibrated, model_window, errors, coarse);
+        let marginal = marginal_events(&decisions, &events);
+        if step == 0 {
+            at_configured = marginal;
+        }
+        if marginal == 0 {
+            return Some(KCalibration {
+                k,
+                marginal_events: at_configured,
+            });
+        }
+    }
+    Some(KCalibration {
+        k: 2.0 * configured,
+        marginal_events: at_configured,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,5 +831,98 @@ mod tests {
         let (full, _) = detect_all(&config, 0.5, 10, &all);
         let (prefix, _) = detect_all(&config, 0.5, 10, &all[..420]);
         assert_eq!(&full[..420], &prefix[..]);
+    }
+}
+
+#[cfg(test)]
+mod calibration_tests {
+    use super::*;
+
+    /// Noisy errors around 0.1 with a peak of `peak` (3 points wide) every
+    /// `period` points: a normal series whose model misses one sharp
+    /// feature of each cycle by a little, differently each time.
+    fn periodic(points: usize, period: usize, peak: f64) -> Vec<Option<f64>> {
+        (0..points)
+            .map(|i| {
+                let noise = ((i * 7919) % 101) as f64 / 2000.0;
+                let cycle = i / period;
+                let wobble = ((cycle * 37) % 11) as f64 / 10.0;
+                Some(if i % period < 3 {
+                    0.1 + noise + peak * (0.6 + 0.4 * wobble)
+                } else {
+                    0.1 + noise
+                })
+            })
+            .collect()
+    }
+
+    fn detect(config: &DetectorConfig, errors: &[Option<f64>]) -> (usize, usize) {
+        let (decisions, events) = detect_all(config, 1.0, 16, errors);
+        (events.len(), marginal_events(&decisions, &events))
+    }
+
+    #[test]
+    fn recurring_marginal_peaks_raise_k_until_normal_data_is_quiet() {
+        let config = DetectorConfig::default();
+        let normal = periodic(3000, 60, 0.1);
+        let (events, marginal) = detect(&config, &normal);
+        assert!(
+            marginal > 0,
+            "the test needs marginal false events at k=4 ({events} events)"
+        );
+        let calibration = calibrate_k(&config, 1.0, 16, &normal, None)
+            .unwrap_or_else(|| panic!("mean-std calibrates"));
+        assert!(
+            calibration.k > 4.0 && calibration.k <= 8.0,
+            "{calibration:?}"
+        );
+        assert_eq!(calibration.marginal_events, marginal);
+        let calibrated = config.with_mean_std_k(calibration.k);
+        assert_eq!(detect(&calibrated, &normal).1, 0);
+        // The smallest quiet k on the grid: one step down is not quiet.
+        let step_down = config.with_mean_std_k(calibration.k - 0.5);
+        assert!(detect(&step_down, &normal).1 > 0);
+        // A later anomaly far above the normal peaks is still found.
+        let mut later = periodic(3000, 60, 0.1);
+        for e in later.iter_mut().skip(2000).take(20) {
+            *e = e.map(|v| v + 2.0);
+        }
+        let (decisions, events) = detect_all(&calibrated, 1.0, 16, &later);
+        assert!(events.iter().any(|e| e.start >= 2000 && e.start < 2020));
+        assert_eq!(marginal_events(&decisions, &events), 0);
+    }
+
+    #[test]
+    fn an_anomaly_far_above_the_threshold_does_not_raise_k() {
+        let config = DetectorConfig::default();
+        let mut errors = periodic(3000, 60, 0.0);
+        for e in errors.iter_mut().skip(1500).take(10) {
+            *e = e.map(|v| v + 2.0);
+        }
+        assert_eq!(detect(&config, &errors), (1, 0), "one event, not marginal");
+        let calibration = calibrate_k(&config, 1.0, 16, &errors, None);
+        assert_eq!(
+            calibration,
+            Some(KCalibration {
+                k: 4.0,
+                marginal_events: 0
+            })
+        );
+    }
+
+    #[test]
+    fn only_mean_std_is_calibrated() {
+        let config = DetectorConfig {
+            threshold: ThresholdConfig::Mad {
+                window: 300,
+                k: 6.0,
+            },
+            ..DetectorConfig::default()
+        };
+        assert_eq!(
+            calibrate_k(&config, 1.0, 16, &periodic(1000, 60, 0.1), None),
+            None
+        );
+        assert_eq!(config.with_mean_std_k(9.0), config);
     }
 }

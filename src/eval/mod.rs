@@ -18,11 +18,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::csv::parse_timestamp;
 use crate::data::{CsvOptions, Series};
-use crate::detect::{Decision, DetectorConfig, Event, EventChange, detect_all};
+use crate::detect::{Decision, DetectorConfig, Event, EventChange, KCalibration, detect_all};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::model::artifact::TrainedModel;
-use crate::score::{ScaleErrors, detect_rows, score_scales, window_first_row};
+use crate::score::{ScaleErrors, calibrate_k_rows, detect_rows, score_scales, window_first_row};
 use crate::train::{Aggregate, DataConfig, TrainConfig, TrainRequest, train};
 use orion::{Counts, Interval};
 
@@ -183,6 +183,9 @@ pub struct EvalConfig {
     pub retrain_every: Option<usize>,
     /// Rows per forward pass when scoring.
     pub batch_size: usize,
+    /// Orion protocol with a train file: calibrate mean-std's k on it
+    /// ([`crate::detect::calibrate_k`]).
+    pub calibrate_k: bool,
 }
 
 /// What one series produced.
@@ -211,6 +214,8 @@ pub struct SeriesOutcome {
     /// missed whatever the detector does, and most often a sign that the
     /// labels are written in other units or another time zone.
     pub windows_outside: usize,
+    /// k calibrated on the train file, when it was.
+    pub calibration: Option<KCalibration>,
 }
 
 /// How many of `windows` lie wholly outside the span of `times`.
@@ -373,6 +378,7 @@ impl SeriesOutcome {
             filled_cells: 0,
             dropped_rows: 0,
             windows_outside: 0,
+            calibration: None,
         }
     }
 }
@@ -479,9 +485,23 @@ fn detect_series(
         .into_iter()
         .chain(coarse_errors.iter().copied())
         .collect();
+    // A train file is taken to be normal: k rises until it is quiet.
+    let calibration = match &first {
+        Some(model) if config.calibrate_k && lead > 0 => calibrate_k_rows(
+            &config.detector,
+            model,
+            &all_errors[..lead],
+            Some(&all_coarse[..lead]),
+        ),
+        _ => None,
+    };
+    let detector = match calibration {
+        Some(c) => config.detector.with_mean_std_k(c.k),
+        None => config.detector,
+    };
     let (mut decisions, events) = match &first {
-        Some(model) => detect_rows(&config.detector, model, &all_errors, Some(&all_coarse)),
-        None => detect_all(&config.detector, f64::INFINITY, data.window, &all_errors),
+        Some(model) => detect_rows(&detector, model, &all_errors, Some(&all_coarse)),
+        None => detect_all(&detector, f64::INFINITY, data.window, &all_errors),
     };
     decisions.drain(..lead);
     // An event open when the series starts counts from its first row.
@@ -522,6 +542,7 @@ fn detect_series(
         filled_cells: 0,
         dropped_rows: 0,
         windows_outside: 0,
+        calibration,
     })
 }
 
@@ -577,6 +598,10 @@ pub struct SeriesReport {
     pub dropped_rows: usize,
     #[serde(default)]
     pub windows_outside: usize,
+    /// Mean-std's k calibrated on the series' train file, and the marginal
+    /// events that file raised at `--k`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<KCalibration>,
 }
 
 /// `report.json`.
@@ -660,6 +685,7 @@ impl Report {
                 filled_cells: o.filled_cells,
                 dropped_rows: o.dropped_rows,
                 windows_outside: o.windows_outside,
+                calibration: o.calibration,
             })
             .collect();
         Self {
@@ -706,6 +732,22 @@ impl Report {
             md.push_str("\nLabelled windows outside their series' time span (missed; labels in other units or another time zone?):\n\n");
             for s in outside {
                 md.push_str(&format!("- {}: {}\n", s.key, s.windows_outside));
+            }
+        }
+        let calibrated: Vec<&SeriesReport> = self
+            .series
+            .iter()
+            .filter(|s| s.calibration.is_some())
+            .collect();
+        if !calibrated.is_empty() {
+            md.push_str("\n| series | k calibrated on its train file | marginal events the train file raised at --k |\n|---|---|---|\n");
+            for s in calibrated {
+                if let Some(c) = s.calibration {
+                    md.push_str(&format!(
+                        "| {} | {} | {} |\n",
+                        s.key, c.k, c.marginal_events
+                    ));
+                }
             }
         }
         if !self.unlabelled.is_empty() {

@@ -302,6 +302,7 @@ mod tests {
             filled_cells: 0,
             dropped_rows: 0,
             windows_outside: 0,
+            calibration: None,
         }
     }
 
