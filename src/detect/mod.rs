@@ -605,12 +605,14 @@ pub fn marginal_events(decisions: &[Option<Decision>], events: &[Event]) -> usiz
 /// Mean-std's k for a series, from errors of data taken to be normal (a
 /// train file the model learnt from): the smallest k on a grid from the
 /// configured k to twice it at which that data raises no marginal event,
-/// or twice the configured k if none is quiet. Errors whose regular peaks
-/// (each cycle of a periodic signal, each ordinary step) end just above
-/// mean + kσ are normal for that series, and would raise a false event
-/// wherever they recur; an event far above the threshold is left alone, as
-/// an anomaly the normal data happens to hold. `None` for other threshold
-/// methods.
+/// plus one step of the grid, at most twice the configured k. Errors whose
+/// regular peaks (each cycle of a periodic signal, each ordinary step) end
+/// just above mean + kσ are normal for that series, and would raise a
+/// false event wherever they recur; an event far above the threshold is
+/// left alone, as an anomaly the normal data happens to hold. The step of
+/// margin is there because the quiet k only bounds the peaks the train
+/// file holds: a series as long again holds a taller one as often as not.
+/// `None` for other threshold methods.
 pub fn calibrate_k(
     config: &DetectorConfig,
     calibrated: f64,
@@ -619,10 +621,12 @@ pub fn calibrate_k(
     coarse: Option<CoarseErrors<'_>>,
 ) -> Option<KCalibration> {
     let configured = config.mean_std_k()?;
+    let grid = |step: u32| {
+        configured * (1.0 + f64::from(step.min(K_GRID_STEPS)) / f64::from(K_GRID_STEPS))
+    };
     let mut at_configured = 0;
     for step in 0..=K_GRID_STEPS {
-        let k = configured * (1.0 + f64::from(step) / f64::from(K_GRID_STEPS));
-        let candidate = config.with_mean_std_k(k);
+        let candidate = config.with_mean_std_k(grid(step));
         let (decisions, events) =
             detect_all_scales(&candidate, calibrated, model_window, errors, coarse);
         let marginal = marginal_events(&decisions, &events);
@@ -631,13 +635,13 @@ pub fn calibrate_k(
         }
         if marginal == 0 {
             return Some(KCalibration {
-                k,
+                k: grid(step + 1),
                 marginal_events: at_configured,
             });
         }
     }
     Some(KCalibration {
-        k: 2.0 * configured,
+        k: grid(K_GRID_STEPS),
         marginal_events: at_configured,
     })
 }
@@ -873,15 +877,18 @@ mod calibration_tests {
         let calibration = calibrate_k(&config, 1.0, 16, &normal, None)
             .unwrap_or_else(|| panic!("mean-std calibrates"));
         assert!(
-            calibration.k > 4.0 && calibration.k <= 8.0,
+            calibration.k > 4.5 && calibration.k <= 8.0,
             "{calibration:?}"
         );
         assert_eq!(calibration.marginal_events, marginal);
         let calibrated = config.with_mean_std_k(calibration.k);
         assert_eq!(detect(&calibrated, &normal).1, 0);
-        // The smallest quiet k on the grid: one step down is not quiet.
-        let step_down = config.with_mean_std_k(calibration.k - 0.5);
-        assert!(detect(&step_down, &normal).1 > 0);
+        // One grid step (k/8) above the smallest quiet k: a step lower is
+        // still quiet, two steps lower are not.
+        let quiet = config.with_mean_std_k(calibration.k - 0.5);
+        assert_eq!(detect(&quiet, &normal).1, 0);
+        let loud = config.with_mean_std_k(calibration.k - 1.0);
+        assert!(detect(&loud, &normal).1 > 0);
         // A later anomaly far above the normal peaks is still found.
         let mut later = periodic(3000, 60, 0.1);
         for e in later.iter_mut().skip(2000).take(20) {
@@ -901,10 +908,11 @@ mod calibration_tests {
         }
         assert_eq!(detect(&config, &errors), (1, 0), "one event, not marginal");
         let calibration = calibrate_k(&config, 1.0, 16, &errors, None);
+        // Quiet at k = 4 already: one step of margin and no more.
         assert_eq!(
             calibration,
             Some(KCalibration {
-                k: 4.0,
+                k: 4.5,
                 marginal_events: 0
             })
         );
