@@ -439,9 +439,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub retrain_every: Option<usize>,
     /// Orion protocol, series with a train file: take the train file as
-    /// normal and raise mean-std's k (up to twice --k) until it raises no
-    /// marginal event, one whose smoothed error stays under 1.5× the
-    /// threshold. `false` keeps --k everywhere.
+    /// normal and raise mean-std's k in steps of --k/8 until it raises no
+    /// marginal event (one whose smoothed error stays under 1.5× the
+    /// threshold), then one step more, at most twice --k. `false` keeps --k
+    /// everywhere.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub calibrate_k: bool,
     #[command(flatten)]
