@@ -438,6 +438,11 @@ pub struct EvalArgs {
     /// Streaming: retrain on everything seen so far every N rows.
     #[arg(long)]
     pub retrain_every: Option<usize>,
+    /// Feature columns, by header name (default: every column after the
+    /// timestamp but those named like labels: is_anomaly, is_anomalous,
+    /// anomaly, label, labels, changepoint, attack).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Option<Vec<String>>,
     /// Orion protocol, series with a train file: take the train file as
     /// normal and raise mean-std's k in steps of --k/8 until it raises no
     /// marginal event (one whose smoothed error stays under 1.5× the
@@ -883,7 +888,7 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         protocol: args.protocol,
         data: args.model.data_config(),
         csv: CsvOptions {
-            columns: None,
+            columns: args.columns.clone(),
             fill: args.fill,
             unordered: args.unordered,
         },
@@ -921,6 +926,9 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
             .with_context(|| format!("evaluating {}", entry.key))?;
         if let Some(reason) = &outcome.skipped {
             tracing::warn!(series = %entry.key, %reason, "not evaluated; its labelled windows count as missed");
+        }
+        if !outcome.label_columns.is_empty() {
+            tracing::warn!(series = %entry.key, columns = %outcome.label_columns.join(","), "columns named like labels are left out of the features; --columns chooses them");
         }
         if outcome.windows_outside > 0 {
             tracing::warn!(

@@ -516,3 +516,51 @@ fn k_is_calibrated_on_the_train_file_so_normal_cycles_raise_no_events() {
         "calibrated {with}, fixed k {without}"
     );
 }
+
+/// A benchmark file copied as it comes, with its label column: that column
+/// is left out of the features and listed, so the report is the one the
+/// value column alone gives.
+#[test]
+fn columns_named_like_labels_are_left_out_of_the_features() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    for part in ["data/g", "labels"] {
+        std::fs::create_dir_all(root.join(part)).ok();
+    }
+    let values = seasonal(1500, 1, 31, &[Injection::Spike { at: 900, size: 8.0 }]);
+    let labelled: Vec<f64> = values
+        .iter()
+        .enumerate()
+        .flat_map(|(row, &v)| [v, if (900..906).contains(&row) { 1.0 } else { 0.0 }])
+        .collect();
+    let text = csv_text(&labelled, 2).replacen("timestamp,v0,v1", "timestamp,value,is_anomaly", 1);
+    std::fs::write(root.join("data/g/s.csv"), text).ok();
+    let labels = serde_json::json!({ "g/s.csv": [[stamp(900), stamp(905)]] });
+    std::fs::write(
+        root.join("labels/combined_windows.json"),
+        labels.to_string(),
+    )
+    .ok();
+    let args = ["--window", "16", "--epochs", "5", "--no-plots"];
+    let guarded = eval_report(&root, &dir.path().join("guarded"), &args);
+    assert_eq!(
+        guarded["series"][0]["label_columns"],
+        serde_json::json!(["is_anomaly"])
+    );
+    let chosen = eval_report(
+        &root,
+        &dir.path().join("chosen"),
+        &[&args[..], &["--columns", "value"]].concat(),
+    );
+    assert!(chosen["series"][0].get("label_columns").is_none());
+    for count in ["tp", "fp", "fn"] {
+        assert_eq!(
+            guarded["groups"]["g"][count], chosen["groups"]["g"][count],
+            "{count}"
+        );
+    }
+    assert_eq!(guarded["groups"]["g"]["tp"], 1);
+    let markdown =
+        std::fs::read_to_string(dir.path().join("guarded/report.md")).unwrap_or_default();
+    assert!(markdown.contains("g/s.csv: is_anomaly"), "{markdown}");
+}

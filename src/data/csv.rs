@@ -123,6 +123,24 @@ impl Series {
         }
     }
 
+    /// The header's value columns (all but the first, the timestamp),
+    /// without reading the rows.
+    pub fn value_columns(path: &Path) -> Result<Vec<String>> {
+        let mut reader = ::csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .trim(::csv::Trim::All)
+            .from_path(path)
+            .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+        let headers = reader.headers().map_err(|e| Error::Data {
+            path: path.to_path_buf(),
+            line: 1,
+            column: None,
+            reason: format!("cannot read the header: {e}"),
+        })?;
+        Ok(headers.iter().skip(1).map(str::to_owned).collect())
+    }
+
     /// Reads and validates `path`.
     pub fn from_path(path: &Path, options: &CsvOptions) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;

@@ -216,6 +216,8 @@ pub struct SeriesOutcome {
     pub windows_outside: usize,
     /// k calibrated on the train file, when it was.
     pub calibration: Option<KCalibration>,
+    /// Value columns named like labels, left out of the features.
+    pub label_columns: Vec<String>,
 }
 
 /// How many of `windows` lie wholly outside the span of `times`.
@@ -311,6 +313,42 @@ fn slice_series(series: &Series, rows: std::ops::Range<usize>) -> Series {
     }
 }
 
+/// Header names of columns that hold labels, not data. The layout keeps
+/// labels in `labels/combined_windows.json`, but benchmark files are often
+/// copied as they come (Yahoo S5's `is_anomaly`, `anomaly` and
+/// `changepoint`, SWaT's attack flag): taken for a feature, such a column
+/// hands the model the answer.
+const LABEL_COLUMNS: [&str; 7] = [
+    "is_anomaly",
+    "is_anomalous",
+    "anomaly",
+    "label",
+    "labels",
+    "changepoint",
+    "attack",
+];
+
+/// The CSV options for `entry`: without `--columns`, every value column of
+/// its data file but those named like labels, which are returned too.
+fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, Vec<String>)> {
+    if csv.columns.is_some() {
+        return Ok((csv.clone(), Vec::new()));
+    }
+    let (labels, features): (Vec<String>, Vec<String>) = Series::value_columns(&entry.data)?
+        .into_iter()
+        .partition(|name| LABEL_COLUMNS.iter().any(|l| name.eq_ignore_ascii_case(l)));
+    if labels.is_empty() || features.is_empty() {
+        // Nothing to leave out, or nothing would be left: the reader names
+        // the problem.
+        return Ok((csv.clone(), Vec::new()));
+    }
+    let options = CsvOptions {
+        columns: Some(features),
+        ..csv.clone()
+    };
+    Ok((options, labels))
+}
+
 /// Trains, detects and counts one series. A series whose training rows
 /// cannot hold one training window is not an error: one short file must
 /// not stop a benchmark, so it comes back skipped, its windows missed.
@@ -320,11 +358,10 @@ pub fn evaluate_series(
     model_for: &dyn Fn(usize) -> ModelConfig,
     device: &Device,
 ) -> Result<SeriesOutcome> {
-    let series = Series::from_path(&entry.data, &config.csv)?;
+    let (csv, label_columns) = series_columns(entry, &config.csv)?;
+    let series = Series::from_path(&entry.data, &csv)?;
     let training = match &entry.train {
-        Some(path) if config.protocol == Protocol::Orion => {
-            Some(Series::from_path(path, &config.csv)?)
-        }
+        Some(path) if config.protocol == Protocol::Orion => Some(Series::from_path(path, &csv)?),
         _ => None,
     };
     let mut outcome = match detect_series(
@@ -355,6 +392,7 @@ pub fn evaluate_series(
     outcome.filled_cells = series.filled_cells + training.as_ref().map_or(0, |t| t.filled_cells);
     outcome.dropped_rows = series.dropped_rows + training.as_ref().map_or(0, |t| t.dropped_rows);
     outcome.windows_outside = windows_outside(&series.times, &entry.windows);
+    outcome.label_columns = label_columns;
     Ok(outcome)
 }
 
@@ -379,6 +417,7 @@ impl SeriesOutcome {
             dropped_rows: 0,
             windows_outside: 0,
             calibration: None,
+            label_columns: Vec::new(),
         }
     }
 }
@@ -543,6 +582,7 @@ fn detect_series(
         dropped_rows: 0,
         windows_outside: 0,
         calibration,
+        label_columns: Vec::new(),
     })
 }
 
@@ -602,6 +642,9 @@ pub struct SeriesReport {
     /// events that file raised at `--k`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<KCalibration>,
+    /// Value columns named like labels, left out of the features.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_columns: Vec<String>,
 }
 
 /// `report.json`.
@@ -686,6 +729,7 @@ impl Report {
                 dropped_rows: o.dropped_rows,
                 windows_outside: o.windows_outside,
                 calibration: o.calibration,
+                label_columns: o.label_columns.clone(),
             })
             .collect();
         Self {
@@ -732,6 +776,17 @@ impl Report {
             md.push_str("\nLabelled windows outside their series' time span (missed; labels in other units or another time zone?):\n\n");
             for s in outside {
                 md.push_str(&format!("- {}: {}\n", s.key, s.windows_outside));
+            }
+        }
+        let labelled_columns: Vec<&SeriesReport> = self
+            .series
+            .iter()
+            .filter(|s| !s.label_columns.is_empty())
+            .collect();
+        if !labelled_columns.is_empty() {
+            md.push_str("\nColumns named like labels, left out of the features (`--columns` chooses them):\n\n");
+            for s in labelled_columns {
+                md.push_str(&format!("- {}: {}\n", s.key, s.label_columns.join(", ")));
             }
         }
         let calibrated: Vec<&SeriesReport> = self

@@ -303,6 +303,7 @@ mod tests {
             dropped_rows: 0,
             windows_outside: 0,
             calibration: None,
+            label_columns: Vec::new(),
         }
     }
 
