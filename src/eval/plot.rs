@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use chrono::DateTime;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::SeriesOutcome;
@@ -105,6 +106,18 @@ pub fn draw_to_buffer(outcome: &SeriesOutcome, buffer: &mut [u8]) -> Result<()> 
     root.present().map_err(|e| failed(&e))
 }
 
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>) -> DrawResult<DB> {
+    chart
+        .configure_series_labels()
+        .position(LEGEND)
+        .label_font((FONT, 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+}
+
 type DrawResult<DB> =
     std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
@@ -166,13 +179,7 @@ fn render<DB: DrawingBackend>(
         }))?
         .label("detected event")
         .legend(|(x, y)| Rectangle::new([(x, y - 4), (x + 20, y + 4)], DETECTED.filled()));
-    signal
-        .configure_series_labels()
-        .position(LEGEND)
-        .label_font(label_style)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()?;
+    legend(&mut signal)?;
 
     let smoothed: Vec<(f64, f64, f64)> = outcome
         .decisions
@@ -240,13 +247,7 @@ fn render<DB: DrawingBackend>(
         ))?
         .label("threshold")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], THRESHOLD.stroke_width(2)));
-    errors
-        .configure_series_labels()
-        .position(LEGEND)
-        .label_font(label_style)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()?;
+    legend(&mut errors)?;
     Ok(())
 }
 
