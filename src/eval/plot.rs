@@ -131,6 +131,13 @@ fn render<DB: DrawingBackend>(
     let n = outcome.times.len();
     let x_range = 0f64..n.max(2) as f64;
     let row_of = |t: f64| outcome.times.partition_point(|&x| x < t) as f64;
+    // A window [t, t] (a point label) or a one-row event still shows: at
+    // least one row, and at least about three pixels wide.
+    let min_width = (n as f64 / 400.0).max(1.0);
+    let span = |(a, b): (f64, f64)| {
+        let start = row_of(a);
+        (start, (row_of(b) + 1.0).max(start + min_width))
+    };
     let x_label = |row: &f64| time_label(&outcome.times, *row);
     let label_style = (FONT, 13);
 
@@ -150,12 +157,10 @@ fn render<DB: DrawingBackend>(
         .axis_desc_style(label_style)
         .draw()?;
     signal
-        .draw_series(
-            outcome
-                .truth
-                .iter()
-                .map(|&(a, b)| Rectangle::new([(row_of(a), lo), (row_of(b), hi)], TRUTH.filled())),
-        )?
+        .draw_series(outcome.truth.iter().map(|&window| {
+            let (start, end) = span(window);
+            Rectangle::new([(start, lo), (end, hi)], TRUTH.filled())
+        }))?
         .label("labelled window")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 20, y + 5)], TRUTH.filled()));
     signal
@@ -171,11 +176,9 @@ fn render<DB: DrawingBackend>(
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], SIGNAL.stroke_width(2)));
     let band = 0.04 * (hi - lo);
     signal
-        .draw_series(outcome.detected.iter().map(|&(a, b)| {
-            Rectangle::new(
-                [(row_of(a), hi - band), (row_of(b) + 1.0, hi)],
-                DETECTED.filled(),
-            )
+        .draw_series(outcome.detected.iter().map(|&event| {
+            let (start, end) = span(event);
+            Rectangle::new([(start, hi - band), (end, hi)], DETECTED.filled())
         }))?
         .label("detected event")
         .legend(|(x, y)| Rectangle::new([(x, y - 4), (x + 20, y + 4)], DETECTED.filled()));
@@ -336,6 +339,20 @@ mod tests {
         assert!(colour(TRUTH) > 1000, "labelled window not shaded");
         assert!(colour(DETECTED) > 100, "detection not marked");
         assert!(colour(THRESHOLD) > 100, "threshold not drawn");
+    }
+
+    #[test]
+    fn a_label_on_one_row_is_still_shaded() {
+        let mut point = outcome();
+        point.truth = vec![(point.times[150], point.times[150])];
+        point.detected.clear();
+        let mut buffer = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+        draw_to_buffer(&point, &mut buffer).unwrap_or_else(|e| panic!("{e}"));
+        let shaded = pixels(&buffer, 0..HEIGHT)
+            .filter(|p| *p == [TRUTH.0, TRUTH.1, TRUTH.2])
+            .count();
+        // At least three pixels wide down the signal chart's height.
+        assert!(shaded > 3 * 300, "{shaded} shaded pixels");
     }
 
     #[test]
