@@ -440,7 +440,8 @@ pub struct EvalArgs {
     pub retrain_every: Option<usize>,
     /// Feature columns, by header name (default: every column after the
     /// timestamp but those named like labels: is_anomaly, is_anomalous,
-    /// anomaly, label, labels, changepoint, attack).
+    /// anomaly, label, labels, changepoint, attack; and, beside them, a
+    /// generator's trend, noise and seasonality columns).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
     /// Orion protocol, series with a train file: take the train file as

@@ -517,9 +517,9 @@ fn k_is_calibrated_on_the_train_file_so_normal_cycles_raise_no_events() {
     );
 }
 
-/// A benchmark file copied as it comes, with its label column: that column
-/// is left out of the features and listed, so the report is the one the
-/// value column alone gives.
+/// A benchmark file copied as it comes, with its label column and a
+/// generator component: both are left out of the features and listed, so
+/// the report is the one the value column alone gives.
 #[test]
 fn columns_named_like_labels_are_left_out_of_the_features() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -528,12 +528,25 @@ fn columns_named_like_labels_are_left_out_of_the_features() {
         std::fs::create_dir_all(root.join(part)).ok();
     }
     let values = seasonal(1500, 1, 31, &[Injection::Spike { at: 900, size: 8.0 }]);
+    // Yahoo A3/A4's layout: the label, then a generator component (here a
+    // copy of the value that drops to 0 on the anomaly: the answer again).
     let labelled: Vec<f64> = values
         .iter()
         .enumerate()
-        .flat_map(|(row, &v)| [v, if (900..906).contains(&row) { 1.0 } else { 0.0 }])
+        .flat_map(|(row, &v)| {
+            let spike = (900..906).contains(&row);
+            [
+                v,
+                if spike { 1.0 } else { 0.0 },
+                if spike { 0.0 } else { v },
+            ]
+        })
         .collect();
-    let text = csv_text(&labelled, 2).replacen("timestamp,v0,v1", "timestamp,value,is_anomaly", 1);
+    let text = csv_text(&labelled, 3).replacen(
+        "timestamp,v0,v1,v2",
+        "timestamp,value,is_anomaly,trend",
+        1,
+    );
     std::fs::write(root.join("data/g/s.csv"), text).ok();
     let labels = serde_json::json!({ "g/s.csv": [[stamp(900), stamp(905)]] });
     std::fs::write(
@@ -545,7 +558,7 @@ fn columns_named_like_labels_are_left_out_of_the_features() {
     let guarded = eval_report(&root, &dir.path().join("guarded"), &args);
     assert_eq!(
         guarded["series"][0]["label_columns"],
-        serde_json::json!(["is_anomaly"])
+        serde_json::json!(["is_anomaly", "trend"])
     );
     let chosen = eval_report(
         &root,
@@ -562,5 +575,8 @@ fn columns_named_like_labels_are_left_out_of_the_features() {
     assert_eq!(guarded["groups"]["g"]["tp"], 1);
     let markdown =
         std::fs::read_to_string(dir.path().join("guarded/report.md")).unwrap_or_default();
-    assert!(markdown.contains("g/s.csv: is_anomaly"), "{markdown}");
+    assert!(
+        markdown.contains("g/s.csv: is_anomaly, trend"),
+        "{markdown}"
+    );
 }

@@ -328,15 +328,32 @@ const LABEL_COLUMNS: [&str; 7] = [
     "attack",
 ];
 
+/// A synthetic benchmark's generator components, written beside its labels
+/// (Yahoo S5 A3/A4: `trend`, `noise`, `seasonality1`–`3`): the value less
+/// their sum is the injected anomaly, so they are left out with the labels,
+/// but only in a file that has a label column.
+fn is_generator_component(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "trend"
+        || name == "noise"
+        || name
+            .strip_prefix("seasonality")
+            .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
+}
+
 /// The CSV options for `entry`: without `--columns`, every value column of
-/// its data file but those named like labels, which are returned too.
+/// its data file but those named like labels (and, beside them, a
+/// generator's components), which are returned too.
 fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, Vec<String>)> {
     if csv.columns.is_some() {
         return Ok((csv.clone(), Vec::new()));
     }
-    let (labels, features): (Vec<String>, Vec<String>) = Series::value_columns(&entry.data)?
+    let columns = Series::value_columns(&entry.data)?;
+    let is_label = |name: &String| LABEL_COLUMNS.iter().any(|l| name.eq_ignore_ascii_case(l));
+    let labelled = columns.iter().any(is_label);
+    let (labels, features): (Vec<String>, Vec<String>) = columns
         .into_iter()
-        .partition(|name| LABEL_COLUMNS.iter().any(|l| name.eq_ignore_ascii_case(l)));
+        .partition(|name| is_label(name) || (labelled && is_generator_component(name)));
     if labels.is_empty() || features.is_empty() {
         // Nothing to leave out, or nothing would be left: the reader names
         // the problem.
@@ -821,5 +838,26 @@ impl Report {
             }
         }
         md
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generator_components_are_named_as_yahoo_writes_them() {
+        for name in [
+            "trend",
+            "Noise",
+            "seasonality",
+            "seasonality1",
+            "SEASONALITY3",
+        ] {
+            assert!(is_generator_component(name), "{name}");
+        }
+        for name in ["value", "trend_2", "seasonality_daily", "noisy", "cpu"] {
+            assert!(!is_generator_component(name), "{name}");
+        }
     }
 }
