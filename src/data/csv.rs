@@ -126,12 +126,8 @@ impl Series {
     /// The header's value columns (all but the first, the timestamp),
     /// without reading the rows.
     pub fn value_columns(path: &Path) -> Result<Vec<String>> {
-        let mut reader = ::csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .trim(::csv::Trim::All)
-            .from_path(path)
-            .map_err(|e| Error::io(path, std::io::Error::other(e.to_string())))?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = csv_reader(std::io::BufReader::new(file));
         let headers = reader.headers().map_err(|e| Error::Data {
             path: path.to_path_buf(),
             line: 1,
@@ -155,11 +151,7 @@ impl Series {
             column: column.map(str::to_owned),
             reason,
         };
-        let mut reader = ::csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .trim(::csv::Trim::All)
-            .from_reader(bytes);
+        let mut reader = csv_reader(bytes);
         let headers = reader
             .headers()
             .map_err(|e| data_error(1, None, format!("cannot read the header: {e}")))?
@@ -313,6 +305,16 @@ fn select_columns(
                 })
         })
         .collect()
+}
+
+/// The one reader configuration, so that a header read on its own
+/// ([`Series::value_columns`]) names the columns as the full read does.
+fn csv_reader<R: std::io::Read>(source: R) -> ::csv::Reader<R> {
+    ::csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(::csv::Trim::All)
+        .from_reader(source)
 }
 
 /// Whether a cell (already trimmed by the reader) stands for a missing
