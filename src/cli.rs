@@ -22,7 +22,7 @@ use anomalyd::model::{
     Activation, ConvAeConfig, DeepAeConfig, DenseAeConfig, LstmAeConfig, ModelConfig, ModelKind,
     PcaConfig, VaeConfig,
 };
-use anomalyd::score::{ScaleErrors, detect_rows, score_scales, window_first_row};
+use anomalyd::score::{ScaleErrors, detect_rows, point_rows, score_scales, window_first_row};
 use anomalyd::train::{
     Aggregate, Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest, train,
 };
@@ -379,6 +379,11 @@ pub struct DetectorArgs {
     /// Points after an event during which new flags are ignored.
     #[arg(long, default_value_t = detect::DEFAULT_EVENTS.cooldown)]
     pub cooldown: usize,
+    /// A point whose values leave the model's training range (widened by
+    /// every point since) by more than this fraction of it is flagged;
+    /// 0 turns the check off.
+    #[arg(long, value_name = "FRACTION", default_value_t = detect::DEFAULT_RANGE_TOLERANCE)]
+    pub range_tolerance: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -418,6 +423,7 @@ impl DetectorArgs {
                 cooldown: self.cooldown,
             },
             min_history: self.min_history,
+            range_tolerance: self.range_tolerance,
         };
         config.validate()?;
         Ok(config)
@@ -829,7 +835,9 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
         score_scales(&model, &series, &device, args.batch_size)?;
     let errors: Vec<Option<f64>> = rows.iter().map(|r| r.as_ref().map(|e| e.total)).collect();
     let detector = args.detector.config()?;
-    let (decisions, events) = detect_rows(&detector, &model, &errors, coarse.as_deref());
+    let points = point_rows(&model, &series);
+    let (decisions, events) =
+        detect_rows(&detector, &model, &errors, coarse.as_deref(), Some(&points));
     let sink: Box<dyn Write> = if args.out == Path::new("-") {
         Box::new(std::io::stdout().lock())
     } else {

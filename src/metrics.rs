@@ -22,6 +22,7 @@ pub struct Metrics {
     pub threshold: GaugeVec,
     pub anomalous: IntGaugeVec,
     pub anomalies: IntCounterVec,
+    pub out_of_range: IntCounterVec,
     pub samples: IntCounterVec,
     pub invalid_messages: IntCounterVec,
     pub windows_scored: IntCounter,
@@ -107,6 +108,17 @@ impl Metrics {
                 r,
                 IntCounterVec::new(
                     Opts::new("anomalyd_anomalies_total", "Anomaly events opened."),
+                    &["series"],
+                )
+                .map_err(fail)?,
+            )?,
+            out_of_range: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "anomalyd_out_of_range_total",
+                        "Points whose values left the model's training range by more than detector.range_tolerance of it.",
+                    ),
                     &["series"],
                 )
                 .map_err(fail)?,

@@ -9,7 +9,8 @@ use burn::prelude::*;
 use crate::data::window::Segment;
 use crate::data::{Series, WindowSet};
 use crate::detect::{
-    CoarseErrors, Decision, DetectorConfig, Event, KCalibration, calibrate_k, detect_all_scales,
+    CoarseErrors, Decision, DetectorConfig, Event, KCalibration, PointValues, calibrate_k,
+    detect_all_scales,
 };
 use crate::error::{Error, Result};
 use crate::model::Network;
@@ -82,12 +83,7 @@ pub fn score_series(
         )));
     }
     let rows_per_point = spec.aggregate.max(1);
-    let points = series.aggregate(rows_per_point);
-    let mut values = Vec::new();
-    model
-        .manifest
-        .scaler
-        .transform_into(&points.values, &mut values);
+    let values = normalised_points(model, series);
     let windows = WindowSet::new(
         vec![Segment { values }],
         spec.window,
@@ -104,6 +100,38 @@ pub fn score_series(
     Ok(rows)
 }
 
+/// The model's points of `series` (rows averaged as it was trained),
+/// normalised as its input: row-major `[points, features]`.
+fn normalised_points(model: &TrainedModel, series: &Series) -> Vec<f32> {
+    let points = series.aggregate(model.manifest.windowing.aggregate.max(1));
+    let mut values = Vec::new();
+    model
+        .manifest
+        .scaler
+        .transform_into(&points.values, &mut values);
+    values
+}
+
+/// The values [`detect_rows`]' range check judges, aligned with
+/// [`score_series`]' rows: row-major `[rows, features]`, each row that
+/// completes a point holding that point's normalised values, the others
+/// NaN.
+pub fn point_rows(model: &TrainedModel, series: &Series) -> Vec<f32> {
+    let features = series.n_features();
+    let rows_per_point = model.manifest.windowing.aggregate.max(1);
+    let mut rows = vec![f32::NAN; series.rows() * features];
+    for (point, values) in normalised_points(model, series)
+        .chunks_exact(features.max(1))
+        .enumerate()
+    {
+        let row = (point + 1) * rows_per_point - 1;
+        if let Some(slot) = rows.get_mut(row * features..(row + 1) * features) {
+            slot.copy_from_slice(values);
+        }
+    }
+    rows
+}
+
 /// The first row of the window whose error [`score_series`] puts on `row`:
 /// where the data that error judges begins. An event reported from its
 /// first flag covers the anomaly only from here on (a label on a single
@@ -115,19 +143,28 @@ pub fn window_first_row(model: &TrainedModel, row: usize) -> usize {
 
 /// Runs the detector over the per-row window errors of `model` (from
 /// [`score_series`]); `coarse` holds the coarse model's, for a multi-scale
-/// model. The one place that knows how a multi-scale artifact is detected.
+/// model, and `points` the rows' values ([`point_rows`]) for the range
+/// check (artifacts of format 4 on). The one place that knows how an
+/// artifact is detected.
 pub fn detect_rows(
     config: &DetectorConfig,
     model: &TrainedModel,
     errors: &[Option<f64>],
     coarse: Option<&[Option<f64>]>,
+    points: Option<&[f32]>,
 ) -> (Vec<Option<Decision>>, Vec<Event>) {
+    let range = model.manifest.point_range();
+    let values = range
+        .as_ref()
+        .zip(points)
+        .map(|(range, rows)| PointValues { range, rows });
     detect_all_scales(
         config,
         model.manifest.threshold.value,
         model.manifest.windowing.window,
         errors,
         coarse_errors(model, coarse),
+        values,
     )
 }
 

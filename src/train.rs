@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::window::{Segment, to_tensor};
 use crate::data::{Scaler, ScalerKind, Series, WindowSet};
+use crate::detect::ValueRange;
 use crate::error::{Error, Result};
 use crate::model::artifact::{
     ErrorStats, FileFingerprint, Manifest, Threshold, TrainedModel, WindowingSpec,
@@ -906,6 +907,10 @@ fn train_scale(
         error_stats,
         threshold,
         data.fingerprint.clone(),
+        ValueRange::of_rows(
+            points.iter().map(|p| p.values.as_slice()),
+            data.feature_names.len(),
+        ),
     );
     Ok(TrainedModel::new(manifest, fitted.network))
 }

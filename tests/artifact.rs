@@ -48,6 +48,36 @@ fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The artifact records the range of every training row, validation rows
+/// included, per feature; the detector gets it normalised as the model's
+/// input, where the training data's own points lie inside it.
+#[test]
+fn the_artifact_holds_the_training_range_per_feature() {
+    // The rows `trained` fits on, as read.
+    let values = series("train.csv", &common::seasonal(500, 2, 3, &[]), 2).values;
+    let model = trained(ModelConfig::Dense(DenseAeConfig::new(WINDOW, 2, 4)), 2, 1);
+    let range = model
+        .manifest
+        .value_range
+        .clone()
+        .unwrap_or_else(|| panic!("no value_range in the manifest"));
+    for feature in 0..2 {
+        let column = values.iter().skip(feature).step_by(2);
+        let lowest = column.clone().copied().fold(f64::INFINITY, f64::min);
+        let highest = column.copied().fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!((range.min[feature], range.max[feature]), (lowest, highest));
+    }
+    let normalised = model
+        .manifest
+        .point_range()
+        .unwrap_or_else(|| panic!("no point range"));
+    let scaler = &model.manifest.scaler;
+    for feature in 0..2 {
+        let expected = (range.max[feature] - scaler.offset[feature]) / scaler.scale[feature];
+        assert!((normalised.max[feature] - expected).abs() < 1e-12);
+    }
+}
+
 #[test]
 fn save_load_scores_identically_for_multivariate_input() {
     let device = common::test_device();

@@ -517,6 +517,42 @@ fn k_is_calibrated_on_the_train_file_so_normal_cycles_raise_no_events() {
     );
 }
 
+/// Cycles played louder than any in the train file keep their shape, and
+/// an autoencoder reconstructs a scaled copy of what it learnt nearly as
+/// well as the original, so their error stays under the threshold; their
+/// values leave the train file's range, which the range check starts from.
+#[test]
+fn values_beyond_the_train_files_range_are_found_where_the_error_is_not() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    for part in ["data/g", "train/g", "labels"] {
+        std::fs::create_dir_all(root.join(part)).ok();
+    }
+    std::fs::write(root.join("train/g/s.csv"), csv_text(&cycles(4000, 1), 1)).ok();
+    let mut live = cycles(4000, 2);
+    for value in &mut live[2000..2100] {
+        *value *= 1.12;
+    }
+    std::fs::write(root.join("data/g/s.csv"), csv_text(&live, 1)).ok();
+    let labels = serde_json::json!({ "g/s.csv": [[stamp(2000), stamp(2099)]] });
+    std::fs::write(
+        root.join("labels/combined_windows.json"),
+        labels.to_string(),
+    )
+    .ok();
+    let args = ["--window", "16", "--epochs", "30", "--no-plots"];
+    let guarded = eval_report(&root, &dir.path().join("guarded"), &args);
+    let unguarded = eval_report(
+        &root,
+        &dir.path().join("unguarded"),
+        &[&args[..], &["--range-tolerance", "0"]].concat(),
+    );
+    let (with, without) = (&guarded["groups"]["g"], &unguarded["groups"]["g"]);
+    assert_eq!(with["tp"], 1, "with the range check: {with}");
+    assert_eq!(without["tp"], 0, "the error alone: {without}");
+    assert_eq!(with["fp"], without["fp"], "with {with}, without {without}");
+}
+
 /// A benchmark file copied as it comes, with its label column and a
 /// generator component: both are left out of the features and listed, so
 /// the report is the one the value column alone gives.

@@ -384,21 +384,31 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     assert_committed_to_the_end(&brokers, "anomalyd-test");
 }
 
-/// Per-row errors offline scoring gives `values`: the main model's totals
-/// and, for a multi-scale model, the coarse model's.
-fn offline_errors(
-    model: &anomalyd::model::artifact::TrainedModel,
-    values: &[f64],
-) -> (Vec<Option<f64>>, Option<Vec<Option<f64>>>) {
+/// What offline scoring gives `values`, for [`anomalyd::score::detect_rows`].
+struct Offline {
+    /// The main model's per-row totals.
+    errors: Vec<Option<f64>>,
+    /// The coarse model's, for a multi-scale model.
+    coarse: Option<Vec<Option<f64>>>,
+    /// The rows' point values, for the range check.
+    points: Vec<f32>,
+}
+
+fn offline_errors(model: &anomalyd::model::artifact::TrainedModel, values: &[f64]) -> Offline {
     let device = common::test_device();
-    let scored = anomalyd::score::score_scales(model, &series("live.csv", values, 1), &device, 256)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let main = scored
+    let live = series("live.csv", values, 1);
+    let scored =
+        anomalyd::score::score_scales(model, &live, &device, 256).unwrap_or_else(|e| panic!("{e}"));
+    let errors = scored
         .main
         .iter()
         .map(|e| e.as_ref().map(|e| e.total))
         .collect();
-    (main, scored.coarse)
+    Offline {
+        errors,
+        coarse: scored.coarse,
+        points: anomalyd::score::point_rows(model, &live),
+    }
 }
 
 /// (window start, start, end) rows of the events offline detection with
@@ -407,9 +417,15 @@ fn offline_errors(
 fn offline_events(model_dir: &std::path::Path, values: &[f64]) -> Vec<(usize, usize, usize)> {
     let model = anomalyd::model::artifact::TrainedModel::load(model_dir, &common::test_device())
         .unwrap_or_else(|e| panic!("{e}"));
-    let (errors, coarse) = offline_errors(&model, values);
+    let offline = offline_errors(&model, values);
     let detector = ServeConfig::default().detector;
-    let (_, events) = anomalyd::score::detect_rows(&detector, &model, &errors, coarse.as_deref());
+    let (_, events) = anomalyd::score::detect_rows(
+        &detector,
+        &model,
+        &offline.errors,
+        offline.coarse.as_deref(),
+        Some(&offline.points),
+    );
     events
         .iter()
         .filter(|e| e.end + detector.events.merge_gap < values.len() - 1)
@@ -755,11 +771,20 @@ async fn routes_send_each_series_to_its_model() {
 async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
-    let (values, both, alone) = multiscale_case(&model_dir);
+    let MultiscaleCase {
+        values,
+        both,
+        alone,
+        out_of_range,
+    } = multiscale_case(&model_dir);
     let rows = values.len();
     assert!(
         (both - alone).abs() > 1e-3,
         "the coarse scale should decide the last score here: {both} vs {alone}"
+    );
+    assert!(
+        out_of_range > 0,
+        "the spike should leave the training range"
     );
 
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
@@ -796,16 +821,32 @@ async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
         (served - both).abs() <= 1e-6,
         "the daemon's last score {served}, offline {both} (main scale alone {alone})"
     );
+    assert_eq!(
+        metrics.out_of_range.with_label_values(&["ms"]).get(),
+        out_of_range as u64,
+        "points out of the training range, daemon against offline"
+    );
     shutdown.cancel();
     let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
     assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
 }
 
+/// What offline detection makes of [`multiscale_case`]'s live series.
+struct MultiscaleCase {
+    values: Vec<f64>,
+    /// The last score with both scales and the range check (the daemon's).
+    both: f64,
+    /// The last score of the main scale alone, without the range check.
+    alone: f64,
+    /// Points flagged for leaving the training range.
+    out_of_range: usize,
+}
+
 /// Trains a multi-scale model into `model_dir` and returns a live series
-/// for it (a slow shift late on, which the coarse scale sees best) with the
-/// last score offline detection gives it, with both scales and with the
-/// main one alone.
-fn multiscale_case(model_dir: &std::path::Path) -> (Vec<f64>, f64, f64) {
+/// for it (a spike far beyond the training range, then a slow shift late
+/// on, which the coarse scale sees best) with what offline detection makes
+/// of it.
+fn multiscale_case(model_dir: &std::path::Path) -> MultiscaleCase {
     let device = common::test_device();
     let request = TrainRequest {
         data: anomalyd::train::DataConfig {
@@ -826,14 +867,17 @@ fn multiscale_case(model_dir: &std::path::Path) -> (Vec<f64>, f64, f64) {
         rows,
         1,
         41,
-        &[common::Injection::Shift {
-            from: 560,
-            to: rows,
-            size: 1.5,
-        }],
+        &[
+            common::Injection::Spike { at: 300, size: 8.0 },
+            common::Injection::Shift {
+                from: 560,
+                to: rows,
+                size: 1.5,
+            },
+        ],
     );
     let detector = anomalyd::detect::DetectorConfig::default();
-    let (fine, coarse) = offline_errors(&model, &values);
+    let offline = offline_errors(&model, &values);
     let last_score = |decisions: Vec<Option<anomalyd::detect::Decision>>| {
         decisions
             .iter()
@@ -842,14 +886,26 @@ fn multiscale_case(model_dir: &std::path::Path) -> (Vec<f64>, f64, f64) {
             .next()
             .map_or(f64::NAN, |d| d.score)
     };
-    let (both, _) = anomalyd::score::detect_rows(&detector, &model, &fine, coarse.as_deref());
+    let (both, _) = anomalyd::score::detect_rows(
+        &detector,
+        &model,
+        &offline.errors,
+        offline.coarse.as_deref(),
+        Some(&offline.points),
+    );
     let (alone, _) = anomalyd::detect::detect_all(
         &detector,
         model.manifest.threshold.value,
         model.manifest.windowing.window,
-        &fine,
+        &offline.errors,
     );
-    (values, last_score(both), last_score(alone))
+    let out_of_range = both.iter().flatten().filter(|d| d.out_of_range).count();
+    MultiscaleCase {
+        values,
+        both: last_score(both),
+        alone: last_score(alone),
+        out_of_range,
+    }
 }
 
 /// Main and coarse windows a fresh series of `rows` samples fills.
@@ -865,7 +921,7 @@ fn multiscale_windows(rows: usize) -> u64 {
 async fn a_restart_resumes_every_series_from_the_state_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
-    let (values, both, _) = multiscale_case(&model_dir);
+    let MultiscaleCase { values, both, .. } = multiscale_case(&model_dir);
     let (rows, half) = (values.len(), values.len() / 2);
     let state_file = dir.path().join("state.bin");
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));

@@ -15,8 +15,13 @@
 //! be worse: on NAB's scored groups 10 of the 32 false events started in
 //! the first 100 points, and warming up silently lifts the mean F1 from
 //! 0.622 to 0.662 without losing a true one (README, "Detection").
+//!
+//! **Range.** Beside the error, a point whose values leave the training
+//! data's range by more than `range_tolerance` of it is flagged ([`range`]);
+//! its score is the larger of the two.
 
 pub mod events;
+pub mod range;
 pub mod smoothing;
 pub mod spot;
 pub mod telemanom;
@@ -25,6 +30,7 @@ pub mod threshold;
 use serde::{Deserialize, Serialize};
 
 pub use events::{Event, EventChange, EventConfig, EventTracker};
+pub use range::{RangeGuard, RangeJudgement, ValueRange};
 pub use smoothing::{Smoother, SmoothingConfig};
 use spot::{Spot, SpotConfig, SpotMode};
 use telemanom::Telemanom;
@@ -158,6 +164,10 @@ pub struct DetectorConfig {
     pub events: EventConfig,
     /// Points a learning threshold judges before it may flag (its warm-up).
     pub min_history: usize,
+    /// A point whose values leave the training data's range (widened by
+    /// every point since) by more than this fraction of it is flagged; 0
+    /// turns the check off.
+    pub range_tolerance: f64,
 }
 
 /// The default method, chosen by measurement on NAB (see the README):
@@ -173,6 +183,8 @@ pub const DEFAULT_EVENTS: EventConfig = EventConfig {
     cooldown: 100,
 };
 pub const DEFAULT_MIN_HISTORY: usize = 100;
+/// The default `range_tolerance` (see the README's "Why the range check").
+pub const DEFAULT_RANGE_TOLERANCE: f64 = 0.05;
 
 impl Default for DetectorConfig {
     fn default() -> Self {
@@ -183,6 +195,7 @@ impl Default for DetectorConfig {
             threshold: ThresholdConfig::build(DEFAULT_THRESHOLD, ThresholdParams::default()),
             events: DEFAULT_EVENTS,
             min_history: DEFAULT_MIN_HISTORY,
+            range_tolerance: DEFAULT_RANGE_TOLERANCE,
         }
     }
 }
@@ -261,6 +274,12 @@ impl DetectorConfig {
     }
 
     pub fn validate(&self) -> Result<()> {
+        if !(self.range_tolerance >= 0.0 && self.range_tolerance.is_finite()) {
+            return Err(Error::config(
+                "range_tolerance",
+                "must be a fraction of the range, at least 0 (0: off)",
+            ));
+        }
         match self.smoothing {
             SmoothingConfig::Ewma { alpha } if !(alpha > 0.0 && alpha <= 1.0) => {
                 return Err(Error::config("smoothing.alpha", "must lie in (0, 1]"));
@@ -320,8 +339,11 @@ pub struct Decision {
     pub threshold: Option<f64>,
     /// `smoothed / (smoothed + threshold)`, in [0, 1); 0 while warming up.
     pub score: f64,
-    /// The point itself crossed the threshold.
+    /// The point itself crossed the threshold, or its values left the
+    /// range.
     pub flagged: bool,
+    /// Its values left the training data's range (see [`range`]).
+    pub out_of_range: bool,
     /// The point lies in a confirmed anomaly event.
     pub anomalous: bool,
     pub event: Option<EventChange>,
@@ -429,6 +451,11 @@ pub struct Detector {
     coarse: Option<Coarse>,
     events: EventTracker,
     index: usize,
+    #[serde(default)]
+    range: Option<RangeGuard>,
+    /// The range's verdict on the point about to be judged.
+    #[serde(skip)]
+    pending_range: Option<RangeJudgement>,
 }
 
 impl Detector {
@@ -440,6 +467,28 @@ impl Detector {
             coarse: None,
             events: EventTracker::new(config.events),
             index: 0,
+            range: None,
+            pending_range: None,
+        }
+    }
+
+    /// Guards the range of the model's training data, in the units of the
+    /// values [`Detector::observe_values`] will be given. Without a range
+    /// (an artifact older than format 4), or with `range_tolerance` 0,
+    /// values are not judged.
+    pub fn with_range(mut self, config: &DetectorConfig, range: Option<ValueRange>) -> Self {
+        self.range = range
+            .filter(|_| config.range_tolerance > 0.0)
+            .map(|range| RangeGuard::new(range, config.range_tolerance));
+        self
+    }
+
+    /// Judges the values of the point whose error comes next (one per
+    /// feature, normalised as the model's input) against the range, and
+    /// widens it. Call it before [`Detector::update`] for that point.
+    pub fn observe_values(&mut self, values: &[f32]) {
+        if let Some(guard) = &mut self.range {
+            self.pending_range = Some(guard.judge(values));
         }
     }
 
@@ -479,8 +528,12 @@ impl Detector {
     pub fn update(&mut self, error: f64) -> Decision {
         let fine = self.fine.judge(error);
         let coarse = self.coarse.as_ref().and_then(|c| c.latest);
-        let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged);
-        let score = coarse.map_or(fine.score, |c| fine.score.max(c.score));
+        let range = self.pending_range.take();
+        let out_of_range = range.is_some_and(|r| r.flagged);
+        let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged) || out_of_range;
+        let score = coarse
+            .map_or(fine.score, |c| fine.score.max(c.score))
+            .max(range.map_or(0.0, |r| r.score));
         let (anomalous, event) = self.events.update(self.index, flagged);
         self.index += 1;
         Decision {
@@ -488,6 +541,7 @@ impl Detector {
             threshold: fine.threshold,
             score,
             flagged,
+            out_of_range,
             anomalous,
             event,
         }
@@ -509,6 +563,17 @@ pub struct CoarseErrors<'a> {
     pub errors: &'a [Option<f64>],
 }
 
+/// The values of the points behind per-row errors, for the range check of
+/// [`detect_all_scales`].
+#[derive(Debug, Clone, Copy)]
+pub struct PointValues<'a> {
+    /// The model's training range, in the units of `rows`.
+    pub range: &'a ValueRange,
+    /// Row-major `[rows, features]`: on each row with an error, the values
+    /// of the point it completes (other rows are not read).
+    pub rows: &'a [f32],
+}
+
 /// Runs a fresh detector over a whole error sequence (rows without a window
 /// are `None` and produce no decision) of a model with `model_window`
 /// points per window. Returns one decision per row and the events by row
@@ -519,24 +584,28 @@ pub fn detect_all(
     model_window: usize,
     errors: &[Option<f64>],
 ) -> (Vec<Option<Decision>>, Vec<Event>) {
-    detect_all_scales(config, calibrated, model_window, errors, None)
+    detect_all_scales(config, calibrated, model_window, errors, None, None)
 }
 
 /// [`detect_all`] for a multi-scale model: on a row with both, the coarse
-/// error is observed before the fine one is judged, as the daemon does.
+/// error is observed before the fine one is judged, as the daemon does;
+/// with `values`, each point's values are judged against the range too.
 pub fn detect_all_scales(
     config: &DetectorConfig,
     calibrated: f64,
     model_window: usize,
     errors: &[Option<f64>],
     coarse: Option<CoarseErrors<'_>>,
+    values: Option<PointValues<'_>>,
 ) -> (Vec<Option<Decision>>, Vec<Event>) {
-    let mut detector = match coarse {
+    let detector = match coarse {
         Some(c) => {
             Detector::with_coarse(config, calibrated, model_window, c.multiple, c.calibrated)
         }
         None => Detector::new(config, calibrated, model_window),
     };
+    let mut detector = detector.with_range(config, values.map(|v| v.range.clone()));
+    let features = values.map_or(0, |v| v.range.features());
     let mut decisions = Vec::with_capacity(errors.len());
     let mut events = Vec::new();
     // The detector counts scored points; events are mapped back to rows.
@@ -547,6 +616,11 @@ pub fn detect_all_scales(
         }
         let decision = error.map(|e| {
             rows.push(row);
+            if let Some(point) =
+                values.and_then(|v| v.rows.get(row * features..(row + 1) * features))
+            {
+                detector.observe_values(point);
+            }
             detector.update(e)
         });
         if let Some(Decision {
@@ -628,7 +702,7 @@ pub fn calibrate_k(
     for step in 0..=K_GRID_STEPS {
         let candidate = config.with_mean_std_k(grid(step));
         let (decisions, events) =
-            detect_all_scales(&candidate, calibrated, model_window, errors, coarse);
+            detect_all_scales(&candidate, calibrated, model_window, errors, coarse, None);
         let marginal = marginal_events(&decisions, &events);
         if step == 0 {
             at_configured = marginal;
@@ -712,6 +786,50 @@ mod tests {
         }
     }
 
+    /// A point beyond the training range is flagged and scored though its
+    /// error is normal, opens one event, and is not flagged again once the
+    /// range holds it; without a range, or with the tolerance 0, values are
+    /// not judged.
+    #[test]
+    fn values_beyond_the_training_range_are_flagged_whatever_the_error() {
+        let range = ValueRange {
+            min: vec![-1.0],
+            max: vec![1.0],
+        };
+        let run = |config: &DetectorConfig, range: Option<ValueRange>| {
+            let mut detector = Detector::new(config, 10.0, 8).with_range(config, range);
+            let values = [0.5_f32, 1.05, 1.5, 1.5, 0.0];
+            values
+                .iter()
+                .map(|&v| {
+                    detector.observe_values(&[v]);
+                    detector.update(1.0)
+                })
+                .collect::<Vec<_>>()
+        };
+        let config = DetectorConfig {
+            threshold: ThresholdConfig::Static,
+            ..DetectorConfig::default()
+        };
+        let decisions = run(&config, Some(range.clone()));
+        let flags: Vec<bool> = decisions.iter().map(|d| d.out_of_range).collect();
+        assert_eq!(flags, [false, false, true, false, false]);
+        assert!(decisions[2].flagged && decisions[2].score > 0.5);
+        assert!(matches!(
+            decisions[2].event,
+            Some(EventChange::Started { .. })
+        ));
+        // The static threshold alone: error 1 against 10.
+        assert!((decisions[0].score - 1.0 / 11.0).abs() < 1e-9);
+        let off = DetectorConfig {
+            range_tolerance: 0.0,
+            ..config
+        };
+        for decisions in [run(&config, None), run(&off, Some(range))] {
+            assert!(decisions.iter().all(|d| !d.flagged && !d.out_of_range));
+        }
+    }
+
     #[test]
     fn the_score_is_one_half_at_the_threshold_and_monotone() {
         let mut detector = Detector::new(
@@ -792,6 +910,7 @@ mod tests {
             },
             min_history: 100,
             events: EventConfig::default(),
+            range_tolerance: DEFAULT_RANGE_TOLERANCE,
         };
         let (alone, events_alone) = detect_all(&config, 0.5, 10, &fine);
         assert!(events_alone.is_empty());
@@ -805,6 +924,7 @@ mod tests {
                 calibrated: 0.5,
                 errors: &coarse,
             }),
+            None,
         );
         // Rows 403..=406 see the burst's coarse point; row 407 the next one.
         assert_eq!(

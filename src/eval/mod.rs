@@ -22,7 +22,9 @@ use crate::detect::{Decision, DetectorConfig, Event, EventChange, KCalibration, 
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::model::artifact::TrainedModel;
-use crate::score::{ScaleErrors, calibrate_k_rows, detect_rows, score_scales, window_first_row};
+use crate::score::{
+    ScaleErrors, calibrate_k_rows, detect_rows, point_rows, score_scales, window_first_row,
+};
 use crate::train::{Aggregate, DataConfig, TrainConfig, TrainRequest, train};
 use orion::{Counts, Interval};
 
@@ -556,7 +558,20 @@ fn detect_series(
         None => config.detector,
     };
     let (mut decisions, events) = match &first {
-        Some(model) => detect_rows(&detector, model, &all_errors, Some(&all_coarse)),
+        Some(model) => {
+            // The range check starts from the first model's training data
+            // (the train file, the probationary rows, or in `orion` without
+            // a train file the series itself, where it never fires).
+            let mut points = train_file.map_or_else(Vec::new, |t| point_rows(model, t));
+            points.extend(point_rows(model, series));
+            detect_rows(
+                &detector,
+                model,
+                &all_errors,
+                Some(&all_coarse),
+                Some(&points),
+            )
+        }
         None => detect_all(&detector, f64::INFINITY, data.window, &all_errors),
     };
     decisions.drain(..lead);

@@ -281,6 +281,7 @@ mod tests {
                     threshold: Some(1.0),
                     score: 0.0,
                     flagged: (120..126).contains(&r),
+                    out_of_range: false,
                     anomalous: (118..=126).contains(&r),
                     event: None,
                 })

@@ -19,12 +19,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::Scaler;
+use crate::detect::ValueRange;
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Network};
 use crate::train::{EpochStats, TrainConfig, quantile};
 
 /// Bumped whenever an older anomalyd could misread a newer artifact.
-pub const FORMAT_VERSION: u32 = 3;
+/// Format 4 adds `value_range`; older artifacts have none, and the
+/// detector's range check stays off for them.
+pub const FORMAT_VERSION: u32 = 4;
 /// Version 1 lacks `windowing.aggregate`, which then means one row per point.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -122,6 +125,11 @@ pub struct Manifest {
     pub data: Vec<FileFingerprint>,
     /// Filled in by [`TrainedModel::save`].
     pub weights: Option<WeightsInfo>,
+    /// Per-feature bounds of the training points (all of them, validation
+    /// included), in the data's own units: what the detector's range check
+    /// starts from (format 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_range: Option<ValueRange>,
     /// Multi-scale (format 3): the subdirectory holding the coarse model,
     /// a complete artifact of its own whose points average a multiple of
     /// this one's rows.
@@ -141,6 +149,7 @@ impl Manifest {
         validation_errors: ErrorStats,
         threshold: Threshold,
         data: Vec<FileFingerprint>,
+        value_range: Option<ValueRange>,
     ) -> Self {
         Self {
             format_version: FORMAT_VERSION,
@@ -155,8 +164,18 @@ impl Manifest {
             threshold,
             data,
             weights: None,
+            value_range,
             coarse: None,
         }
+    }
+
+    /// [`Manifest::value_range`] normalised by the scaler, the units the
+    /// detector sees a point's values in.
+    pub fn point_range(&self) -> Option<ValueRange> {
+        self.value_range
+            .as_ref()
+            .filter(|range| range.features() == self.scaler.n_features())
+            .map(|range| range.mapped(&self.scaler.offset, &self.scaler.scale))
     }
 
     /// Reads and checks `dir/manifest.json` without touching the weights.

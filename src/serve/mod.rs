@@ -35,7 +35,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EventFormat, SeriesPattern, ServeConfig};
-use crate::detect::EventChange;
+use crate::detect::{EventChange, ValueRange};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -192,6 +192,8 @@ struct ServedModel {
     scaler: crate::data::Scaler,
     threshold: f64,
     coarse: Option<ServedCoarse>,
+    /// The training range, normalised (artifacts of format 4 on).
+    range: Option<ValueRange>,
 }
 
 /// The coarse model of a multi-scale artifact.
@@ -230,6 +232,7 @@ impl ServedModel {
             scaler: manifest.scaler.clone(),
             threshold: manifest.threshold.value,
             coarse,
+            range: manifest.point_range(),
         }
     }
 
@@ -250,7 +253,7 @@ impl ServedModel {
         }
     }
 
-    fn shape(&self, model: usize) -> ModelShape {
+    fn shape(&self, model: usize) -> ModelShape<'_> {
         ModelShape {
             model,
             window: self.window,
@@ -258,6 +261,7 @@ impl ServedModel {
             rows_per_point: self.rows_per_point,
             threshold: self.threshold,
             coarse: self.coarse.map(|c| c.shape),
+            range: self.range.as_ref(),
         }
     }
 }
@@ -948,13 +952,20 @@ impl Pipeline {
             .filter(|((slot, _), _)| **slot < self.models.len())
         {
             let features = self.models[model].feature_names.len();
+            let point_values = self.models[model].window * features;
             let mean = |contributions: &[f32]| {
                 contributions.iter().map(|&c| f64::from(c)).sum::<f64>() / features as f64
             };
             let coarse_errors = self.models[model]
                 .coarse
                 .and_then(|c| per_slot.get(&c.slot));
-            for (job, contributions) in part.jobs.iter().zip(per_feature.chunks_exact(features)) {
+            let windows = part.windows.chunks_exact(point_values.max(1));
+            for ((job, contributions), window) in part
+                .jobs
+                .iter()
+                .zip(per_feature.chunks_exact(features))
+                .zip(windows)
+            {
                 let error = mean(contributions);
                 let Some(state) = self.table.get_mut(&job.series) else {
                     continue; // evicted or revoked while in flight
@@ -964,8 +975,15 @@ impl Pipeline {
                 }) {
                     state.detector.observe_coarse(mean(errors));
                 }
+                // The window's newest point is the one this error judges.
+                if let Some(newest) = window.get(window.len().saturating_sub(features)..) {
+                    state.detector.observe_values(newest);
+                }
                 let decision = state.detector.update(error);
                 let label = self.metrics.series_label(&job.series);
+                if decision.out_of_range {
+                    self.metrics.out_of_range.with_label_values(&[label]).inc();
+                }
                 self.metrics
                     .reconstruction_error
                     .with_label_values(&[label])

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Scaler;
-use crate::detect::{Detector, DetectorConfig};
+use crate::detect::{Detector, DetectorConfig, ValueRange};
 
 /// What a new sample did to its series.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +48,7 @@ pub struct OpenEvent {
 
 /// What the table needs to know about the model a series is routed to.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ModelShape {
+pub struct ModelShape<'a> {
     /// Index of the model in the daemon's model list.
     pub model: usize,
     pub window: usize,
@@ -59,6 +59,9 @@ pub struct ModelShape {
     pub threshold: f64,
     /// The coarse model of a multi-scale artifact.
     pub coarse: Option<CoarseShape>,
+    /// The artifact's training range, normalised: where a new series'
+    /// range check starts.
+    pub range: Option<&'a ValueRange>,
 }
 
 /// The coarse scale of a multi-scale model.
@@ -246,7 +249,7 @@ impl SeriesTable {
         time: f64,
         normalised: &[f32],
         partition: (&str, i32),
-        shape: ModelShape,
+        shape: ModelShape<'_>,
     ) -> Admission {
         self.clock += 1;
         if !self.series.contains_key(series) {
@@ -278,7 +281,8 @@ impl SeriesTable {
                             coarse.threshold,
                         ),
                         None => Detector::new(&self.detector, shape.threshold, shape.window),
-                    },
+                    }
+                    .with_range(&self.detector, shape.range.cloned()),
                     open_event: None,
                     partition: (partition.0.to_owned(), partition.1),
                     last_seen: self.clock,
@@ -468,6 +472,7 @@ mod tests {
             rows_per_point,
             threshold: 1.0,
             coarse: None,
+            range: None,
         };
         t.admit(series, time, &[value], ("topic", 0), shape)
     }
@@ -534,6 +539,7 @@ mod tests {
                 window: 2,
                 threshold: 1.0,
             }),
+            range: None,
         };
         t.admit("a", time, &[value], ("topic", 0), shape)
     }

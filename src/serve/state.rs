@@ -15,7 +15,7 @@ use super::series::TableSnapshot;
 use crate::error::{Error, Result};
 
 /// File format tag; the number changes with any change to the saved types.
-const MAGIC: &[u8; 8] = b"ANOMST02";
+const MAGIC: &[u8; 8] = b"ANOMST03";
 
 /// Writes `snapshot` to `path` atomically (a sibling file, then a rename).
 pub fn save(path: &Path, snapshot: &TableSnapshot) -> Result<()> {
