@@ -1056,6 +1056,13 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
         "scaler          {:?} offset {:?} scale {:?}",
         manifest.scaler.kind, manifest.scaler.offset, manifest.scaler.scale
     );
+    match &manifest.value_range {
+        Some(range) => println!(
+            "range           min {:?} max {:?} (range check)",
+            range.min, range.max
+        ),
+        None => println!("range           none (format before 4: no range check)"),
+    }
     let t = &manifest.training;
     println!(
         "training        {} epochs max, batch {}, lr {}, seed {}, patience {}, clip {:?}, refit drop {}",

@@ -402,6 +402,18 @@ mod tests {
     }
 
     #[test]
+    fn a_negative_range_tolerance_is_named() {
+        let base = "[kafka]\ntopics = [\"m\"]\n[model]\npath = \"m\"\n[detector]\n";
+        let config =
+            parse(&format!("{base}range_tolerance = -0.1\n")).unwrap_or_else(|e| panic!("{e}"));
+        let message = refusal(&config);
+        assert!(message.contains("range_tolerance"), "{message}");
+        let off =
+            parse(&format!("{base}range_tolerance = 0.0\n")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(off.validate().is_ok());
+    }
+
+    #[test]
     fn the_shipped_example_parses_validates_and_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/anomalyd.toml");
         let config = ServeConfig::from_file(&path).map_err(|e| e.to_string());

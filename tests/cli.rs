@@ -122,6 +122,7 @@ fn train_score_inspect_on_a_nab_series() {
         "art_daily_jumpsup.csv",
         "safetensors",
         "24 points of 2 row(s) each",
+        "(range check)",
         "coarse model    coarse/: window 24 points of 8 row(s) each",
     ] {
         assert!(
