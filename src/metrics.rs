@@ -20,6 +20,7 @@ pub struct Metrics {
     pub anomaly_score: GaugeVec,
     pub reconstruction_error: GaugeVec,
     pub threshold: GaugeVec,
+    pub smoothed_error: GaugeVec,
     pub anomalous: IntGaugeVec,
     pub anomalies: IntCounterVec,
     pub out_of_range: IntCounterVec,
@@ -75,7 +76,8 @@ impl Metrics {
                 r,
                 series_gauge(
                     "anomalyd_anomaly_score",
-                    "Latest anomaly score s/(s+threshold), in [0, 1).",
+                    "Latest anomaly score in [0, 1), 0.5 at the threshold: s/(s+threshold), \
+                     or the coarse scale's or the range check's where larger.",
                 )?,
             )?,
             reconstruction_error: register(
@@ -89,8 +91,14 @@ impl Metrics {
                 r,
                 series_gauge(
                     "anomalyd_threshold",
-                    "Current causal threshold on the smoothed error; \
-                     the smoothed error is threshold*score/(1-score).",
+                    "Current causal threshold on the smoothed error (anomalyd_smoothed_error).",
+                )?,
+            )?,
+            smoothed_error: register(
+                r,
+                series_gauge(
+                    "anomalyd_smoothed_error",
+                    "Latest smoothed reconstruction error, what the threshold judges (main scale).",
                 )?,
             )?,
             anomalous: register(

@@ -240,18 +240,15 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         metric(&body, r#"anomalyd_anomalies_total{series="spiky"}"#) >= 1.0,
         "{body}"
     );
-    // The smoothed error the dashboard recovers from score and threshold
-    // must be the detector's: positive and finite for every series.
+    // The dashboard plots the smoothed error against the threshold: both
+    // exported for every series, positive and finite.
     for series in ["clean", "spiky"] {
-        let threshold = metric(
-            &body,
-            &format!(r#"anomalyd_threshold{{series="{series}"}}"#),
-        );
-        let score = metric(
-            &body,
-            &format!(r#"anomalyd_anomaly_score{{series="{series}"}}"#),
-        );
+        let gauge = |name: &str| metric(&body, &format!(r#"{name}{{series="{series}"}}"#));
+        let threshold = gauge("anomalyd_threshold");
+        let smoothed = gauge("anomalyd_smoothed_error");
+        let score = gauge("anomalyd_anomaly_score");
         assert!(threshold > 0.0 && threshold.is_finite(), "{series}: {body}");
+        assert!(smoothed > 0.0 && smoothed.is_finite(), "{series}: {body}");
         assert!((0.0..1.0).contains(&score), "{series}: {body}");
     }
     assert_eq!(

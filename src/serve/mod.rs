@@ -993,6 +993,10 @@ impl Pipeline {
                     .with_label_values(&[label])
                     .set(decision.score);
                 self.metrics
+                    .smoothed_error
+                    .with_label_values(&[label])
+                    .set(decision.smoothed);
+                self.metrics
                     .threshold
                     .with_label_values(&[label])
                     // NaN while the detector warms up: no threshold yet.
