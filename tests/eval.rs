@@ -477,6 +477,23 @@ fn cycles(rows: usize, seed: u64) -> Vec<f64> {
     values
 }
 
+/// A dataset of one series, `g/s.csv` = `live`, whose train file is 4000
+/// rows of [`cycles`] and whose one labelled window is the rows `anomaly`.
+fn cycles_dataset(root: &Path, live: &[f64], anomaly: std::ops::RangeInclusive<usize>) {
+    for part in ["data/g", "train/g", "labels"] {
+        std::fs::create_dir_all(root.join(part)).ok();
+    }
+    std::fs::write(root.join("train/g/s.csv"), csv_text(&cycles(4000, 1), 1)).ok();
+    std::fs::write(root.join("data/g/s.csv"), csv_text(live, 1)).ok();
+    let window = [stamp(*anomaly.start()), stamp(*anomaly.end())];
+    let labels = serde_json::json!({ "g/s.csv": [window] });
+    std::fs::write(
+        root.join("labels/combined_windows.json"),
+        labels.to_string(),
+    )
+    .ok();
+}
+
 /// With a clean train file, k rises until that file raises no marginal
 /// event: the false events that each cycle's slightly missed peak raises at
 /// k = 4 go, and the flat stretch is still found.
@@ -484,20 +501,10 @@ fn cycles(rows: usize, seed: u64) -> Vec<f64> {
 fn k_is_calibrated_on_the_train_file_so_normal_cycles_raise_no_events() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = dir.path().join("dataset");
-    for part in ["data/g", "train/g", "labels"] {
-        std::fs::create_dir_all(root.join(part)).ok();
-    }
-    std::fs::write(root.join("train/g/s.csv"), csv_text(&cycles(4000, 1), 1)).ok();
     let mut live = cycles(4000, 2);
     let flat = live[2000];
     live[2000..2120].fill(flat);
-    std::fs::write(root.join("data/g/s.csv"), csv_text(&live, 1)).ok();
-    let labels = serde_json::json!({ "g/s.csv": [[stamp(2000), stamp(2119)]] });
-    std::fs::write(
-        root.join("labels/combined_windows.json"),
-        labels.to_string(),
-    )
-    .ok();
+    cycles_dataset(&root, &live, 2000..=2119);
     let args = ["--window", "16", "--epochs", "30", "--no-plots"];
     let calibrated = eval_report(&root, &dir.path().join("calibrated"), &args);
     let fixed = eval_report(
@@ -525,21 +532,11 @@ fn k_is_calibrated_on_the_train_file_so_normal_cycles_raise_no_events() {
 fn values_beyond_the_train_files_range_are_found_where_the_error_is_not() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = dir.path().join("dataset");
-    for part in ["data/g", "train/g", "labels"] {
-        std::fs::create_dir_all(root.join(part)).ok();
-    }
-    std::fs::write(root.join("train/g/s.csv"), csv_text(&cycles(4000, 1), 1)).ok();
     let mut live = cycles(4000, 2);
     for value in &mut live[2000..2100] {
         *value *= 1.12;
     }
-    std::fs::write(root.join("data/g/s.csv"), csv_text(&live, 1)).ok();
-    let labels = serde_json::json!({ "g/s.csv": [[stamp(2000), stamp(2099)]] });
-    std::fs::write(
-        root.join("labels/combined_windows.json"),
-        labels.to_string(),
-    )
-    .ok();
+    cycles_dataset(&root, &live, 2000..=2099);
     let args = ["--window", "16", "--epochs", "30", "--no-plots"];
     let guarded = eval_report(&root, &dir.path().join("guarded"), &args);
     let unguarded = eval_report(
