@@ -2,7 +2,11 @@
 //!
 //! A run of flags becomes an event once it is `min_length` points long;
 //! flags at most `merge_gap` points after the last flag extend it; after an
-//! event ends, flags within `cooldown` points are ignored.
+//! event ends, flags within `cooldown` points are ignored unless they score
+//! higher than that event's peak. The cool-down is there for aftershocks,
+//! which are no larger than the event they follow; a flag that outscores
+//! it is news (a cool-down that ignored it missed a labelled window at 250×
+//! the threshold on NAB; README, "A flag that outscores the last event").
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +18,8 @@ pub struct EventConfig {
     pub min_length: usize,
     /// Unflagged points allowed inside one event.
     pub merge_gap: usize,
-    /// Points after an event's end during which new flags are ignored.
+    /// Points after an event's end during which new flags are ignored,
+    /// unless they score higher than the event did.
     pub cooldown: usize,
 }
 
@@ -52,6 +57,12 @@ pub struct EventTracker {
     run: Option<(usize, usize)>,
     confirmed: bool,
     quiet_until: Option<usize>,
+    /// The highest score of the current run.
+    #[serde(default)]
+    peak: f64,
+    /// The peak score of the event whose cool-down runs.
+    #[serde(default)]
+    quiet_peak: f64,
 }
 
 impl EventTracker {
@@ -61,29 +72,41 @@ impl EventTracker {
             run: None,
             confirmed: false,
             quiet_until: None,
+            peak: 0.0,
+            quiet_peak: 0.0,
         }
     }
 
-    /// Feeds point `index` (strictly increasing) and whether it was flagged.
-    /// Returns whether the point belongs to a confirmed event, and any
+    /// Feeds point `index` (strictly increasing), whether it was flagged
+    /// and its score. Returns whether the point belongs to a confirmed event, and any
     /// change. An event that ends is reported at the first point past the
     /// merge gap.
-    pub fn update(&mut self, index: usize, flagged: bool) -> (bool, Option<EventChange>) {
+    pub fn update(
+        &mut self,
+        index: usize,
+        flagged: bool,
+        score: f64,
+    ) -> (bool, Option<EventChange>) {
         let mut change = None;
         if let Some((start, last)) = self.run {
             if flagged {
                 self.run = Some((start, index));
+                self.peak = self.peak.max(score);
             } else if index - last > self.config.merge_gap {
                 self.run = None;
                 if self.confirmed {
                     self.confirmed = false;
                     self.quiet_until = Some(last + self.config.cooldown);
+                    self.quiet_peak = self.peak;
                     change = Some(EventChange::Ended(Event { start, end: last }));
                 }
                 return (false, change);
             }
-        } else if flagged && self.quiet_until.is_none_or(|until| index > until) {
+        } else if flagged
+            && (self.quiet_until.is_none_or(|until| index > until) || score > self.quiet_peak)
+        {
             self.run = Some((index, index));
+            self.peak = score;
         }
         if let Some((start, last)) = self.run
             && flagged
@@ -105,16 +128,19 @@ impl EventTracker {
     }
 }
 
-/// Runs the tracker over a whole sequence of flags; returns the events.
+/// Runs the tracker over a whole sequence of flags, each point's score 1
+/// where flagged (so no flag outscores an event); returns the events.
 pub fn events_from_flags(config: EventConfig, flags: &[bool]) -> Vec<Event> {
     let mut tracker = EventTracker::new(config);
     let mut events: Vec<Event> = flags
         .iter()
         .enumerate()
-        .filter_map(|(i, &f)| match tracker.update(i, f).1 {
-            Some(EventChange::Ended(event)) => Some(event),
-            _ => None,
-        })
+        .filter_map(
+            |(i, &f)| match tracker.update(i, f, f64::from(u8::from(f))).1 {
+                Some(EventChange::Ended(event)) => Some(event),
+                _ => None,
+            },
+        )
         .collect();
     events.extend(tracker.finish());
     events
@@ -162,14 +188,49 @@ mod tests {
             min_length: 2,
             ..EventConfig::default()
         });
-        assert_eq!(tracker.update(0, true), (false, None));
+        assert_eq!(tracker.update(0, true, 0.6), (false, None));
         assert_eq!(
-            tracker.update(1, true),
+            tracker.update(1, true, 0.6),
             (true, Some(EventChange::Started { start: 0 }))
         );
         assert_eq!(
-            tracker.update(2, false),
+            tracker.update(2, false, 0.1),
             (false, Some(EventChange::Ended(Event { start: 0, end: 1 })))
+        );
+    }
+
+    /// In the cool-down after an event, flags that score no higher than
+    /// its peak are aftershocks and ignored; one that outscores it opens
+    /// a new event.
+    #[test]
+    fn a_flag_that_outscores_the_last_event_opens_one_in_its_cooldown() {
+        let mut tracker = EventTracker::new(EventConfig {
+            cooldown: 10,
+            ..EventConfig::default()
+        });
+        let points = [
+            (true, 0.6),
+            (true, 0.8),
+            (false, 0.2),
+            (true, 0.8),
+            (false, 0.2),
+            (true, 0.95),
+        ];
+        let changes: Vec<Option<EventChange>> = points
+            .iter()
+            .enumerate()
+            .map(|(i, &(flagged, score))| tracker.update(i, flagged, score).1)
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                Some(EventChange::Started { start: 0 }),
+                None,
+                Some(EventChange::Ended(Event { start: 0, end: 1 })),
+                None,
+                None,
+                Some(EventChange::Started { start: 5 }),
+            ]
         );
     }
 }

@@ -534,7 +534,7 @@ impl Detector {
         let score = coarse
             .map_or(fine.score, |c| fine.score.max(c.score))
             .max(range.map_or(0.0, |r| r.score));
-        let (anomalous, event) = self.events.update(self.index, flagged);
+        let (anomalous, event) = self.events.update(self.index, flagged, score);
         self.index += 1;
         Decision {
             smoothed: fine.smoothed,
