@@ -550,6 +550,29 @@ fn values_beyond_the_train_files_range_are_found_where_the_error_is_not() {
     assert_eq!(with["fp"], without["fp"], "with {with}, without {without}");
 }
 
+/// A train file may carry columns its series does not (here its labels):
+/// it is read by the series' column names, so the model gets the same
+/// features from both.
+#[test]
+fn a_train_file_with_a_label_column_the_series_lacks_is_read_by_the_series_columns() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let live = seasonal(600, 1, 22, &[Injection::Spike { at: 300, size: 6.0 }]);
+    // The train file is written before the series in time, as `csv_text`
+    // always starts at 2024-01-01; only the columns matter here.
+    let training: Vec<f64> = seasonal(2000, 1, 21, &[])
+        .into_iter()
+        .flat_map(|v| [v, 0.0])
+        .collect();
+    point_labelled_dataset(&root, "s", &live, &[300]);
+    std::fs::create_dir_all(root.join("train/g")).ok();
+    let text = csv_text(&training, 2).replacen("timestamp,v0,v1", "timestamp,v0,is_anomaly", 1);
+    std::fs::write(root.join("train/g/s.csv"), text).ok();
+    let args = ["--window", "16", "--epochs", "5", "--no-plots"];
+    let report = eval_report(&root, &dir.path().join("out"), &args);
+    assert_eq!(report["groups"]["g"]["tp"], 1, "{report}");
+}
+
 /// A benchmark file copied as it comes, with its label column and a
 /// generator component: both are left out of the features and listed, so
 /// the report is the one the value column alone gives.

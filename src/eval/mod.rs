@@ -345,7 +345,9 @@ fn is_generator_component(name: &str) -> bool {
 
 /// The CSV options for `entry`: without `--columns`, every value column of
 /// its data file but those named like labels (and, beside them, a
-/// generator's components), which are returned too.
+/// generator's components), which are returned too. The columns are named
+/// explicitly, so that its train file is read by the same names: a train
+/// file may carry columns its series does not (its own labels).
 fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, Vec<String>)> {
     if csv.columns.is_some() {
         return Ok((csv.clone(), Vec::new()));
@@ -356,9 +358,8 @@ fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, Vec<St
     let (labels, features): (Vec<String>, Vec<String>) = columns
         .into_iter()
         .partition(|name| is_label(name) || (labelled && is_generator_component(name)));
-    if labels.is_empty() || features.is_empty() {
-        // Nothing to leave out, or nothing would be left: the reader names
-        // the problem.
+    if features.is_empty() {
+        // Nothing would be left: the reader names the problem.
         return Ok((csv.clone(), Vec::new()));
     }
     let options = CsvOptions {
