@@ -1,10 +1,13 @@
 //! Per-point cost of the detector at steady state, for every threshold
-//! method at its defaults, beside the time the dense model takes to score
-//! one window in a batch of 256 (the work the daemon does for the same
-//! point). `cargo bench --bench detect`.
+//! method at its defaults, and of the default with the range check fed
+//! each point's value, beside the time the dense model takes to score one
+//! window in a batch of 256 (the work the daemon does for the same point).
+//! `cargo bench --bench detect`.
 
 use anomalyd::data::window::to_tensor;
-use anomalyd::detect::{Detector, DetectorConfig, ThresholdConfig, ThresholdKind, ThresholdParams};
+use anomalyd::detect::{
+    Detector, DetectorConfig, ThresholdConfig, ThresholdKind, ThresholdParams, ValueRange,
+};
 use anomalyd::device::DeviceSpec;
 use anomalyd::model::{DenseAeConfig, ModelConfig};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -60,6 +63,28 @@ fn detectors(c: &mut Criterion) {
             })
         });
     }
+    // The default again, each point's value judged against a range first:
+    // a sine within the training range, a new extreme every 997 points.
+    let config = DetectorConfig::default();
+    let values: Vec<f32> = (0..POINTS)
+        .map(|i| (i as f32 / 20.0).sin() * (1.0 + (i / 997) as f32 * 0.1))
+        .collect();
+    let range = ValueRange {
+        min: vec![-1.0],
+        max: vec![1.0],
+    };
+    group.bench_function(BenchmarkId::new("points", "MeanStd + range check"), |b| {
+        b.iter(|| {
+            let mut detector =
+                Detector::new(&config, 1.0, 32).with_range(&config, Some(range.clone()));
+            let mut flagged = 0usize;
+            for (&e, &v) in errors.iter().zip(&values) {
+                detector.observe_values(&[v]);
+                flagged += usize::from(detector.update(e).flagged);
+            }
+            flagged
+        })
+    });
     group.finish();
 
     // The model's share of the same point, for scale.
