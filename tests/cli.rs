@@ -132,6 +132,68 @@ fn train_score_inspect_on_a_nab_series() {
     }
 }
 
+/// The largest `score` column value `anomalyd score` writes for rows
+/// `rows` of `data` with `extra` flags.
+fn peak_score(model: &str, data: &Path, rows: std::ops::Range<usize>, extra: &[&str]) -> f64 {
+    let data = data.to_string_lossy();
+    let out = anomalyd(&[&["score", "--model", model, "--data", &data][..], extra].concat());
+    assert!(out.status.success(), "score failed: {}", text(&out.stderr));
+    let written = text(&out.stdout);
+    let mut lines = written.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let column = header.iter().position(|h| *h == "score");
+    let column = column.unwrap_or_else(|| panic!("no score column: {header:?}"));
+    lines
+        .skip(rows.start)
+        .take(rows.len())
+        .filter_map(|line| line.split(',').nth(column)?.parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
+
+/// `score` judges each point's values against the artifact's training
+/// range: days played louder than any the model was trained on score above
+/// the threshold's 0.5 for it, higher than their error alone scores them.
+#[test]
+fn score_flags_values_beyond_the_training_range() {
+    let source = nab_file("artificialNoAnomaly/art_daily_small_noise.csv");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model = dir.path().join("model");
+    let model_arg = model.to_string_lossy();
+    let out = anomalyd(&[
+        "train",
+        "--data",
+        &source.to_string_lossy(),
+        "--window",
+        "24",
+        "--epochs",
+        "3",
+        "--out",
+        &model_arg,
+    ]);
+    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+    let original = std::fs::read_to_string(&source).unwrap_or_default();
+    let louder: Vec<String> = original
+        .lines()
+        .enumerate()
+        .map(|(line, row)| match row.split_once(',') {
+            // Lines 3001..=3050 are rows 3000..3050.
+            Some((stamp, value)) if (3001..=3050).contains(&line) => {
+                let value: f64 = value.parse().unwrap_or_default();
+                format!("{stamp},{}", value * 1.3)
+            }
+            _ => row.to_owned(),
+        })
+        .collect();
+    let data = dir.path().join("louder.csv");
+    std::fs::write(&data, louder.join("\n")).ok();
+    let guarded = peak_score(&model_arg, &data, 3000..3050, &[]);
+    let unguarded = peak_score(&model_arg, &data, 3000..3050, &["--range-tolerance", "0"]);
+    assert!(
+        guarded > 0.5 && guarded > unguarded,
+        "with the range check {guarded}, without {unguarded}"
+    );
+}
+
 #[test]
 fn bad_input_exits_non_zero_naming_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
