@@ -94,8 +94,7 @@ pub fn score_series(
     let mut rows: Vec<Option<WindowError>> = vec![None; series.rows()];
     // Window w ends at point w + T - 1, whose last row is the one scored.
     for (window, error) in errors.into_iter().enumerate() {
-        let point = window + spec.window - 1;
-        rows[(point + 1) * rows_per_point - 1] = Some(error);
+        rows[last_row(window + spec.window - 1, rows_per_point)] = Some(error);
     }
     Ok(rows)
 }
@@ -112,6 +111,12 @@ fn normalised_points(model: &TrainedModel, series: &Series) -> Vec<f32> {
     values
 }
 
+/// The row that completes `point`: where its window's error and its values
+/// go.
+fn last_row(point: usize, rows_per_point: usize) -> usize {
+    (point + 1) * rows_per_point - 1
+}
+
 /// The values [`detect_rows`]' range check judges, aligned with
 /// [`score_series`]' rows: row-major `[rows, features]`, each row that
 /// completes a point holding that point's normalised values, the others
@@ -124,7 +129,7 @@ pub fn point_rows(model: &TrainedModel, series: &Series) -> Vec<f32> {
         .chunks_exact(features.max(1))
         .enumerate()
     {
-        let row = (point + 1) * rows_per_point - 1;
+        let row = last_row(point, rows_per_point);
         if let Some(slot) = rows.get_mut(row * features..(row + 1) * features) {
             slot.copy_from_slice(values);
         }

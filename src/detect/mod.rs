@@ -183,7 +183,8 @@ pub const DEFAULT_EVENTS: EventConfig = EventConfig {
     cooldown: 100,
 };
 pub const DEFAULT_MIN_HISTORY: usize = 100;
-/// The default `range_tolerance` (see the README's "Why the range check").
+/// The default `range_tolerance` (see the README's "Values beyond the
+/// training range").
 pub const DEFAULT_RANGE_TOLERANCE: f64 = 0.05;
 
 impl Default for DetectorConfig {
@@ -337,7 +338,8 @@ pub struct Decision {
     pub smoothed: f64,
     /// None while the method warms up (see the module docs).
     pub threshold: Option<f64>,
-    /// `smoothed / (smoothed + threshold)`, in [0, 1); 0 while warming up.
+    /// `smoothed / (smoothed + threshold)`, in [0, 1), 0 while warming up;
+    /// the coarse scale's or the range check's score where larger.
     pub score: f64,
     /// The point itself crossed the threshold, or its values left the
     /// range.
