@@ -168,6 +168,10 @@ def main():
                           90, f"{expected} windows scored")
         check(metric(body, "anomalyd_windows_scored_total") == expected, "every window was scored once")
         check(http(f"http://127.0.0.1:{http_port}/readyz")[0] == 200, "/readyz is 200 while serving")
+        spiked = metric(body, 'anomalyd_out_of_range_total{series="anomalous"}')
+        check(spiked >= 1, f"the spike left the model's training range: anomalyd_out_of_range_total counted {spiked}")
+        check(metric(body, 'anomalyd_out_of_range_total{series="clean"}') == 0,
+              "no point of the clean series left the training range")
 
         scrape = os.path.join(work, "scrape.txt")
         with open(scrape, "w") as f:
