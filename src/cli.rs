@@ -939,6 +939,9 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         if !outcome.label_columns.is_empty() {
             tracing::warn!(series = %entry.key, columns = %outcome.label_columns.join(","), "columns named like labels are left out of the features; --columns chooses them");
         }
+        if !outcome.empty_columns.is_empty() {
+            tracing::warn!(series = %entry.key, columns = %outcome.empty_columns.join(","), "columns without a single value are left out of the features");
+        }
         if outcome.windows_outside > 0 {
             tracing::warn!(
                 series = %entry.key,

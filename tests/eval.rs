@@ -573,6 +573,45 @@ fn a_train_file_with_a_label_column_the_series_lacks_is_read_by_the_series_colum
     assert_eq!(report["groups"]["g"]["tp"], 1, "{report}");
 }
 
+/// A column without a single value (empty or written `NaN` on every row)
+/// has nothing to learn from: it is left out and listed, not the end of
+/// the run.
+#[test]
+fn columns_without_a_value_are_left_out_of_the_features() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let values = seasonal(1500, 1, 31, &[Injection::Spike { at: 900, size: 8.0 }]);
+    point_labelled_dataset(&root, "s", &values, &[900]);
+    let file = root.join("data/g/s.csv");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    let widened: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(line, row)| match line {
+            0 => format!("{row},blank,nan"),
+            _ => format!("{row},,NaN"),
+        })
+        .collect();
+    std::fs::write(&file, widened.join("\n")).ok();
+    let args = ["--window", "16", "--epochs", "5", "--no-plots"];
+    let report = eval_report(&root, &dir.path().join("out"), &args);
+    assert_eq!(
+        report["series"][0]["empty_columns"],
+        serde_json::json!(["blank", "nan"])
+    );
+    let chosen = eval_report(
+        &root,
+        &dir.path().join("chosen"),
+        &[&args[..], &["--columns", "v0"]].concat(),
+    );
+    for count in ["tp", "fp", "fn"] {
+        assert_eq!(
+            report["groups"]["g"][count], chosen["groups"]["g"][count],
+            "{count}"
+        );
+    }
+}
+
 /// A benchmark file copied as it comes, with its label column and a
 /// generator component: both are left out of the features and listed, so
 /// the report is the one the value column alone gives.

@@ -137,6 +137,43 @@ impl Series {
         Ok(headers.iter().skip(1).map(str::to_owned).collect())
     }
 
+    /// The value columns of `path` that hold no value on any row (every
+    /// cell empty or written as missing). Reads only until every column has
+    /// shown one value, so a file without such a column costs a row or two.
+    pub fn columns_without_values(path: &Path) -> Result<Vec<String>> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut reader = csv_reader(std::io::BufReader::new(file));
+        let unreadable = |line: u64, e: ::csv::Error| Error::Data {
+            path: path.to_path_buf(),
+            line,
+            column: None,
+            reason: format!("cannot read: {e}"),
+        };
+        let names: Vec<String> = reader
+            .headers()
+            .map_err(|e| unreadable(1, e))?
+            .iter()
+            .skip(1)
+            .map(str::to_owned)
+            .collect();
+        let mut seen = vec![false; names.len()];
+        for (line, record) in (2..).zip(reader.records()) {
+            let record = record.map_err(|e| unreadable(line, e))?;
+            for (seen, cell) in seen.iter_mut().zip(record.iter().skip(1)) {
+                *seen |= !is_missing(cell);
+            }
+            if seen.iter().all(|&s| s) {
+                break;
+            }
+        }
+        Ok(names
+            .into_iter()
+            .zip(seen)
+            .filter(|(_, seen)| !seen)
+            .map(|(name, _)| name)
+            .collect())
+    }
+
     /// Reads and validates `path`.
     pub fn from_path(path: &Path, options: &CsvOptions) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -542,6 +579,16 @@ mod tests {
             kept.map_err(|e| e.to_string()),
             Ok(vec![1.0, 2.0, 3.0, 4.0, 5.0])
         );
+    }
+
+    #[test]
+    fn columns_without_values_are_found_whatever_missing_spelling() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("s.csv");
+        let text = "t,a,b,c,d\n0,1,,NaN,\n1,2,,NA,\n2,3,,null,4\n";
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        let empty = Series::columns_without_values(&path).map_err(|e| e.to_string());
+        assert_eq!(empty, Ok(vec!["b".to_owned(), "c".to_owned()]));
     }
 
     #[test]

@@ -220,6 +220,8 @@ pub struct SeriesOutcome {
     pub calibration: Option<KCalibration>,
     /// Value columns named like labels, left out of the features.
     pub label_columns: Vec<String>,
+    /// Value columns without a single value, left out of the features.
+    pub empty_columns: Vec<String>,
 }
 
 /// How many of `windows` lie wholly outside the span of `times`.
@@ -343,30 +345,44 @@ fn is_generator_component(name: &str) -> bool {
             .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
 }
 
+/// The value columns of a series' data file that `eval` leaves out of its
+/// features, by reason.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct LeftOut {
+    /// Named like labels (and, beside them, a generator's components).
+    labels: Vec<String>,
+    /// Without a single value: nothing to learn from, nothing to fill from.
+    empty: Vec<String>,
+}
+
 /// The CSV options for `entry`: without `--columns`, every value column of
 /// its data file but those named like labels (and, beside them, a
-/// generator's components), which are returned too. The columns are named
-/// explicitly, so that its train file is read by the same names: a train
-/// file may carry columns its series does not (its own labels).
-fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, Vec<String>)> {
+/// generator's components) and those without a value, which are returned
+/// too. The columns are named explicitly, so that its train file is read by
+/// the same names: a train file may carry columns its series does not (its
+/// own labels).
+fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, LeftOut)> {
     if csv.columns.is_some() {
-        return Ok((csv.clone(), Vec::new()));
+        return Ok((csv.clone(), LeftOut::default()));
     }
     let columns = Series::value_columns(&entry.data)?;
+    let empty = Series::columns_without_values(&entry.data)?;
     let is_label = |name: &String| LABEL_COLUMNS.iter().any(|l| name.eq_ignore_ascii_case(l));
     let labelled = columns.iter().any(is_label);
-    let (labels, features): (Vec<String>, Vec<String>) = columns
+    let (labels, rest): (Vec<String>, Vec<String>) = columns
         .into_iter()
         .partition(|name| is_label(name) || (labelled && is_generator_component(name)));
+    let (empty, features): (Vec<String>, Vec<String>) =
+        rest.into_iter().partition(|name| empty.contains(name));
     if features.is_empty() {
         // Nothing would be left: the reader names the problem.
-        return Ok((csv.clone(), Vec::new()));
+        return Ok((csv.clone(), LeftOut::default()));
     }
     let options = CsvOptions {
         columns: Some(features),
         ..csv.clone()
     };
-    Ok((options, labels))
+    Ok((options, LeftOut { labels, empty }))
 }
 
 /// Trains, detects and counts one series. A series whose training rows
@@ -378,7 +394,7 @@ pub fn evaluate_series(
     model_for: &dyn Fn(usize) -> ModelConfig,
     device: &Device,
 ) -> Result<SeriesOutcome> {
-    let (csv, label_columns) = series_columns(entry, &config.csv)?;
+    let (csv, left_out) = series_columns(entry, &config.csv)?;
     let series = Series::from_path(&entry.data, &csv)?;
     let training = match &entry.train {
         Some(path) if config.protocol == Protocol::Orion => Some(Series::from_path(path, &csv)?),
@@ -412,7 +428,8 @@ pub fn evaluate_series(
     outcome.filled_cells = series.filled_cells + training.as_ref().map_or(0, |t| t.filled_cells);
     outcome.dropped_rows = series.dropped_rows + training.as_ref().map_or(0, |t| t.dropped_rows);
     outcome.windows_outside = windows_outside(&series.times, &entry.windows);
-    outcome.label_columns = label_columns;
+    outcome.label_columns = left_out.labels;
+    outcome.empty_columns = left_out.empty;
     Ok(outcome)
 }
 
@@ -438,6 +455,7 @@ impl SeriesOutcome {
             windows_outside: 0,
             calibration: None,
             label_columns: Vec::new(),
+            empty_columns: Vec::new(),
         }
     }
 }
@@ -616,6 +634,7 @@ fn detect_series(
         windows_outside: 0,
         calibration,
         label_columns: Vec::new(),
+        empty_columns: Vec::new(),
     })
 }
 
@@ -678,6 +697,9 @@ pub struct SeriesReport {
     /// Value columns named like labels, left out of the features.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_columns: Vec<String>,
+    /// Value columns without a single value, left out of the features.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub empty_columns: Vec<String>,
 }
 
 /// `report.json`.
@@ -763,6 +785,7 @@ impl Report {
                 windows_outside: o.windows_outside,
                 calibration: o.calibration,
                 label_columns: o.label_columns.clone(),
+                empty_columns: o.empty_columns.clone(),
             })
             .collect();
         Self {
@@ -820,6 +843,17 @@ impl Report {
             md.push_str("\nColumns named like labels, left out of the features (`--columns` chooses them):\n\n");
             for s in labelled_columns {
                 md.push_str(&format!("- {}: {}\n", s.key, s.label_columns.join(", ")));
+            }
+        }
+        let emptied: Vec<&SeriesReport> = self
+            .series
+            .iter()
+            .filter(|s| !s.empty_columns.is_empty())
+            .collect();
+        if !emptied.is_empty() {
+            md.push_str("\nColumns without a single value, left out of the features:\n\n");
+            for s in emptied {
+                md.push_str(&format!("- {}: {}\n", s.key, s.empty_columns.join(", ")));
             }
         }
         let calibrated: Vec<&SeriesReport> = self

@@ -309,6 +309,7 @@ mod tests {
             windows_outside: 0,
             calibration: None,
             label_columns: Vec::new(),
+            empty_columns: Vec::new(),
         }
     }
 
