@@ -936,23 +936,23 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         if let Some(reason) = &outcome.skipped {
             tracing::warn!(series = %entry.key, %reason, "not evaluated; its labelled windows count as missed");
         }
-        if !outcome.label_columns.is_empty() {
-            tracing::warn!(series = %entry.key, columns = %outcome.label_columns.join(","), "columns named like labels are left out of the features; --columns chooses them");
+        if !outcome.input.label_columns.is_empty() {
+            tracing::warn!(series = %entry.key, columns = %outcome.input.label_columns.join(","), "columns named like labels are left out of the features; --columns chooses them");
         }
-        if !outcome.empty_columns.is_empty() {
-            tracing::warn!(series = %entry.key, columns = %outcome.empty_columns.join(","), "columns without a single value are left out of the features");
+        if !outcome.input.empty_columns.is_empty() {
+            tracing::warn!(series = %entry.key, columns = %outcome.input.empty_columns.join(","), "columns without a single value are left out of the features");
         }
-        if outcome.windows_outside > 0 {
+        if outcome.input.windows_outside > 0 {
             tracing::warn!(
                 series = %entry.key,
-                windows = outcome.windows_outside,
+                windows = outcome.input.windows_outside,
                 series_from_epoch_s = outcome.times.first().copied().unwrap_or(f64::NAN),
                 series_to_epoch_s = outcome.times.last().copied().unwrap_or(f64::NAN),
                 "labelled windows lie wholly outside the series' time span and count as missed; are the labels in other units or another time zone?"
             );
         }
-        if outcome.filled_cells + outcome.dropped_rows > 0 {
-            tracing::warn!(series = %entry.key, filled_cells = outcome.filled_cells, dropped_rows = outcome.dropped_rows, "repaired while reading (--fill, --unordered)");
+        if outcome.input.filled_cells + outcome.input.dropped_rows > 0 {
+            tracing::warn!(series = %entry.key, filled_cells = outcome.input.filled_cells, dropped_rows = outcome.input.dropped_rows, "repaired while reading (--fill, --unordered)");
         }
         let name = entry.key.trim_end_matches(".csv").replace('/', "__");
         outcome.write_csv(&tables.join(format!("{name}.csv")))?;

@@ -302,11 +302,18 @@ fn a_train_file_warms_the_detector_up_before_the_series() {
 /// A dataset of one series, `g/<name>.csv` (5-minute rows), whose labels
 /// are the single rows `at`.
 fn point_labelled_dataset(root: &Path, name: &str, values: &[f64], at: &[usize]) {
+    let windows: Vec<(usize, usize)> = at.iter().map(|&r| (r, r)).collect();
+    labelled_dataset(root, name, values, &windows);
+}
+
+/// A dataset of one series, `g/<name>.csv` (5-minute rows), whose labelled
+/// windows are the rows `windows` (first, last).
+fn labelled_dataset(root: &Path, name: &str, values: &[f64], windows: &[(usize, usize)]) {
     for part in ["data/g", "labels"] {
         std::fs::create_dir_all(root.join(part)).ok();
     }
     std::fs::write(root.join(format!("data/g/{name}.csv")), csv_text(values, 1)).ok();
-    let windows: Vec<[String; 2]> = at.iter().map(|&r| [stamp(r), stamp(r)]).collect();
+    let windows: Vec<[String; 2]> = windows.iter().map(|&(a, b)| [stamp(a), stamp(b)]).collect();
     let labels = serde_json::json!({ format!("g/{name}.csv"): windows });
     std::fs::write(
         root.join("labels/combined_windows.json"),
@@ -480,18 +487,9 @@ fn cycles(rows: usize, seed: u64) -> Vec<f64> {
 /// A dataset of one series, `g/s.csv` = `live`, whose train file is 4000
 /// rows of [`cycles`] and whose one labelled window is the rows `anomaly`.
 fn cycles_dataset(root: &Path, live: &[f64], anomaly: std::ops::RangeInclusive<usize>) {
-    for part in ["data/g", "train/g", "labels"] {
-        std::fs::create_dir_all(root.join(part)).ok();
-    }
+    labelled_dataset(root, "s", live, &[(*anomaly.start(), *anomaly.end())]);
+    std::fs::create_dir_all(root.join("train/g")).ok();
     std::fs::write(root.join("train/g/s.csv"), csv_text(&cycles(4000, 1), 1)).ok();
-    std::fs::write(root.join("data/g/s.csv"), csv_text(live, 1)).ok();
-    let window = [stamp(*anomaly.start()), stamp(*anomaly.end())];
-    let labels = serde_json::json!({ "g/s.csv": [window] });
-    std::fs::write(
-        root.join("labels/combined_windows.json"),
-        labels.to_string(),
-    )
-    .ok();
 }
 
 /// With a clean train file, k rises until that file raises no marginal

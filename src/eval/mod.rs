@@ -208,19 +208,31 @@ pub struct SeriesOutcome {
     /// Why the series was not evaluated (too short to train on): its
     /// windows count as missed, and it has no errors or detections.
     pub skipped: Option<String>,
+    /// k calibrated on the train file, when it was.
+    pub calibration: Option<KCalibration>,
+    pub input: InputNotes,
+}
+
+/// What reading a series' files found, repaired or left out: logged, and
+/// reported per series.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputNotes {
     /// Cells filled under `--fill` (series and train file together).
+    #[serde(default)]
     pub filled_cells: usize,
     /// Rows dropped for a repeated or backward timestamp (both files).
+    #[serde(default)]
     pub dropped_rows: usize,
     /// Labelled windows that lie wholly outside the series' time span:
     /// missed whatever the detector does, and most often a sign that the
     /// labels are written in other units or another time zone.
+    #[serde(default)]
     pub windows_outside: usize,
-    /// k calibrated on the train file, when it was.
-    pub calibration: Option<KCalibration>,
     /// Value columns named like labels, left out of the features.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_columns: Vec<String>,
     /// Value columns without a single value, left out of the features.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub empty_columns: Vec<String>,
 }
 
@@ -345,25 +357,15 @@ fn is_generator_component(name: &str) -> bool {
             .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// The value columns of a series' data file that `eval` leaves out of its
-/// features, by reason.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct LeftOut {
-    /// Named like labels (and, beside them, a generator's components).
-    labels: Vec<String>,
-    /// Without a single value: nothing to learn from, nothing to fill from.
-    empty: Vec<String>,
-}
-
 /// The CSV options for `entry`: without `--columns`, every value column of
 /// its data file but those named like labels (and, beside them, a
 /// generator's components) and those without a value, which are returned
-/// too. The columns are named explicitly, so that its train file is read by
+/// too (in `label_columns` and `empty_columns`). The columns are named explicitly, so that its train file is read by
 /// the same names: a train file may carry columns its series does not (its
 /// own labels).
-fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, LeftOut)> {
+fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, InputNotes)> {
     if csv.columns.is_some() {
-        return Ok((csv.clone(), LeftOut::default()));
+        return Ok((csv.clone(), InputNotes::default()));
     }
     let columns = Series::value_columns(&entry.data)?;
     let empty = Series::columns_without_values(&entry.data)?;
@@ -376,13 +378,18 @@ fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, LeftOu
         rest.into_iter().partition(|name| empty.contains(name));
     if features.is_empty() {
         // Nothing would be left: the reader names the problem.
-        return Ok((csv.clone(), LeftOut::default()));
+        return Ok((csv.clone(), InputNotes::default()));
     }
     let options = CsvOptions {
         columns: Some(features),
         ..csv.clone()
     };
-    Ok((options, LeftOut { labels, empty }))
+    let left_out = InputNotes {
+        label_columns: labels,
+        empty_columns: empty,
+        ..InputNotes::default()
+    };
+    Ok((options, left_out))
 }
 
 /// Trains, detects and counts one series. A series whose training rows
@@ -425,11 +432,12 @@ pub fn evaluate_series(
         }
         other => other?,
     };
-    outcome.filled_cells = series.filled_cells + training.as_ref().map_or(0, |t| t.filled_cells);
-    outcome.dropped_rows = series.dropped_rows + training.as_ref().map_or(0, |t| t.dropped_rows);
-    outcome.windows_outside = windows_outside(&series.times, &entry.windows);
-    outcome.label_columns = left_out.labels;
-    outcome.empty_columns = left_out.empty;
+    outcome.input = InputNotes {
+        filled_cells: series.filled_cells + training.as_ref().map_or(0, |t| t.filled_cells),
+        dropped_rows: series.dropped_rows + training.as_ref().map_or(0, |t| t.dropped_rows),
+        windows_outside: windows_outside(&series.times, &entry.windows),
+        ..left_out
+    };
     Ok(outcome)
 }
 
@@ -450,12 +458,8 @@ impl SeriesOutcome {
             point: orion::point_counts(&series.times, &entry.windows, &detected),
             detected,
             skipped: Some(reason),
-            filled_cells: 0,
-            dropped_rows: 0,
-            windows_outside: 0,
             calibration: None,
-            label_columns: Vec::new(),
-            empty_columns: Vec::new(),
+            input: InputNotes::default(),
         }
     }
 }
@@ -629,12 +633,8 @@ fn detect_series(
         segment,
         point,
         skipped: None,
-        filled_cells: 0,
-        dropped_rows: 0,
-        windows_outside: 0,
         calibration,
-        label_columns: Vec::new(),
-        empty_columns: Vec::new(),
+        input: InputNotes::default(),
     })
 }
 
@@ -684,22 +684,12 @@ pub struct SeriesReport {
     pub detections: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
-    #[serde(default)]
-    pub filled_cells: usize,
-    #[serde(default)]
-    pub dropped_rows: usize,
-    #[serde(default)]
-    pub windows_outside: usize,
     /// Mean-std's k calibrated on the series' train file, and the marginal
     /// events that file raised at `--k`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<KCalibration>,
-    /// Value columns named like labels, left out of the features.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub label_columns: Vec<String>,
-    /// Value columns without a single value, left out of the features.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub empty_columns: Vec<String>,
+    #[serde(flatten)]
+    pub input: InputNotes,
 }
 
 /// `report.json`.
@@ -780,12 +770,8 @@ impl Report {
                 fn_: o.segment.fn_,
                 detections: o.detected.len(),
                 skipped: o.skipped.clone(),
-                filled_cells: o.filled_cells,
-                dropped_rows: o.dropped_rows,
-                windows_outside: o.windows_outside,
                 calibration: o.calibration,
-                label_columns: o.label_columns.clone(),
-                empty_columns: o.empty_columns.clone(),
+                input: o.input.clone(),
             })
             .collect();
         Self {
@@ -796,6 +782,25 @@ impl Report {
             nab_details,
             series,
             unlabelled: Vec::new(),
+        }
+    }
+
+    /// Appends to `md` a titled list of the series for which `line` says
+    /// something about their input; nothing when it says nothing for any.
+    fn series_list(
+        &self,
+        md: &mut String,
+        title: &str,
+        line: impl Fn(&InputNotes) -> Option<String>,
+    ) {
+        let lines: Vec<String> = self
+            .series
+            .iter()
+            .filter_map(|s| line(&s.input).map(|l| format!("- {}: {l}\n", s.key)))
+            .collect();
+        if !lines.is_empty() {
+            md.push_str(&format!("\n{title}:\n\n"));
+            lines.iter().for_each(|l| md.push_str(l));
         }
     }
 
@@ -823,39 +828,21 @@ impl Report {
                 md.push_str(&format!("- {}: {reason}\n", s.key));
             }
         }
-        let outside: Vec<&SeriesReport> = self
-            .series
-            .iter()
-            .filter(|s| s.windows_outside > 0)
-            .collect();
-        if !outside.is_empty() {
-            md.push_str("\nLabelled windows outside their series' time span (missed; labels in other units or another time zone?):\n\n");
-            for s in outside {
-                md.push_str(&format!("- {}: {}\n", s.key, s.windows_outside));
-            }
-        }
-        let labelled_columns: Vec<&SeriesReport> = self
-            .series
-            .iter()
-            .filter(|s| !s.label_columns.is_empty())
-            .collect();
-        if !labelled_columns.is_empty() {
-            md.push_str("\nColumns named like labels, left out of the features (`--columns` chooses them):\n\n");
-            for s in labelled_columns {
-                md.push_str(&format!("- {}: {}\n", s.key, s.label_columns.join(", ")));
-            }
-        }
-        let emptied: Vec<&SeriesReport> = self
-            .series
-            .iter()
-            .filter(|s| !s.empty_columns.is_empty())
-            .collect();
-        if !emptied.is_empty() {
-            md.push_str("\nColumns without a single value, left out of the features:\n\n");
-            for s in emptied {
-                md.push_str(&format!("- {}: {}\n", s.key, s.empty_columns.join(", ")));
-            }
-        }
+        self.series_list(
+            &mut md,
+            "Labelled windows outside their series' time span (missed; labels in other units or another time zone?)",
+            |n| (n.windows_outside > 0).then(|| n.windows_outside.to_string()),
+        );
+        self.series_list(
+            &mut md,
+            "Columns named like labels, left out of the features (`--columns` chooses them)",
+            |n| (!n.label_columns.is_empty()).then(|| n.label_columns.join(", ")),
+        );
+        self.series_list(
+            &mut md,
+            "Columns without a single value, left out of the features",
+            |n| (!n.empty_columns.is_empty()).then(|| n.empty_columns.join(", ")),
+        );
         let calibrated: Vec<&SeriesReport> = self
             .series
             .iter()

@@ -304,12 +304,8 @@ mod tests {
             point: Counts::default(),
             times,
             skipped: None,
-            filled_cells: 0,
-            dropped_rows: 0,
-            windows_outside: 0,
             calibration: None,
-            label_columns: Vec::new(),
-            empty_columns: Vec::new(),
+            input: crate::eval::InputNotes::default(),
         }
     }
 
