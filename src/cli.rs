@@ -91,7 +91,7 @@ pub enum Command {
 /// Options shared by every command that reads CSV.
 #[derive(Debug, Args)]
 pub struct CsvArgs {
-    /// Feature columns to use, by header name (default: every column after the timestamp).
+    /// Feature columns to use, by header name (default: every column but the timestamp and an unnamed row index).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
     /// What to do with missing cells (empty, NaN, NA, null...): an error
@@ -939,8 +939,8 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         if !outcome.input.label_columns.is_empty() {
             tracing::warn!(series = %entry.key, columns = %outcome.input.label_columns.join(","), "columns named like labels are left out of the features; --columns chooses them");
         }
-        if !outcome.input.empty_columns.is_empty() {
-            tracing::warn!(series = %entry.key, columns = %outcome.input.empty_columns.join(","), "columns without a single value are left out of the features");
+        if !outcome.input.non_numeric_columns.is_empty() {
+            tracing::warn!(series = %entry.key, columns = %outcome.input.non_numeric_columns.join(","), "columns without a single number (empty, missing or text) are left out of the features");
         }
         if outcome.input.windows_outside > 0 {
             tracing::warn!(

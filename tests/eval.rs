@@ -571,11 +571,11 @@ fn a_train_file_with_a_label_column_the_series_lacks_is_read_by_the_series_colum
     assert_eq!(report["groups"]["g"]["tp"], 1, "{report}");
 }
 
-/// A column without a single value (empty or written `NaN` on every row)
-/// has nothing to learn from: it is left out and listed, not the end of
-/// the run.
+/// A column without a single number (empty, written `NaN`, or text on
+/// every row) has nothing to learn from: it is left out and listed, not the
+/// end of the run.
 #[test]
-fn columns_without_a_value_are_left_out_of_the_features() {
+fn columns_without_a_number_are_left_out_of_the_features() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = dir.path().join("dataset");
     let values = seasonal(1500, 1, 31, &[Injection::Spike { at: 900, size: 8.0 }]);
@@ -586,16 +586,16 @@ fn columns_without_a_value_are_left_out_of_the_features() {
         .lines()
         .enumerate()
         .map(|(line, row)| match line {
-            0 => format!("{row},blank,nan"),
-            _ => format!("{row},,NaN"),
+            0 => format!("{row},blank,nan,status"),
+            _ => format!("{row},,NaN,ok"),
         })
         .collect();
     std::fs::write(&file, widened.join("\n")).ok();
     let args = ["--window", "16", "--epochs", "5", "--no-plots"];
     let report = eval_report(&root, &dir.path().join("out"), &args);
     assert_eq!(
-        report["series"][0]["empty_columns"],
-        serde_json::json!(["blank", "nan"])
+        report["series"][0]["non_numeric_columns"],
+        serde_json::json!(["blank", "nan", "status"])
     );
     let chosen = eval_report(
         &root,

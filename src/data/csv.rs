@@ -1,8 +1,12 @@
 //! Reading a time series from CSV.
 //!
-//! The first column is the timestamp: an RFC 3339 / ISO-8601 datetime (with
-//! or without a zone, `T` or space between date and time), or a number (epoch
-//! seconds, or a plain row index). The other columns are numeric features.
+//! The timestamp column is the one named like a time (`timestamp`, `time`,
+//! `date`, …; see [`TIME_COLUMN_NAMES`]), or else the first. Its cells are an
+//! RFC 3339 / ISO-8601 datetime (with or without a zone, `T` or space between
+//! date and time; `/` between date parts, year first or month first as
+//! pandas reads them), or a number (epoch seconds, or a plain row index). The
+//! other columns are numeric features, except a row index written without a
+//! name (pandas' `Unnamed: 0`, R's empty header).
 //! Timestamps must strictly increase. Every rejected cell is reported with the
 //! file, the 1-based line (the header is line 1) and the column name.
 
@@ -47,7 +51,7 @@ pub enum OrderPolicy {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CsvOptions {
     /// Feature columns to keep, by header name, in this order. `None` keeps
-    /// every column after the timestamp.
+    /// every value column ([`HeaderLayout`]).
     pub columns: Option<Vec<String>>,
     /// Policy for empty cells.
     pub fill: FillPolicy,
@@ -123,8 +127,8 @@ impl Series {
         }
     }
 
-    /// The header's value columns (all but the first, the timestamp),
-    /// without reading the rows.
+    /// The header's value columns (see [`HeaderLayout`]), without reading
+    /// the rows.
     pub fn value_columns(path: &Path) -> Result<Vec<String>> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut reader = csv_reader(std::io::BufReader::new(file));
@@ -134,13 +138,19 @@ impl Series {
             column: None,
             reason: format!("cannot read the header: {e}"),
         })?;
-        Ok(headers.iter().skip(1).map(str::to_owned).collect())
+        let layout = HeaderLayout::of(headers);
+        Ok(layout
+            .values
+            .iter()
+            .map(|&i| headers[i].to_owned())
+            .collect())
     }
 
-    /// The value columns of `path` that hold no value on any row (every
-    /// cell empty or written as missing). Reads only until every column has
-    /// shown one value, so a file without such a column costs a row or two.
-    pub fn columns_without_values(path: &Path) -> Result<Vec<String>> {
+    /// The value columns of `path` that hold no number on any row (every
+    /// cell empty, written as missing, or text such as a status or a
+    /// category). Reads only until every column has shown one number, so a
+    /// file without such a column costs a row or two.
+    pub fn columns_without_numbers(path: &Path) -> Result<Vec<String>> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut reader = csv_reader(std::io::BufReader::new(file));
         let unreadable = |line: u64, e: ::csv::Error| Error::Data {
@@ -149,18 +159,20 @@ impl Series {
             column: None,
             reason: format!("cannot read: {e}"),
         };
-        let names: Vec<String> = reader
-            .headers()
-            .map_err(|e| unreadable(1, e))?
+        let headers = reader.headers().map_err(|e| unreadable(1, e))?.clone();
+        let layout = HeaderLayout::of(&headers);
+        let names: Vec<String> = layout
+            .values
             .iter()
-            .skip(1)
-            .map(str::to_owned)
+            .map(|&i| headers[i].to_owned())
             .collect();
         let mut seen = vec![false; names.len()];
         for (line, record) in (2..).zip(reader.records()) {
             let record = record.map_err(|e| unreadable(line, e))?;
-            for (seen, cell) in seen.iter_mut().zip(record.iter().skip(1)) {
-                *seen |= !is_missing(cell);
+            for (seen, &column) in seen.iter_mut().zip(&layout.values) {
+                *seen |= record
+                    .get(column)
+                    .is_some_and(|cell| cell.parse::<f64>().is_ok_and(f64::is_finite));
             }
             if seen.iter().all(|&s| s) {
                 break;
@@ -200,7 +212,9 @@ impl Series {
                 "the header needs a timestamp column and at least one value column".into(),
             ));
         }
-        let selected = select_columns(&headers, options.columns.as_deref())
+        let layout = HeaderLayout::of(&headers);
+        let time_column = layout.time;
+        let selected = select_columns(&headers, &layout, options.columns.as_deref())
             .map_err(|reason| data_error(1, None, reason))?;
         let feature_names: Vec<String> = selected.iter().map(|&i| headers[i].to_owned()).collect();
         let n_features = feature_names.len();
@@ -225,11 +239,11 @@ impl Series {
             if record.len() == 1 && record[0].is_empty() {
                 continue; // a blank line
             }
-            let stamp_text = record.get(0).unwrap_or_default();
+            let stamp_text = record.get(time_column).unwrap_or_default();
             let time = parse_timestamp(stamp_text).ok_or_else(|| {
                 data_error(
                     line,
-                    Some(&headers[0]),
+                    Some(&headers[time_column]),
                     format!("'{stamp_text}' is not a datetime or a number"),
                 )
             })?;
@@ -245,7 +259,7 @@ impl Series {
                         };
                         return Err(data_error(
                             line,
-                            Some(&headers[0]),
+                            Some(&headers[time_column]),
                             format!(
                                 "timestamp '{stamp_text}' {what}; timestamps must strictly increase (or pass --unordered drop|keep)"
                             ),
@@ -314,12 +328,70 @@ impl Series {
     }
 }
 
+/// Header names that mark the timestamp column, compared without case.
+pub const TIME_COLUMN_NAMES: [&str; 8] = [
+    "timestamp",
+    "timestamps",
+    "time",
+    "datetime",
+    "date",
+    "ts",
+    "time_stamp",
+    "date_time",
+];
+
+/// Which column of a header holds the time and which hold values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderLayout {
+    /// The first column named like a time, or else the first column.
+    pub time: usize,
+    /// Every other column except unnamed row indices (a header cell that is
+    /// empty or pandas' `Unnamed: N`): an index written by `to_csv` or
+    /// `write.csv` numbers the rows, and as a feature it would leave the
+    /// training range on every row.
+    pub values: Vec<usize>,
+}
+
+impl HeaderLayout {
+    pub fn of(headers: &::csv::StringRecord) -> Self {
+        let time = headers
+            .iter()
+            .position(|name| {
+                TIME_COLUMN_NAMES
+                    .iter()
+                    .any(|t| name.eq_ignore_ascii_case(t))
+            })
+            .unwrap_or(0);
+        let values = headers
+            .iter()
+            .enumerate()
+            .filter(|&(i, name)| i != time && !is_unnamed_index(name))
+            .map(|(i, _)| i)
+            .collect();
+        Self { time, values }
+    }
+}
+
+fn is_unnamed_index(name: &str) -> bool {
+    name.is_empty()
+        || name
+            .strip_prefix("Unnamed: ")
+            .is_some_and(|n| n.parse::<usize>().is_ok())
+}
+
 fn select_columns(
     headers: &::csv::StringRecord,
+    layout: &HeaderLayout,
     wanted: Option<&[String]>,
 ) -> std::result::Result<Vec<usize>, String> {
     let Some(wanted) = wanted else {
-        return Ok((1..headers.len()).collect());
+        if layout.values.is_empty() {
+            return Err(format!(
+                "the header has no value column beside the timestamp column '{}'",
+                &headers[layout.time]
+            ));
+        }
+        return Ok(layout.values.clone());
     };
     if wanted.is_empty() {
         return Err("--columns is empty".into());
@@ -330,11 +402,11 @@ fn select_columns(
             headers
                 .iter()
                 .enumerate()
-                .skip(1)
+                .filter(|&(i, _)| i != layout.time)
                 .find(|(_, header)| header == name)
                 .map(|(i, _)| i)
                 .ok_or_else(|| {
-                    let available: Vec<&str> = headers.iter().skip(1).collect();
+                    let available: Vec<&str> = layout.values.iter().map(|&i| &headers[i]).collect();
                     format!(
                         "column '{name}' is not in the header (value columns: {})",
                         available.join(", ")
@@ -372,11 +444,17 @@ pub fn parse_timestamp(text: &str) -> Option<f64> {
     if let Ok(zoned) = DateTime::parse_from_rfc3339(text) {
         return Some(seconds(zoned.naive_utc()));
     }
-    const NAIVE_FORMATS: [&str; 4] = [
+    // `/`-separated dates are read year first or month first, as pandas'
+    // `to_datetime` reads them by default.
+    const NAIVE_FORMATS: [&str; 8] = [
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M",
         "%Y-%m-%dT%H:%M",
+        "%Y/%m/%d %H:%M:%S%.f",
+        "%Y/%m/%d %H:%M",
+        "%m/%d/%Y %H:%M:%S%.f",
+        "%m/%d/%Y %H:%M",
     ];
     for format in NAIVE_FORMATS {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
@@ -390,8 +468,9 @@ pub fn parse_timestamp(text: &str) -> Option<f64> {
             return Some(seconds(zoned.naive_utc()));
         }
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
-        .ok()
+    ["%Y-%m-%d", "%Y/%m/%d", "%m/%d/%Y"]
+        .iter()
+        .find_map(|format| NaiveDate::parse_from_str(text, format).ok())
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(seconds)
 }
@@ -482,6 +561,12 @@ mod tests {
             "2014-07-01T02:00:00+02:00",
             "1404172800",
             "1404172800.0",
+            "2014/07/01 00:00:00",
+            "2014/07/01 00:00",
+            "07/01/2014 00:00:00",
+            "07/01/2014 00:00",
+            "07/01/2014",
+            "2014/07/01",
         ] {
             let t = parse_timestamp(stamp);
             assert_eq!(t, Some(1_404_172_800.0), "{stamp}");
@@ -504,6 +589,46 @@ mod tests {
         );
         assert_eq!(s.map(|s| s.values.clone()), Ok(vec![1.5, 2.0]));
         assert_eq!(s.map(|s| s.times[1] - s.times[0]), Ok(300.0));
+    }
+
+    #[test]
+    fn the_timestamp_column_is_found_by_name_and_unnamed_row_indices_are_no_features() {
+        let expected = Ok((vec!["value".to_string()], vec![1.5, 2.0], 300.0));
+        for text in [
+            // pandas' to_csv with its default index=True, then R's write.csv
+            ",timestamp,value\n0,2014-07-01 00:00:00,1.5\n1,2014-07-01 00:05:00,2\n",
+            "Unnamed: 0,timestamp,value\n0,2014-07-01 00:00:00,1.5\n1,2014-07-01 00:05:00,2\n",
+            "value,Time\n1.5,2014-07-01 00:00:00\n2,2014-07-01 00:05:00\n",
+        ] {
+            let read = read(text, &CsvOptions::default())
+                .map(|s| (s.feature_names, s.values, s.times[1] - s.times[0]))
+                .map_err(|e| e.to_string());
+            assert_eq!(read, expected, "{text}");
+        }
+        // Without a column named like a time the first one is the time, an
+        // unnamed index included.
+        let s = read(",value\n0,1.5\n1,2\n", &CsvOptions::default()).map_err(|e| e.to_string());
+        assert_eq!(
+            s.map(|s| (s.feature_names, s.times)),
+            Ok((vec!["value".to_string()], vec![0.0, 1.0]))
+        );
+        let message = error_text("Unnamed: 0,timestamp\n0,1\n", &CsvOptions::default());
+        assert!(
+            message.contains("no value column beside the timestamp column 'timestamp'"),
+            "{message}"
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("indexed.csv");
+        std::fs::write(&path, ",value,timestamp,empty\n0,1,5,\n1,2,6,\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            Series::value_columns(&path).map_err(|e| e.to_string()),
+            Ok(vec!["value".into(), "empty".into()])
+        );
+        assert_eq!(
+            Series::columns_without_numbers(&path).map_err(|e| e.to_string()),
+            Ok(vec!["empty".into()])
+        );
     }
 
     #[test]
@@ -582,13 +707,14 @@ mod tests {
     }
 
     #[test]
-    fn columns_without_values_are_found_whatever_missing_spelling() {
+    fn columns_without_numbers_are_found_whatever_missing_spelling_or_text() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("s.csv");
-        let text = "t,a,b,c,d\n0,1,,NaN,\n1,2,,NA,\n2,3,,null,4\n";
+        let text = "t,a,b,c,d,status,e\n0,1,,NaN,,ok,x\n1,2,,NA,,ok,\n2,3,,null,4,down,5\n";
         std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
-        let empty = Series::columns_without_values(&path).map_err(|e| e.to_string());
-        assert_eq!(empty, Ok(vec!["b".to_owned(), "c".to_owned()]));
+        let empty = Series::columns_without_numbers(&path).map_err(|e| e.to_string());
+        let expected = ["b", "c", "status"].map(String::from).to_vec();
+        assert_eq!(empty, Ok(expected));
     }
 
     #[test]

@@ -231,9 +231,10 @@ pub struct InputNotes {
     /// Value columns named like labels, left out of the features.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub label_columns: Vec<String>,
-    /// Value columns without a single value, left out of the features.
+    /// Value columns without a single number (every cell empty, missing
+    /// or text), left out of the features.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub empty_columns: Vec<String>,
+    pub non_numeric_columns: Vec<String>,
 }
 
 /// How many of `windows` lie wholly outside the span of `times`.
@@ -360,7 +361,7 @@ fn is_generator_component(name: &str) -> bool {
 /// The CSV options for `entry`: without `--columns`, every value column of
 /// its data file but those named like labels (and, beside them, a
 /// generator's components) and those without a value, which are returned
-/// too (in `label_columns` and `empty_columns`). The columns are named explicitly, so that its train file is read by
+/// too (in `label_columns` and `non_numeric_columns`). The columns are named explicitly, so that its train file is read by
 /// the same names: a train file may carry columns its series does not (its
 /// own labels).
 fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, InputNotes)> {
@@ -368,14 +369,15 @@ fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, InputN
         return Ok((csv.clone(), InputNotes::default()));
     }
     let columns = Series::value_columns(&entry.data)?;
-    let empty = Series::columns_without_values(&entry.data)?;
+    let non_numeric = Series::columns_without_numbers(&entry.data)?;
     let is_label = |name: &String| LABEL_COLUMNS.iter().any(|l| name.eq_ignore_ascii_case(l));
     let labelled = columns.iter().any(is_label);
     let (labels, rest): (Vec<String>, Vec<String>) = columns
         .into_iter()
         .partition(|name| is_label(name) || (labelled && is_generator_component(name)));
-    let (empty, features): (Vec<String>, Vec<String>) =
-        rest.into_iter().partition(|name| empty.contains(name));
+    let (non_numeric, features): (Vec<String>, Vec<String>) = rest
+        .into_iter()
+        .partition(|name| non_numeric.contains(name));
     if features.is_empty() {
         // Nothing would be left: the reader names the problem.
         return Ok((csv.clone(), InputNotes::default()));
@@ -386,7 +388,7 @@ fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, InputN
     };
     let left_out = InputNotes {
         label_columns: labels,
-        empty_columns: empty,
+        non_numeric_columns: non_numeric,
         ..InputNotes::default()
     };
     Ok((options, left_out))
@@ -840,8 +842,8 @@ impl Report {
         );
         self.series_list(
             &mut md,
-            "Columns without a single value, left out of the features",
-            |n| (!n.empty_columns.is_empty()).then(|| n.empty_columns.join(", ")),
+            "Columns without a single number (empty, missing or text), left out of the features",
+            |n| (!n.non_numeric_columns.is_empty()).then(|| n.non_numeric_columns.join(", ")),
         );
         let calibrated: Vec<&SeriesReport> = self
             .series
