@@ -47,6 +47,7 @@ fn model(dir: &Path, config: ModelConfig) {
             scaler: anomalyd::data::ScalerKind::Zscore,
             aggregate: anomalyd::train::Aggregate::Rows(1),
             coarse: 1,
+            center: Default::default(),
         },
         model: config,
         train: TrainConfig {

@@ -24,7 +24,8 @@ use anomalyd::model::{
 };
 use anomalyd::score::{ScaleErrors, detect_rows, point_rows, score_scales, window_first_row};
 use anomalyd::train::{
-    Aggregate, Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest, train,
+    Aggregate, Center, Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest,
+    train,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -152,6 +153,12 @@ pub struct ModelArgs {
     /// flags it. 1 trains one model.
     #[arg(long, default_value_t = anomalyd::train::DEFAULT_COARSE)]
     pub coarse: usize,
+    /// Centre each window (subtract its per-feature mean) before the model
+    /// sees it, so that the model judges shape rather than level: `main`
+    /// for the main model only (the coarse model keeps levels), `all` for
+    /// both. For series whose level wanders (random walks, trends).
+    #[arg(long, value_enum, default_value_t = Center::Off)]
+    pub center: Center,
     /// Last fraction of each file held out (chronologically) for validation.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
@@ -228,6 +235,7 @@ impl ModelArgs {
             scaler: self.scaler,
             aggregate: self.aggregate,
             coarse: self.coarse,
+            center: self.center,
         }
     }
 
@@ -1034,6 +1042,14 @@ async fn wait_for_signal(shutdown: CancellationToken, reload: std::sync::Arc<tok
     shutdown.cancel();
 }
 
+fn centring(windowing: &anomalyd::model::artifact::WindowingSpec) -> &'static str {
+    if windowing.centered {
+        ", centred (each window less its mean)"
+    } else {
+        ""
+    }
+}
+
 fn run_inspect(args: &InspectArgs) -> Result<()> {
     let manifest = anomalyd::model::artifact::Manifest::read(&args.model)?;
     if args.json {
@@ -1049,11 +1065,12 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
     );
     println!("model           {model_json}");
     println!(
-        "window          {} points of {} row(s) each, stride {}, features [{}]",
+        "window          {} points of {} row(s) each, stride {}, features [{}]{}",
         w.window,
         w.aggregate,
         w.stride,
-        w.feature_names.join(", ")
+        w.feature_names.join(", "),
+        centring(w)
     );
     println!(
         "scaler          {:?} offset {:?} scale {:?}",
@@ -1107,9 +1124,10 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
         let coarse = anomalyd::model::artifact::Manifest::read(&args.model.join(subdir))?;
         let cw = &coarse.windowing;
         println!(
-            "coarse model    {subdir}/: window {} points of {} row(s) each, best epoch {} of {}, threshold {:.6}",
+            "coarse model    {subdir}/: window {} points of {} row(s) each{}, best epoch {} of {}, threshold {:.6}",
             cw.window,
             cw.aggregate,
+            centring(cw),
             coarse.best_epoch,
             coarse.history.len(),
             coarse.threshold.value

@@ -130,6 +130,7 @@ fn train_model(options: &DemoOptions) -> Result<PathBuf> {
             scaler: crate::data::ScalerKind::Zscore,
             aggregate: crate::train::Aggregate::Rows(1),
             coarse: crate::train::DEFAULT_COARSE,
+            center: Default::default(),
         },
         model: ModelConfig::Dense(DenseAeConfig::new(32, 1, 8)),
         train: TrainConfig {

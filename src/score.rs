@@ -89,7 +89,8 @@ pub fn score_series(
         spec.window,
         1,
         spec.feature_names.len(),
-    );
+    )
+    .centered(spec.centered);
     let errors = window_errors(&model.network, &windows, device, batch_size)?;
     let mut rows: Vec<Option<WindowError>> = vec![None; series.rows()];
     // Window w ends at point w + T - 1, whose last row is the one scored.

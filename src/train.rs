@@ -237,6 +237,35 @@ impl std::fmt::Display for Aggregate {
 /// The default `--coarse`: see the README for the measurement.
 pub const DEFAULT_COARSE: usize = 4;
 
+/// Which models see their windows centred: each window less its own
+/// per-feature mean, so that the model (and its error) judges the shape of
+/// a window, not its level. For series whose level wanders (random walks,
+/// trends) a model of levels spends itself on levels it has not seen; see
+/// the README for what each choice measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Center {
+    /// Every model sees levels.
+    #[default]
+    Off,
+    /// The main model judges shape; a multi-scale artifact's coarse model
+    /// keeps levels.
+    Main,
+    /// Every model judges shape (the range check still sees levels).
+    All,
+}
+
+impl Center {
+    /// Whether the main (`true`) or the coarse model is centred.
+    pub fn applies_to(self, main: bool) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Main => main,
+            Self::All => true,
+        }
+    }
+}
+
 /// How series become windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
@@ -250,6 +279,9 @@ pub struct DataConfig {
     /// this many of the main model's points (1: off). Its flags join the
     /// main model's (see `detect`).
     pub coarse: usize,
+    /// Which models see centred windows.
+    #[serde(default)]
+    pub center: Center,
 }
 
 impl DataConfig {
@@ -300,6 +332,7 @@ fn prepare_scaled(
     scaler: Option<&Scaler>,
 ) -> Result<PreparedData> {
     config.validate()?;
+    let is_main = scaler.is_none();
     let Some(first) = series.first() else {
         return Err(Error::config("--data", "no input files"));
     };
@@ -338,8 +371,10 @@ fn prepare_scaled(
             into.push(Segment { values });
         }
     }
-    let train = WindowSet::new(train, config.window, config.stride, features);
-    let validation = WindowSet::new(validation, config.window, config.stride, features);
+    let centered = config.center.applies_to(is_main);
+    let train = WindowSet::new(train, config.window, config.stride, features).centered(centered);
+    let validation =
+        WindowSet::new(validation, config.window, config.stride, features).centered(centered);
     if train.is_empty() {
         let rows: usize = series.iter().map(Series::rows).sum();
         return Err(Error::TooFewRows {
@@ -900,6 +935,7 @@ fn train_scale(
             val_fraction: request.data.val_fraction,
             feature_names: data.feature_names.clone(),
             aggregate: rows_per_point,
+            centered: data.train.is_centered(),
         },
         data.scaler.clone(),
         fitted.history,

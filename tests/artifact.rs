@@ -8,7 +8,7 @@ use std::path::Path;
 use anomalyd::model::artifact::{FORMAT_VERSION, MANIFEST_FILE, TrainedModel, WEIGHTS_FILE};
 use anomalyd::model::{DenseAeConfig, LstmAeConfig, ModelConfig};
 use anomalyd::score::score_series;
-use anomalyd::train::{Aggregate, TrainRequest, train};
+use anomalyd::train::{Aggregate, Center, TrainRequest, train};
 use common::{WINDOW, data_config, series, train_config};
 
 fn trained(model: ModelConfig, features: usize, seed: u64) -> TrainedModel {
@@ -255,6 +255,63 @@ fn an_aggregating_model_scores_the_row_that_completes_each_point() {
     );
 }
 
+/// A model of centred windows judges shape, not level: it scores a series
+/// and the same series shifted by a constant alike (after a round trip
+/// through the artifact), where a model of levels does not. PCA is fitted
+/// on the centred windows too.
+#[test]
+fn a_centred_model_scores_a_shifted_series_as_the_series() {
+    let device = common::test_device();
+    let data = series("train.csv", &common::seasonal(600, 1, 3, &[]), 1);
+    let live = common::seasonal(300, 1, 17, &[]);
+    let shifted: Vec<f64> = live.iter().map(|v| v + 2.5).collect();
+    let errors = |model: &TrainedModel, values: &[f64]| -> Vec<f64> {
+        let rows = score_series(model, &series("live.csv", values, 1), &device, 64)
+            .unwrap_or_else(|e| panic!("{e}"));
+        rows.into_iter().flatten().map(|e| e.total).collect()
+    };
+    let pca = ModelConfig::Pca(anomalyd::model::PcaConfig {
+        window: WINDOW,
+        features: 1,
+        components: 3,
+    });
+    for model in [ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)), pca] {
+        for center in [Center::Off, Center::All] {
+            let request = TrainRequest {
+                data: anomalyd::train::DataConfig {
+                    center,
+                    ..data_config()
+                },
+                model: model.clone(),
+                train: train_config(3),
+            };
+            let mut trained = train(std::slice::from_ref(&data), &request, &device, &mut |_| {})
+                .unwrap_or_else(|e| panic!("{e}"));
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            saved(&mut trained, dir.path());
+            let loaded = TrainedModel::load(dir.path(), &device).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(loaded.manifest.windowing.centered, center == Center::All);
+            let (plain, moved) = (errors(&loaded, &live), errors(&loaded, &shifted));
+            assert_eq!(plain.len(), moved.len());
+            let largest_change = plain
+                .iter()
+                .zip(&moved)
+                .map(|(a, b)| (a - b).abs() / a.max(1e-9))
+                .fold(0.0f64, f64::max);
+            match center {
+                Center::All => assert!(
+                    largest_change < 1e-3,
+                    "{model:?}: a centred model's errors moved by {largest_change:.2e} with the level"
+                ),
+                _ => assert!(
+                    largest_change > 0.5,
+                    "{model:?}: a model of levels should see the shift ({largest_change:.2e})"
+                ),
+            }
+        }
+    }
+}
+
 /// A multi-scale artifact: the coarse model lives in `coarse/`, averages
 /// four main points per point on the main model's scaler, survives the
 /// round trip, and a coarse model that does not fit is refused by file.
@@ -265,6 +322,7 @@ fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
     let request = TrainRequest {
         data: anomalyd::train::DataConfig {
             coarse: 4,
+            center: Default::default(),
             ..data_config()
         },
         model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)),

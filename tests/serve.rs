@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anomalyd::config::{KafkaConfig, ModelSource, ScoringConfig, ServeConfig};
 use anomalyd::model::{DenseAeConfig, ModelConfig};
 use anomalyd::serve::AnomalyEvent;
-use anomalyd::train::{TrainRequest, train};
+use anomalyd::train::{Center, TrainRequest, train};
 use common::{WINDOW, data_config, series, train_config};
 use prost::Message as _;
 use rdkafka::config::ClientConfig;
@@ -766,14 +766,26 @@ async fn routes_send_each_series_to_its_model() {
 /// `score` does, so a series' final score is the offline one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
+    multiscale_daemon_matches_offline(Center::Off).await;
+}
+
+/// The same with the main model's windows centred and the coarse model's
+/// not: the daemon centres each network's windows as its artifact says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_centred_main_model_scores_as_offline_detection_does() {
+    multiscale_daemon_matches_offline(Center::Main).await;
+}
+
+async fn multiscale_daemon_matches_offline(center: Center) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
     let MultiscaleCase {
         values,
         both,
         alone,
+        smoothed,
         out_of_range,
-    } = multiscale_case(&model_dir);
+    } = multiscale_case(&model_dir, center);
     let rows = values.len();
     assert!(
         (both - alone).abs() > 1e-3,
@@ -818,6 +830,13 @@ async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
         (served - both).abs() <= 1e-6,
         "the daemon's last score {served}, offline {both} (main scale alone {alone})"
     );
+    // The coarse scale decides that score; the main scale's error shows
+    // whether the main network saw its windows as it was trained to.
+    let served_smoothed = metrics.smoothed_error.with_label_values(&["ms"]).get();
+    assert!(
+        (served_smoothed - smoothed).abs() <= 1e-5 * smoothed.abs().max(1e-9),
+        "the daemon's main-scale smoothed error {served_smoothed}, offline {smoothed}"
+    );
     assert_eq!(
         metrics.out_of_range.with_label_values(&["ms"]).get(),
         out_of_range as u64,
@@ -835,6 +854,8 @@ struct MultiscaleCase {
     both: f64,
     /// The last score of the main scale alone, without the range check.
     alone: f64,
+    /// The main scale's last smoothed error.
+    smoothed: f64,
     /// Points flagged for leaving the training range.
     out_of_range: usize,
 }
@@ -843,11 +864,12 @@ struct MultiscaleCase {
 /// for it (a spike far beyond the training range, then a slow shift late
 /// on, which the coarse scale sees best) with what offline detection makes
 /// of it.
-fn multiscale_case(model_dir: &std::path::Path) -> MultiscaleCase {
+fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCase {
     let device = common::test_device();
     let request = TrainRequest {
         data: anomalyd::train::DataConfig {
             coarse: 4,
+            center,
             ..data_config()
         },
         model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 6)),
@@ -856,6 +878,12 @@ fn multiscale_case(model_dir: &std::path::Path) -> MultiscaleCase {
     let training = series("train.csv", &common::seasonal(1200, 1, 1, &[]), 1);
     let mut model = train(&[training], &request, &device, &mut |_| {})
         .unwrap_or_else(|e| panic!("training failed: {e}"));
+    let coarse_centered = model.coarse.as_ref().map(|c| c.manifest.windowing.centered);
+    assert_eq!(
+        (model.manifest.windowing.centered, coarse_centered),
+        (center.applies_to(true), Some(center.applies_to(false))),
+        "what the artifact records for {center:?}"
+    );
     model
         .save(model_dir)
         .unwrap_or_else(|e| panic!("save failed: {e}"));
@@ -897,8 +925,15 @@ fn multiscale_case(model_dir: &std::path::Path) -> MultiscaleCase {
         &offline.errors,
     );
     let out_of_range = both.iter().flatten().filter(|d| d.out_of_range).count();
+    let smoothed = both
+        .iter()
+        .rev()
+        .flatten()
+        .next()
+        .map_or(f64::NAN, |d| d.smoothed);
     MultiscaleCase {
         values,
+        smoothed,
         both: last_score(both),
         alone: last_score(alone),
         out_of_range,
@@ -918,7 +953,7 @@ fn multiscale_windows(rows: usize) -> u64 {
 async fn a_restart_resumes_every_series_from_the_state_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
-    let MultiscaleCase { values, both, .. } = multiscale_case(&model_dir);
+    let MultiscaleCase { values, both, .. } = multiscale_case(&model_dir, Center::Off);
     let (rows, half) = (values.len(), values.len() / 2);
     let state_file = dir.path().join("state.bin");
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));

@@ -19,6 +19,7 @@ pub struct WindowSet {
     starts: Vec<(usize, usize)>,
     window: usize,
     features: usize,
+    centered: bool,
 }
 
 impl WindowSet {
@@ -36,7 +37,15 @@ impl WindowSet {
             starts,
             window,
             features,
+            centered: false,
         }
+    }
+
+    /// The same windows, each with its own per-feature mean subtracted as
+    /// it is gathered (see [`center_window`]).
+    pub fn centered(mut self, centered: bool) -> Self {
+        self.centered = centered;
+        self
     }
 
     pub fn len(&self) -> usize {
@@ -45,6 +54,10 @@ impl WindowSet {
 
     pub fn is_empty(&self) -> bool {
         self.starts.is_empty()
+    }
+
+    pub fn is_centered(&self) -> bool {
+        self.centered
     }
 
     pub fn window(&self) -> usize {
@@ -67,7 +80,11 @@ impl WindowSet {
         out.clear();
         out.reserve(ids.len() * self.window * self.features);
         for &id in ids {
+            let start = out.len();
             out.extend_from_slice(self.window_values(id));
+            if self.centered {
+                center_window(&mut out[start..], self.features);
+            }
         }
     }
 
@@ -79,6 +96,18 @@ impl WindowSet {
     }
 }
 
+/// Subtracts each feature's mean over the window from its values, in
+/// place (`window` row-major `[T, F]`).
+pub fn center_window(window: &mut [f32], features: usize) {
+    let rows = (window.len() / features.max(1)).max(1) as f32;
+    for feature in 0..features {
+        let mean = window.iter().skip(feature).step_by(features).sum::<f32>() / rows;
+        for value in window.iter_mut().skip(feature).step_by(features) {
+            *value -= mean;
+        }
+    }
+}
+
 /// Wraps row-major values as a `[B, T, F]` tensor.
 pub fn to_tensor(values: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
     Tensor::from_data(TensorData::new(values, shape), device)
@@ -87,6 +116,26 @@ pub fn to_tensor(values: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_centred_window_keeps_its_shape_less_each_features_mean() {
+        // Two features, three rows: means 2 and 20.
+        let mut window = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0];
+        center_window(&mut window, 2);
+        assert_eq!(window, [-1.0, -10.0, 0.0, 0.0, 1.0, 10.0]);
+        let segment = Segment {
+            values: vec![5.0, 6.0, 7.0, 9.0],
+        };
+        let set = WindowSet::new(vec![segment], 2, 1, 1).centered(true);
+        let mut gathered = Vec::new();
+        set.gather(&[0, 2], &mut gathered);
+        assert_eq!(gathered, [-0.5, 0.5, -1.0, 1.0]);
+        assert_eq!(
+            set.window_values(2),
+            [7.0, 9.0],
+            "stored values stay as they are"
+        );
+    }
 
     #[test]
     fn windows_respect_stride_and_never_cross_segments() {

@@ -26,8 +26,9 @@ use crate::train::{EpochStats, TrainConfig, quantile};
 
 /// Bumped whenever an older anomalyd could misread a newer artifact.
 /// Format 4 adds `value_range`; older artifacts have none, and the
-/// detector's range check stays off for them.
-pub const FORMAT_VERSION: u32 = 4;
+/// detector's range check stays off for them. Format 5 adds
+/// `windowing.centered` (absent: not centred).
+pub const FORMAT_VERSION: u32 = 5;
 /// Version 1 lacks `windowing.aggregate`, which then means one row per point.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -44,6 +45,10 @@ pub struct WindowingSpec {
     /// window, stride and threshold history count points.
     #[serde(default = "one_row_per_point")]
     pub aggregate: usize,
+    /// Each window has its per-feature mean subtracted before the model
+    /// sees it (and in the error), so the model judges shape, not level.
+    #[serde(default)]
+    pub centered: bool,
 }
 
 fn one_row_per_point() -> usize {

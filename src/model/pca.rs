@@ -43,16 +43,17 @@ impl PcaConfig {
     pub fn fit(&self, windows: &WindowSet, ids: &[usize], device: &Device) -> Pca {
         let d = self.window * self.features;
         let n = ids.len();
+        // The windows as the model will see them (centred ones included).
+        let mut seen = Vec::new();
+        windows.gather(ids, &mut seen);
         let mut mean = vec![0.0f64; d];
-        for &id in ids {
-            for (m, &x) in mean.iter_mut().zip(windows.window_values(id)) {
+        for window in seen.chunks_exact(d) {
+            for (m, &x) in mean.iter_mut().zip(window) {
                 *m += f64::from(x);
             }
         }
         mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-        let centred = DMatrix::from_fn(n, d, |row, col| {
-            f64::from(windows.window_values(ids[row])[col]) - mean[col]
-        });
+        let centred = DMatrix::from_fn(n, d, |row, col| f64::from(seen[row * d + col]) - mean[col]);
         let covariance = centred.tr_mul(&centred) / (n.max(2) - 1) as f64;
         let eigen = SymmetricEigen::new(covariance);
         let mut order: Vec<usize> = (0..d).collect();

@@ -194,6 +194,8 @@ struct ServedModel {
     coarse: Option<ServedCoarse>,
     /// The training range, normalised (artifacts of format 4 on).
     range: Option<ValueRange>,
+    /// Windows are centred before the main network sees them.
+    centered: bool,
 }
 
 /// The coarse model of a multi-scale artifact.
@@ -202,6 +204,7 @@ struct ServedCoarse {
     /// Its network's index on the inference thread (after the main models').
     slot: usize,
     shape: CoarseShape,
+    centered: bool,
 }
 
 impl ServedModel {
@@ -220,6 +223,7 @@ impl ServedModel {
                         window: member.manifest.windowing.window,
                         threshold: member.manifest.threshold.value,
                     },
+                    centered: member.manifest.windowing.centered,
                 });
         Self {
             path: path.to_path_buf(),
@@ -233,6 +237,7 @@ impl ServedModel {
             threshold: manifest.threshold.value,
             coarse,
             range: manifest.point_range(),
+            centered: manifest.windowing.centered,
         }
     }
 
@@ -250,6 +255,7 @@ impl ServedModel {
             feature_names: self.feature_names.clone(),
             rows_per_point: self.rows_per_point,
             coarse: self.coarse.map(|c| (c.shape.multiple, c.shape.window)),
+            centered: (self.centered, self.coarse.is_some_and(|c| c.centered)),
         }
     }
 
@@ -293,18 +299,37 @@ fn resume(table: &mut SeriesTable, path: &Path, models: &[ServedModel]) {
     }
 }
 
-/// `(window, features)` of every network on the inference thread, by slot:
-/// the main models' first, then the coarse models'.
-fn network_shapes(models: &[ServedModel]) -> Vec<(usize, usize)> {
-    let mut shapes: Vec<(usize, usize)> = models
+/// How a network on the inference thread takes its windows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct NetworkInput {
+    window: usize,
+    features: usize,
+    centered: bool,
+}
+
+/// The input of every network on the inference thread, by slot: the main
+/// models' first, then the coarse models'. A reload keeps them (see
+/// `ServedModel::key`).
+fn network_shapes(models: &[ServedModel]) -> Vec<NetworkInput> {
+    let mut shapes: Vec<NetworkInput> = models
         .iter()
-        .map(|m| (m.window, m.feature_names.len()))
+        .map(|m| NetworkInput {
+            window: m.window,
+            features: m.feature_names.len(),
+            centered: m.centered,
+        })
         .collect();
-    let mut coarse: Vec<(usize, (usize, usize))> = models
+    let mut coarse: Vec<(usize, NetworkInput)> = models
         .iter()
         .filter_map(|m| {
-            m.coarse
-                .map(|c| (c.slot, (c.shape.window, m.feature_names.len())))
+            m.coarse.map(|c| {
+                let input = NetworkInput {
+                    window: c.shape.window,
+                    features: m.feature_names.len(),
+                    centered: c.centered,
+                };
+                (c.slot, input)
+            })
         })
         .collect();
     coarse.sort_by_key(|&(slot, _)| slot);
@@ -694,7 +719,7 @@ impl Pipeline {
                 Err(e) => Some(e.to_string()),
                 Ok(model) if !served.windows_like(model) => {
                     Some(
-                        "a reload must keep the window, the aggregation, the coarse model and the features; restart to change them"
+                        "a reload must keep the window, the aggregation, the coarse model, the centring and the features; restart to change them"
                             .into(),
                     )
                 }
@@ -1118,7 +1143,7 @@ async fn send_batch(tx: &mpsc::Sender<Work>, batch: &mut Batch) -> Result<usize>
 fn infer_loop(
     mut networks: Vec<Network>,
     device: Device,
-    shapes: Vec<(usize, usize)>,
+    shapes: Vec<NetworkInput>,
     mut work: mpsc::Receiver<Work>,
     scored: mpsc::Sender<Result<Scored>>,
     metrics: Arc<Metrics>,
@@ -1137,16 +1162,20 @@ fn infer_loop(
         let mut per_feature = Vec::with_capacity(batch.parts.len());
         let mut failure = None;
         for (&model, part) in &batch.parts {
-            let (Some(network), Some(&(window, features))) =
-                (networks.get(model), shapes.get(model))
-            else {
+            let (Some(network), Some(&shape)) = (networks.get(model), shapes.get(model)) else {
                 failure = Some(Error::Backend(format!("no network for model {model}")));
                 break;
             };
             let count = part.jobs.len();
+            let mut windows = part.windows.clone();
+            if shape.centered {
+                for window in windows.chunks_exact_mut(shape.window * shape.features) {
+                    crate::data::window::center_window(window, shape.features);
+                }
+            }
             let input = crate::data::window::to_tensor(
-                part.windows.clone(),
-                [count, window, features],
+                windows,
+                [count, shape.window, shape.features],
                 &device,
             );
             match crate::score::reconstruction_errors(network, input) {

@@ -169,6 +169,10 @@ pub struct ModelKey {
     pub rows_per_point: usize,
     /// The coarse model's multiple and window.
     pub coarse: Option<(usize, usize)>,
+    /// Whether the main and the coarse network see centred windows: their
+    /// errors, and so the detectors' histories, are on another scale.
+    #[serde(default)]
+    pub centered: (bool, bool),
 }
 
 /// The whole table as saved on a graceful stop.
@@ -639,6 +643,7 @@ mod tests {
             feature_names: vec!["v".into()],
             rows_per_point: 1,
             coarse: None,
+            centered: (false, false),
         }
     }
 
@@ -679,7 +684,11 @@ mod tests {
             window: 4,
             ..key("m")
         };
-        for models in [vec![key("elsewhere")], vec![wider], vec![]] {
+        let centred = ModelKey {
+            centered: (true, false),
+            ..key("m")
+        };
+        for models in [vec![key("elsewhere")], vec![wider], vec![centred], vec![]] {
             assert_eq!(
                 moved.restore(saved(), &models),
                 Ok(Restored {

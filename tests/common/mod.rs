@@ -51,6 +51,7 @@ pub fn data_config() -> DataConfig {
         scaler: ScalerKind::Zscore,
         aggregate: anomalyd::train::Aggregate::Rows(1),
         coarse: 1,
+        center: Default::default(),
     }
 }
 
