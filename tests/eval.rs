@@ -322,6 +322,31 @@ fn labelled_dataset(root: &Path, name: &str, values: &[f64], windows: &[(usize, 
     .ok();
 }
 
+/// A dataset whose series have no anomaly at all is scored, not refused:
+/// every figure is a plain 0 (a float sum over no group would write -0).
+#[test]
+fn a_dataset_without_a_single_anomaly_reports_zeros() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    labelled_dataset(&root, "calm", &seasonal(800, 1, 5, &[]), &[]);
+    for protocol in ["orion", "streaming"] {
+        let out = dir.path().join(protocol);
+        let args = [
+            "--window",
+            "16",
+            "--epochs",
+            "3",
+            "--no-plots",
+            "--protocol",
+            protocol,
+        ];
+        let report = eval_report(&root, &out, &args);
+        assert_eq!(report["mean_f1"], serde_json::json!(0.0), "{report}");
+        let text = std::fs::read_to_string(out.join("report.json")).unwrap_or_default();
+        assert!(!text.contains("-0.0"), "{text}");
+    }
+}
+
 /// A label on one row, [t, t], can only be overlapped (in Orion's strict
 /// sense) by a detection that starts before t. A causal detector flags t
 /// at the earliest, so the event covers the window that raised the flag.

@@ -744,7 +744,13 @@ impl Report {
             .filter(|g| g.tp + g.fn_ > 0)
             .map(|g| g.f1)
             .collect();
-        let mean_f1 = labelled.iter().sum::<f64>() / labelled.len().max(1) as f64;
+        // Without a labelled window anywhere there is nothing to find: 0,
+        // not the -0 an empty float sum starts from.
+        let mean_f1 = if labelled.is_empty() {
+            0.0
+        } else {
+            labelled.iter().sum::<f64>() / labelled.len() as f64
+        };
         let (nab, nab_details) = match protocol {
             Protocol::Orion => (None, None),
             Protocol::Streaming => {
