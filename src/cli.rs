@@ -964,7 +964,8 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         }
         let name = entry.key.trim_end_matches(".csv").replace('/', "__");
         outcome.write_csv(&tables.join(format!("{name}.csv")))?;
-        if !args.no_plots {
+        // An unreadable file leaves nothing to draw; the report says why.
+        if !args.no_plots && !outcome.times.is_empty() {
             anomalyd::eval::plot::draw(&outcome, &plots.join(format!("{name}.png")))?;
         }
         tracing::debug!(series = %entry.key, tp = outcome.segment.tp, fp = outcome.segment.fp, r#fn = outcome.segment.fn_, "series done");
@@ -985,6 +986,17 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
             .collect::<Result<_>>()?
     };
     bar.finish_and_clear();
+    if let Some(first) = outcomes.first()
+        && outcomes.iter().all(|o| o.times.is_empty())
+    {
+        // One bad file is the benchmark's problem; every file unreadable is
+        // ours (a format this reader does not take), not a report of zeros.
+        anyhow::bail!(
+            "no series could be read; the first, {}: {}",
+            first.key,
+            first.skipped.as_deref().unwrap_or_default()
+        );
+    }
     let mut report = Report::build(args.protocol, &outcomes);
     report.unlabelled = dataset.unlabelled.clone();
     let json_path = args.out.join("report.json");

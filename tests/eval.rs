@@ -191,6 +191,9 @@ fn a_dataset_without_labels_is_refused_by_path() {
 
 /// Eval fills missing cells (empty or spelled NaN, NA...) by default and
 /// counts them per series; `--fill none` names the first one instead.
+/// With `--fill none` a missing cell makes its series unreadable: that
+/// series is not evaluated, with the cell named, and the rest of the
+/// benchmark goes on.
 #[test]
 fn missing_cells_are_filled_and_counted_unless_fill_none() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -206,30 +209,59 @@ fn missing_cells_are_filled_and_counted_unless_fill_none() {
     }
     std::fs::write(&file, lines.join("\n") + "\n").ok();
     let args = ["--window", "16", "--epochs", "2", "--no-plots"];
-    let refused = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
-        .args(["eval", "--dataset"])
-        .arg(&root)
-        .args(args)
-        .args(["--fill", "none", "--out"])
-        .arg(dir.path().join("refused"))
-        .env("ANOMALYD_LOG", "warn")
-        .output()
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(!refused.status.success());
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("q.csv:501") && stderr.contains("--fill"),
-        "{stderr}"
-    );
-    let report = eval_report(&root, &dir.path().join("filled"), &args);
-    let filled = |key: &str| {
+    let field = |report: &serde_json::Value, key: &str, name: &str| {
         report["series"]
             .as_array()
             .and_then(|all| all.iter().find(|s| s["key"] == key))
-            .and_then(|s| s["filled_cells"].as_u64())
+            .map(|s| s[name].clone())
+            .unwrap_or_default()
     };
-    assert_eq!(filled("quiet/q.csv"), Some(2), "{report}");
-    assert_eq!(filled("spiky/a.csv"), Some(0), "{report}");
+    let strict = [&args[..], &["--fill", "none"]].concat();
+    let refused = eval_report(&root, &dir.path().join("refused"), &strict);
+    let reason = field(&refused, "quiet/q.csv", "skipped");
+    let reason = reason.as_str().unwrap_or_default();
+    assert!(
+        reason.contains("q.csv:501") && reason.contains("--fill"),
+        "{refused}"
+    );
+    assert!(
+        field(&refused, "spiky/a.csv", "skipped").is_null(),
+        "{refused}"
+    );
+    let report = eval_report(&root, &dir.path().join("filled"), &args);
+    assert_eq!(field(&report, "quiet/q.csv", "filled_cells"), 2, "{report}");
+    assert_eq!(field(&report, "spiky/a.csv", "filled_cells"), 0, "{report}");
+    assert!(
+        field(&report, "quiet/q.csv", "skipped").is_null(),
+        "{report}"
+    );
+}
+
+/// A file that cannot be read is the benchmark's problem; when none can,
+/// the problem is the format, and eval stops naming the first.
+#[test]
+fn eval_stops_when_no_series_can_be_read() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    labelled_dataset(&root, "bad", &seasonal(400, 1, 5, &[]), &[(100, 110)]);
+    let file = root.join("data/g/bad.csv");
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    // Line 402: a timestamp that is no time.
+    std::fs::write(&file, text + "x,1\n").ok();
+    let output = Command::new(env!("CARGO_BIN_EXE_anomalyd"))
+        .args(["eval", "--no-plots", "--dataset"])
+        .arg(&root)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .env("ANOMALYD_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no series could be read") && stderr.contains("bad.csv:402"),
+        "{stderr}"
+    );
 }
 
 /// A series too short to cut one training window from does not stop the

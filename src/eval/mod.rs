@@ -205,8 +205,8 @@ pub struct SeriesOutcome {
     pub detected: Vec<Interval>,
     pub segment: Counts,
     pub point: Counts,
-    /// Why the series was not evaluated (too short to train on): its
-    /// windows count as missed, and it has no errors or detections.
+    /// Why the series was not evaluated (unreadable, or too short to train
+    /// on): its windows count as missed, and it has no errors or detections.
     pub skipped: Option<String>,
     /// k calibrated on the train file, when it was.
     pub calibration: Option<KCalibration>,
@@ -394,20 +394,38 @@ fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, InputN
     Ok((options, left_out))
 }
 
-/// Trains, detects and counts one series. A series whose training rows
-/// cannot hold one training window is not an error: one short file must
-/// not stop a benchmark, so it comes back skipped, its windows missed.
+/// Trains, detects and counts one series. A series whose file (or train
+/// file) cannot be read, or whose training rows cannot hold one training
+/// window, is not an error: one bad or short file must not stop a
+/// benchmark, so it comes back not evaluated, with the reason, its windows
+/// missed.
 pub fn evaluate_series(
     entry: &Entry,
     config: &EvalConfig,
     model_for: &dyn Fn(usize) -> ModelConfig,
     device: &Device,
 ) -> Result<SeriesOutcome> {
-    let (csv, left_out) = series_columns(entry, &config.csv)?;
-    let series = Series::from_path(&entry.data, &csv)?;
-    let training = match &entry.train {
-        Some(path) if config.protocol == Protocol::Orion => Some(Series::from_path(path, &csv)?),
-        _ => None,
+    let read = || -> Result<(InputNotes, Series, Option<Series>)> {
+        let (csv, left_out) = series_columns(entry, &config.csv)?;
+        let series = Series::from_path(&entry.data, &csv)?;
+        let training = match &entry.train {
+            Some(path) if config.protocol == Protocol::Orion => {
+                Some(Series::from_path(path, &csv)?)
+            }
+            _ => None,
+        };
+        Ok((left_out, series, training))
+    };
+    let (left_out, series, training) = match read() {
+        Ok(read) => read,
+        Err(unreadable @ (Error::Data { .. } | Error::Io { .. })) => {
+            return Ok(SeriesOutcome::not_evaluated(
+                entry,
+                None,
+                format!("unreadable: {unreadable}"),
+            ));
+        }
+        Err(other) => return Err(other),
     };
     let mut outcome = match detect_series(
         entry,
@@ -430,7 +448,7 @@ pub fn evaluate_series(
             let reason = format!(
                 "{source} has {rows} training rows, too few for one window of {window} ({detail})"
             );
-            SeriesOutcome::skipped(entry, &series, reason)
+            SeriesOutcome::not_evaluated(entry, Some(&series), reason)
         }
         other => other?,
     };
@@ -444,20 +462,25 @@ pub fn evaluate_series(
 }
 
 impl SeriesOutcome {
-    fn skipped(entry: &Entry, series: &Series, reason: String) -> Self {
-        let rows = series.rows();
+    /// An outcome without detections: every labelled window missed.
+    /// `series` is the series as read, if it could be.
+    fn not_evaluated(entry: &Entry, series: Option<&Series>, reason: String) -> Self {
+        let rows = series.map_or(0, Series::rows);
         let detected = Vec::new();
+        let times = series.map(|s| s.times.clone()).unwrap_or_default();
         Self {
             group: entry.group.clone(),
             key: entry.key.clone(),
-            signal: (0..rows).map(|r| series.row(r)[0]).collect(),
-            signal_name: series.feature_names.first().cloned().unwrap_or_default(),
-            times: series.times.clone(),
+            signal: series.map_or_else(Vec::new, |s| (0..rows).map(|r| s.row(r)[0]).collect()),
+            signal_name: series
+                .and_then(|s| s.feature_names.first().cloned())
+                .unwrap_or_default(),
             errors: vec![None; rows],
             decisions: vec![None; rows],
             truth: entry.windows.clone(),
             segment: orion::overlap_segment(&entry.windows, &detected),
-            point: orion::point_counts(&series.times, &entry.windows, &detected),
+            point: orion::point_counts(&times, &entry.windows, &detected),
+            times,
             detected,
             skipped: Some(reason),
             calibration: None,
