@@ -72,19 +72,31 @@ fn detectors(c: &mut Criterion) {
     let range = ValueRange {
         min: vec![-1.0],
         max: vec![1.0],
+        quietest: None,
     };
-    group.bench_function(BenchmarkId::new("points", "MeanStd + range check"), |b| {
-        b.iter(|| {
-            let mut detector =
-                Detector::new(&config, 1.0, 32).with_range(&config, Some(range.clone()));
-            let mut flagged = 0usize;
-            for (&e, &v) in errors.iter().zip(&values) {
-                detector.observe_values(&[v]);
-                flagged += usize::from(detector.update(e).flagged);
-            }
-            flagged
-        })
-    });
+    // With the training windows' quietest spread too, the stillness check
+    // runs over the last 32 values at every point.
+    let still = ValueRange {
+        quietest: Some(vec![0.01]),
+        ..range.clone()
+    };
+    for (name, range) in [
+        ("MeanStd + range check", range),
+        ("MeanStd + range and stillness checks", still),
+    ] {
+        group.bench_function(BenchmarkId::new("points", name), |b| {
+            b.iter(|| {
+                let mut detector =
+                    Detector::new(&config, 1.0, 32).with_range(&config, Some(range.clone()));
+                let mut flagged = 0usize;
+                for (&e, &v) in errors.iter().zip(&values) {
+                    detector.observe_values(&[v]);
+                    flagged += usize::from(detector.update(e).flagged);
+                }
+                flagged
+            })
+        });
+    }
     group.finish();
 
     // The model's share of the same point, for scale.

@@ -392,6 +392,11 @@ pub struct DetectorArgs {
     /// 0 turns the check off.
     #[arg(long, value_name = "FRACTION", default_value_t = detect::DEFAULT_RANGE_TOLERANCE)]
     pub range_tolerance: f64,
+    /// Flag a window whose spread falls below this fraction of the quietest
+    /// training window's (a signal that stopped moving: a stuck sensor, a
+    /// frozen counter); 0 turns the check off.
+    #[arg(long, default_value_t = anomalyd::detect::DEFAULT_FLATLINE_RATIO)]
+    pub flatline_ratio: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -432,6 +437,7 @@ impl DetectorArgs {
             },
             min_history: self.min_history,
             range_tolerance: self.range_tolerance,
+            flatline_ratio: self.flatline_ratio,
         };
         config.validate()?;
         Ok(config)
@@ -1090,8 +1096,13 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
     );
     match &manifest.value_range {
         Some(range) => println!(
-            "range           min {:?} max {:?} (range check)",
-            range.min, range.max
+            "range           min {:?} max {:?} (range check), quietest window's spread {} (stillness check)",
+            range.min,
+            range.max,
+            range
+                .quietest
+                .as_ref()
+                .map_or_else(|| "none (format before 5)".to_owned(), |q| format!("{q:?}"))
         ),
         None => println!("range           none (format before 4: no range check)"),
     }

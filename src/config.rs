@@ -402,14 +402,21 @@ mod tests {
     }
 
     #[test]
-    fn a_negative_range_tolerance_is_named() {
+    fn a_negative_range_tolerance_or_a_flatline_ratio_of_one_is_named() {
         let base = "[kafka]\ntopics = [\"m\"]\n[model]\npath = \"m\"\n[detector]\n";
-        let config =
-            parse(&format!("{base}range_tolerance = -0.1\n")).unwrap_or_else(|e| panic!("{e}"));
-        let message = refusal(&config);
-        assert!(message.contains("range_tolerance"), "{message}");
-        let off =
-            parse(&format!("{base}range_tolerance = 0.0\n")).unwrap_or_else(|e| panic!("{e}"));
+        for (line, field) in [
+            ("range_tolerance = -0.1", "range_tolerance"),
+            ("flatline_ratio = 1.0", "flatline_ratio"),
+            ("flatline_ratio = -0.5", "flatline_ratio"),
+        ] {
+            let config = parse(&format!("{base}{line}\n")).unwrap_or_else(|e| panic!("{e}"));
+            let message = refusal(&config);
+            assert!(message.contains(field), "{message}");
+        }
+        let off = parse(&format!(
+            "{base}range_tolerance = 0.0\nflatline_ratio = 0.0\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(off.validate().is_ok());
     }
 

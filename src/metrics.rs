@@ -24,6 +24,7 @@ pub struct Metrics {
     pub anomalous: IntGaugeVec,
     pub anomalies: IntCounterVec,
     pub out_of_range: IntCounterVec,
+    pub flatlines: IntCounterVec,
     pub samples: IntCounterVec,
     pub invalid_messages: IntCounterVec,
     pub windows_scored: IntCounter,
@@ -126,6 +127,17 @@ impl Metrics {
                     Opts::new(
                         "anomalyd_out_of_range_total",
                         "Points whose values left the model's training range by more than detector.range_tolerance of it.",
+                    ),
+                    &["series"],
+                )
+                .map_err(fail)?,
+            )?,
+            flatlines: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "anomalyd_flatline_total",
+                        "Points whose window moved less than detector.flatline_ratio of the quietest training window.",
                     ),
                     &["series"],
                 )

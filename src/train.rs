@@ -943,12 +943,20 @@ fn train_scale(
         error_stats,
         threshold,
         data.fingerprint.clone(),
-        ValueRange::of_rows(
-            points.iter().map(|p| p.values.as_slice()),
-            data.feature_names.len(),
-        ),
+        training_range(&points, data.feature_names.len(), request.data.window),
     );
     Ok(TrainedModel::new(manifest, fitted.network))
+}
+
+/// The per-feature range of the training points and the spread of their
+/// quietest window of `window` points: what the range and stillness checks
+/// start from.
+fn training_range(points: &[Series], features: usize, window: usize) -> Option<ValueRange> {
+    let parts = || points.iter().map(|p| p.values.as_slice());
+    ValueRange::of_rows(parts(), features).map(|range| ValueRange {
+        quietest: crate::detect::stillness::quietest_windows(parts(), features, window),
+        ..range
+    })
 }
 
 /// The `q` quantile with linear interpolation between order statistics (the

@@ -544,9 +544,58 @@ fn cycles(rows: usize, seed: u64) -> Vec<f64> {
 /// A dataset of one series, `g/s.csv` = `live`, whose train file is 4000
 /// rows of [`cycles`] and whose one labelled window is the rows `anomaly`.
 fn cycles_dataset(root: &Path, live: &[f64], anomaly: std::ops::RangeInclusive<usize>) {
+    train_file_dataset(root, live, &cycles(4000, 1), anomaly);
+}
+
+/// A dataset of one series, `g/s.csv` = `live`, with the train file
+/// `training` and one labelled window, the rows `anomaly`.
+fn train_file_dataset(
+    root: &Path,
+    live: &[f64],
+    training: &[f64],
+    anomaly: std::ops::RangeInclusive<usize>,
+) {
     labelled_dataset(root, "s", live, &[(*anomaly.start(), *anomaly.end())]);
     std::fs::create_dir_all(root.join("train/g")).ok();
-    std::fs::write(root.join("train/g/s.csv"), csv_text(&cycles(4000, 1), 1)).ok();
+    std::fs::write(root.join("train/g/s.csv"), csv_text(training, 1)).ok();
+}
+
+/// Uniform noise in [-1, 1) from a fixed seed.
+fn noise(rows: usize, seed: u64) -> Vec<f64> {
+    let mut state = seed;
+    (0..rows)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            2.0 * ((state >> 11) as f64 / (1u64 << 53) as f64) - 1.0
+        })
+        .collect()
+}
+
+/// A stuck sensor: the signal freezes at its mean. A flat line is what an
+/// autoencoder reconstructs best, so its error falls; its window moves
+/// less than any in the train file, which the stillness check sees.
+#[test]
+fn a_signal_that_stops_moving_is_found_though_its_error_falls() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let mut live = noise(3000, 7);
+    for value in &mut live[2000..2100] {
+        *value = 0.0;
+    }
+    train_file_dataset(&root, &live, &noise(4000, 1), 2000..=2099);
+    let args = ["--window", "16", "--epochs", "5", "--no-plots"];
+    let checked = eval_report(&root, &dir.path().join("checked"), &args);
+    let unchecked = eval_report(
+        &root,
+        &dir.path().join("unchecked"),
+        &[&args[..], &["--flatline-ratio", "0"]].concat(),
+    );
+    let (with, without) = (&checked["groups"]["g"], &unchecked["groups"]["g"]);
+    assert_eq!(with["tp"], 1, "with the stillness check: {with}");
+    assert_eq!(without["tp"], 0, "the error alone: {without}");
+    assert_eq!(with["fp"], without["fp"], "with {with}, without {without}");
 }
 
 /// With a clean train file, k rises until that file raises no marginal

@@ -785,6 +785,7 @@ async fn multiscale_daemon_matches_offline(center: Center) {
         alone,
         smoothed,
         out_of_range,
+        flatlines,
     } = multiscale_case(&model_dir, center);
     let rows = values.len();
     assert!(
@@ -795,6 +796,7 @@ async fn multiscale_daemon_matches_offline(center: Center) {
         out_of_range > 0,
         "the spike should leave the training range"
     );
+    assert!(flatlines > 0, "the stuck stretch should be flagged");
 
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
     cluster.create_topic("samples", 1, 1).ok();
@@ -842,6 +844,11 @@ async fn multiscale_daemon_matches_offline(center: Center) {
         out_of_range as u64,
         "points out of the training range, daemon against offline"
     );
+    assert_eq!(
+        metrics.flatlines.with_label_values(&["ms"]).get(),
+        flatlines as u64,
+        "windows that stopped moving, daemon against offline"
+    );
     shutdown.cancel();
     let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
     assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
@@ -858,6 +865,8 @@ struct MultiscaleCase {
     smoothed: f64,
     /// Points flagged for leaving the training range.
     out_of_range: usize,
+    /// Points flagged for a window that stopped moving.
+    flatlines: usize,
 }
 
 /// Trains a multi-scale model into `model_dir` and returns a live series
@@ -888,7 +897,7 @@ fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCas
         .save(model_dir)
         .unwrap_or_else(|e| panic!("save failed: {e}"));
     let rows = 600;
-    let values = common::seasonal(
+    let mut values = common::seasonal(
         rows,
         1,
         41,
@@ -901,6 +910,9 @@ fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCas
             },
         ],
     );
+    // A stuck stretch, for the stillness check.
+    let stuck = values[420];
+    values[420..450].fill(stuck);
     let detector = anomalyd::detect::DetectorConfig::default();
     let offline = offline_errors(&model, &values);
     let last_score = |decisions: Vec<Option<anomalyd::detect::Decision>>| {
@@ -925,6 +937,7 @@ fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCas
         &offline.errors,
     );
     let out_of_range = both.iter().flatten().filter(|d| d.out_of_range).count();
+    let flatlines = both.iter().flatten().filter(|d| d.flatline).count();
     let smoothed = both
         .iter()
         .rev()
@@ -934,6 +947,7 @@ fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCas
     MultiscaleCase {
         values,
         smoothed,
+        flatlines,
         both: last_score(both),
         alone: last_score(alone),
         out_of_range,

@@ -19,11 +19,16 @@
 //! **Range.** Beside the error, a point whose values leave the training
 //! data's range by more than `range_tolerance` of it is flagged ([`range`]);
 //! its score is the larger of the two.
+//!
+//! **Stillness.** A window whose spread falls below `flatline_ratio` of the
+//! quietest training window's is flagged too ([`stillness`]): a flat line
+//! is what an autoencoder reconstructs best.
 
 pub mod events;
 pub mod range;
 pub mod smoothing;
 pub mod spot;
+pub mod stillness;
 pub mod telemanom;
 pub mod threshold;
 
@@ -33,6 +38,7 @@ pub use events::{Event, EventChange, EventConfig, EventTracker};
 pub use range::{RangeGuard, RangeJudgement, ValueRange};
 pub use smoothing::{Smoother, SmoothingConfig};
 use spot::{Spot, SpotConfig, SpotMode};
+pub use stillness::{StillnessGuard, StillnessJudgement};
 use telemanom::Telemanom;
 use threshold::{Exclusion, MeanStd, MedianMad};
 
@@ -168,6 +174,9 @@ pub struct DetectorConfig {
     /// every point since) by more than this fraction of it is flagged; 0
     /// turns the check off.
     pub range_tolerance: f64,
+    /// A window whose spread (per feature) falls below this fraction of the
+    /// quietest training window's is flagged; 0 turns the check off.
+    pub flatline_ratio: f64,
 }
 
 /// The default method, chosen by measurement on NAB (see the README):
@@ -187,6 +196,10 @@ pub const DEFAULT_MIN_HISTORY: usize = 100;
 /// training range").
 pub const DEFAULT_RANGE_TOLERANCE: f64 = 0.05;
 
+/// The default `flatline_ratio` (see the README's "A signal that stops
+/// moving").
+pub const DEFAULT_FLATLINE_RATIO: f64 = 0.5;
+
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
@@ -197,6 +210,7 @@ impl Default for DetectorConfig {
             events: DEFAULT_EVENTS,
             min_history: DEFAULT_MIN_HISTORY,
             range_tolerance: DEFAULT_RANGE_TOLERANCE,
+            flatline_ratio: DEFAULT_FLATLINE_RATIO,
         }
     }
 }
@@ -281,6 +295,12 @@ impl DetectorConfig {
                 "must be a fraction of the range, at least 0 (0: off)",
             ));
         }
+        if !(0.0..1.0).contains(&self.flatline_ratio) {
+            return Err(Error::config(
+                "flatline_ratio",
+                "must lie in [0, 1): a fraction of the quietest training window's spread (0: off)",
+            ));
+        }
         match self.smoothing {
             SmoothingConfig::Ewma { alpha } if !(alpha > 0.0 && alpha <= 1.0) => {
                 return Err(Error::config("smoothing.alpha", "must lie in (0, 1]"));
@@ -346,6 +366,8 @@ pub struct Decision {
     pub flagged: bool,
     /// Its values left the training data's range (see [`range`]).
     pub out_of_range: bool,
+    /// Its window moved less than any training window (see [`stillness`]).
+    pub flatline: bool,
     /// The point lies in a confirmed anomaly event.
     pub anomalous: bool,
     pub event: Option<EventChange>,
@@ -458,6 +480,13 @@ pub struct Detector {
     /// The range's verdict on the point about to be judged.
     #[serde(skip)]
     pending_range: Option<RangeJudgement>,
+    #[serde(default)]
+    stillness: Option<StillnessGuard>,
+    #[serde(skip)]
+    pending_stillness: Option<StillnessJudgement>,
+    /// The model's window in points: the stillness check's window.
+    #[serde(default)]
+    model_window: usize,
 }
 
 impl Detector {
@@ -471,6 +500,9 @@ impl Detector {
             index: 0,
             range: None,
             pending_range: None,
+            stillness: None,
+            pending_stillness: None,
+            model_window,
         }
     }
 
@@ -478,7 +510,14 @@ impl Detector {
     /// values [`Detector::observe_values`] will be given. Without a range
     /// (an artifact older than format 4), or with `range_tolerance` 0,
     /// values are not judged.
+    /// The same range's `quietest` spreads (format 5 on) start the
+    /// stillness check, unless `flatline_ratio` is 0.
     pub fn with_range(mut self, config: &DetectorConfig, range: Option<ValueRange>) -> Self {
+        self.stillness = range
+            .as_ref()
+            .and_then(|range| range.quietest.clone())
+            .filter(|_| config.flatline_ratio > 0.0)
+            .map(|floor| StillnessGuard::new(floor, config.flatline_ratio, self.model_window));
         self.range = range
             .filter(|_| config.range_tolerance > 0.0)
             .map(|range| RangeGuard::new(range, config.range_tolerance));
@@ -491,6 +530,9 @@ impl Detector {
     pub fn observe_values(&mut self, values: &[f32]) {
         if let Some(guard) = &mut self.range {
             self.pending_range = Some(guard.judge(values));
+        }
+        if let Some(guard) = &mut self.stillness {
+            self.pending_stillness = Some(guard.judge(values));
         }
     }
 
@@ -532,10 +574,13 @@ impl Detector {
         let coarse = self.coarse.as_ref().and_then(|c| c.latest);
         let range = self.pending_range.take();
         let out_of_range = range.is_some_and(|r| r.flagged);
-        let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged) || out_of_range;
+        let stillness = self.pending_stillness.take();
+        let flatline = stillness.is_some_and(|s| s.flagged);
+        let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged) || out_of_range || flatline;
         let score = coarse
             .map_or(fine.score, |c| fine.score.max(c.score))
-            .max(range.map_or(0.0, |r| r.score));
+            .max(range.map_or(0.0, |r| r.score))
+            .max(stillness.map_or(0.0, |s| s.score));
         let (anomalous, event) = self.events.update(self.index, flagged, score);
         self.index += 1;
         Decision {
@@ -544,6 +589,7 @@ impl Detector {
             score,
             flagged,
             out_of_range,
+            flatline,
             anomalous,
             event,
         }
@@ -792,11 +838,53 @@ mod tests {
     /// error is normal, opens one event, and is not flagged again once the
     /// range holds it; without a range, or with the tolerance 0, values are
     /// not judged.
+    /// A window that stops moving is flagged though its error is small,
+    /// once; without the training windows' spread (an older artifact), or
+    /// with the ratio 0, it is not.
+    #[test]
+    fn a_window_that_stops_moving_is_flagged_whatever_the_error() {
+        let moving = |i: usize| if i.is_multiple_of(2) { 0.5_f32 } else { -0.5 };
+        let values: Vec<f32> = (0..40)
+            .map(|i| if i < 20 { moving(i) } else { 0.2 })
+            .collect();
+        let range = |quietest: Option<Vec<f64>>| ValueRange {
+            min: vec![-1.0],
+            max: vec![1.0],
+            quietest,
+        };
+        let run = |config: &DetectorConfig, range: ValueRange| {
+            let mut detector = Detector::new(config, 10.0, 8).with_range(config, Some(range));
+            values
+                .iter()
+                .map(|&v| {
+                    detector.observe_values(&[v]);
+                    detector.update(0.01)
+                })
+                .collect::<Vec<Decision>>()
+        };
+        let config = DetectorConfig::default();
+        let decisions = run(&config, range(Some(vec![0.5])));
+        let flat: Vec<usize> = (0..decisions.len())
+            .filter(|&i| decisions[i].flatline)
+            .collect();
+        // The window of 8 points holds only 0.2s from point 27 on.
+        assert_eq!(flat, [27]);
+        assert!(decisions[27].flagged && decisions[27].score > 0.99);
+        let off = DetectorConfig {
+            flatline_ratio: 0.0,
+            ..config
+        };
+        for decisions in [run(&config, range(None)), run(&off, range(Some(vec![0.5])))] {
+            assert!(decisions.iter().all(|d| !d.flatline && !d.flagged));
+        }
+    }
+
     #[test]
     fn values_beyond_the_training_range_are_flagged_whatever_the_error() {
         let range = ValueRange {
             min: vec![-1.0],
             max: vec![1.0],
+            quietest: None,
         };
         let run = |config: &DetectorConfig, range: Option<ValueRange>| {
             let mut detector = Detector::new(config, 10.0, 8).with_range(config, range);
@@ -913,6 +1001,7 @@ mod tests {
             min_history: 100,
             events: EventConfig::default(),
             range_tolerance: DEFAULT_RANGE_TOLERANCE,
+            flatline_ratio: DEFAULT_FLATLINE_RATIO,
         };
         let (alone, events_alone) = detect_all(&config, 0.5, 10, &fine);
         assert!(events_alone.is_empty());

@@ -19,6 +19,11 @@ use serde::{Deserialize, Serialize};
 pub struct ValueRange {
     pub min: Vec<f64>,
     pub max: Vec<f64>,
+    /// Per feature, the smallest standard deviation of any training window
+    /// of the model's length (see [`crate::detect::stillness`]); absent in
+    /// artifacts before format 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quietest: Option<Vec<f64>>,
 }
 
 impl ValueRange {
@@ -45,9 +50,11 @@ impl ValueRange {
                 }
             }
         }
-        min.iter()
-            .all(|m| m.is_finite())
-            .then_some(Self { min, max })
+        min.iter().all(|m| m.is_finite()).then_some(Self {
+            min,
+            max,
+            quietest: None,
+        })
     }
 
     /// The same range after the per-feature affine map `(x - offset) /
@@ -60,9 +67,17 @@ impl ValueRange {
                 .map(|(f, &x)| (x - offset[f]) / scale[f])
                 .collect()
         };
+        let quietest = self.quietest.as_ref().map(|spreads| {
+            spreads
+                .iter()
+                .zip(scale)
+                .map(|(&s, &scale)| s / scale)
+                .collect()
+        });
         Self {
             min: map(&self.min),
             max: map(&self.max),
+            quietest,
         }
     }
 
@@ -140,6 +155,7 @@ mod tests {
             ValueRange {
                 min: vec![0.0, 5.0],
                 max: vec![10.0, 5.0],
+                quietest: None,
             },
             0.05,
         )

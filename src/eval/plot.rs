@@ -282,6 +282,7 @@ mod tests {
                     score: 0.0,
                     flagged: (120..126).contains(&r),
                     out_of_range: false,
+                    flatline: false,
                     anomalous: (118..=126).contains(&r),
                     event: None,
                 })

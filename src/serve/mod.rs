@@ -1009,6 +1009,9 @@ impl Pipeline {
                 if decision.out_of_range {
                     self.metrics.out_of_range.with_label_values(&[label]).inc();
                 }
+                if decision.flatline {
+                    self.metrics.flatlines.with_label_values(&[label]).inc();
+                }
                 self.metrics
                     .reconstruction_error
                     .with_label_values(&[label])

@@ -1,0 +1,211 @@
+//! A signal that stops moving.
+//!
+//! A stuck sensor, a frozen counter or a process that stopped reporting
+//! writes a flat line, and a flat line is the easiest thing an autoencoder
+//! reconstructs: its error falls, so no threshold on the error can see it.
+//! The guard keeps the model's last window of points per feature and flags
+//! a window whose spread (standard deviation) falls below `ratio` of the
+//! quietest window in the training data. Each window then lowers that
+//! floor, so a new quieter regime raises one flag, not one per point, and a
+//! feature that had perfectly flat windows in training is never judged.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+/// The smallest per-feature standard deviation over every window of
+/// `window` consecutive rows of row-major `[rows, features]` parts (windows
+/// do not cross parts). `None` when no part holds a whole window.
+pub fn quietest_windows<'a>(
+    parts: impl IntoIterator<Item = &'a [f64]>,
+    features: usize,
+    window: usize,
+) -> Option<Vec<f64>> {
+    if features == 0 || window < 2 {
+        return None;
+    }
+    let mut quietest = vec![f64::INFINITY; features];
+    let mut any = false;
+    for part in parts {
+        let rows = part.len() / features;
+        if rows < window {
+            continue;
+        }
+        any = true;
+        for (feature, floor) in quietest.iter_mut().enumerate() {
+            let column: Vec<f64> = part
+                .iter()
+                .skip(feature)
+                .step_by(features)
+                .copied()
+                .collect();
+            for values in column.windows(window) {
+                *floor = floor.min(spread(values.iter().copied()));
+            }
+        }
+    }
+    any.then_some(quietest)
+        .filter(|q| q.iter().all(|v| v.is_finite()))
+}
+
+/// Population standard deviation, in two passes so that a flat window is
+/// exactly 0 whatever its level.
+fn spread(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let (sum, count) = values
+        .clone()
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if count == 0 {
+        return 0.0;
+    }
+    let mean = sum / count as f64;
+    (values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / count as f64).sqrt()
+}
+
+/// The guard's verdict on one point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StillnessJudgement {
+    pub flagged: bool,
+    /// `1 - 1 / (2 + r)` for a window `r` times quieter than allowed
+    /// (`allowed / spread - 1`): 0.5 exactly at the allowed spread, like
+    /// the error's score at its threshold, towards 1 for a flat line; 0
+    /// when the window moves more than allowed.
+    pub score: f64,
+}
+
+/// The last window of one series and the floor under its spread.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StillnessGuard {
+    /// Per feature: the quietest window's spread so far.
+    floor: Vec<f64>,
+    ratio: f64,
+    window: usize,
+    /// The last `window` points, row-major.
+    recent: VecDeque<f32>,
+}
+
+impl StillnessGuard {
+    /// `floor` per feature in the units of the values to come; `window` in
+    /// points.
+    pub fn new(floor: Vec<f64>, ratio: f64, window: usize) -> Self {
+        Self {
+            recent: VecDeque::with_capacity(window * floor.len()),
+            floor,
+            ratio,
+            window: window.max(2),
+        }
+    }
+
+    /// Takes one point's values (one per feature); once a whole window is
+    /// held, judges its spread against the floor, then lowers the floor to
+    /// it.
+    pub fn judge(&mut self, values: &[f32]) -> StillnessJudgement {
+        let features = self.floor.len();
+        let quiet = StillnessJudgement {
+            flagged: false,
+            score: 0.0,
+        };
+        if values.len() != features || values.iter().any(|v| !v.is_finite()) {
+            // A gap in the values breaks the window.
+            self.recent.clear();
+            return quiet;
+        }
+        self.recent.extend(values.iter().copied());
+        while self.recent.len() > self.window * features {
+            self.recent.drain(..features);
+        }
+        if self.recent.len() < self.window * features {
+            return quiet;
+        }
+        let mut below: f64 = 0.0;
+        for (feature, floor) in self.floor.iter_mut().enumerate() {
+            let column = self
+                .recent
+                .iter()
+                .skip(feature)
+                .step_by(features)
+                .map(|&v| f64::from(v));
+            let now = spread(column);
+            let allowed = self.ratio * *floor;
+            if allowed > 0.0 && now < allowed {
+                below = below.max(allowed / now.max(allowed * 1e-9) - 1.0);
+            }
+            *floor = floor.min(now);
+        }
+        if below > 0.0 {
+            StillnessJudgement {
+                flagged: true,
+                score: 1.0 - 1.0 / (2.0 + below),
+            }
+        } else {
+            quiet
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quietest_window_is_found_per_feature_and_never_across_parts() {
+        // Feature 0 moves by one everywhere; feature 1 is flat over rows
+        // 2..=4 of the first part only.
+        let first = [0.0, 5.0, 1.0, 6.0, 0.0, 7.0, 1.0, 7.0, 0.0, 7.0];
+        let second = [1.0, 1.0, 0.0, 1.0];
+        let quietest = quietest_windows([&first[..], &second[..]], 2, 3);
+        assert_eq!(quietest.as_ref().map(|q| q[1]), Some(0.0));
+        let spread_of_0_1_0 = (2.0f64 / 9.0).sqrt();
+        assert!(quietest.is_some_and(|q| (q[0] - spread_of_0_1_0).abs() < 1e-12));
+        assert_eq!(
+            quietest_windows([&second[..]], 2, 3),
+            None,
+            "no whole window"
+        );
+    }
+
+    #[test]
+    fn a_flat_window_is_flagged_once_and_then_known() {
+        let mut guard = StillnessGuard::new(vec![1.0], 0.3, 4);
+        let moving = [0.0f32, 2.0, 0.0, 2.0];
+        for v in moving {
+            assert!(!guard.judge(&[v]).flagged);
+        }
+        // The window slides into a flat line: its spread falls to 0.
+        let verdicts: Vec<StillnessJudgement> = (0..6).map(|_| guard.judge(&[5.0])).collect();
+        let first = verdicts.iter().position(|j| j.flagged);
+        assert_eq!(
+            first,
+            Some(3),
+            "when the window holds only 5s: {verdicts:?}"
+        );
+        assert!(verdicts[3].score > 0.99, "{verdicts:?}");
+        assert!(
+            verdicts[4..].iter().all(|j| !j.flagged),
+            "the floor is now 0"
+        );
+    }
+
+    #[test]
+    fn the_score_is_one_half_at_the_allowed_spread() {
+        // A window of spread 0.5 against an allowed 0.3 × 2 = 0.6.
+        let mut guard = StillnessGuard::new(vec![2.0], 0.3, 2);
+        guard.judge(&[0.0]);
+        let judgement = guard.judge(&[1.0]);
+        let r = 0.6 / 0.5 - 1.0;
+        assert!(judgement.flagged);
+        assert!((judgement.score - (1.0 - 1.0 / (2.0 + r))).abs() < 1e-9);
+        let mut at = StillnessGuard::new(vec![2.0], 0.25, 2);
+        at.judge(&[0.0]);
+        let edge = at.judge(&[1.0]);
+        assert!(!edge.flagged && edge.score == 0.0, "{edge:?}");
+    }
+
+    #[test]
+    fn a_missing_value_restarts_the_window_and_a_flat_feature_is_not_judged() {
+        let mut guard = StillnessGuard::new(vec![0.0, 1.0], 0.3, 2);
+        assert!(!guard.judge(&[1.0, 0.0]).flagged);
+        assert!(!guard.judge(&[1.0, f32::NAN]).flagged);
+        assert!(!guard.judge(&[1.0, 3.0]).flagged, "one point is no window");
+        assert!(guard.judge(&[1.0, 3.0]).flagged, "feature 1 stopped");
+    }
+}
