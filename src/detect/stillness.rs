@@ -48,13 +48,15 @@ pub fn quietest_windows<'a>(
         .filter(|q| q.iter().all(|v| v.is_finite()))
 }
 
-/// Population standard deviation, in two passes so that a flat window is
-/// exactly 0 whatever its level.
+/// Population standard deviation, in two passes. A flat window is exactly
+/// 0 whatever its level (its rounded mean would leave a residue of 1e-17),
+/// so that a feature with flat training windows stays unjudged.
 fn spread(values: impl Iterator<Item = f64> + Clone) -> f64 {
-    let (sum, count) = values
-        .clone()
-        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
-    if count == 0 {
+    let (sum, count, low, high) = values.clone().fold(
+        (0.0, 0usize, f64::INFINITY, f64::NEG_INFINITY),
+        |(s, n, lo, hi), v| (s + v, n + 1, lo.min(v), hi.max(v)),
+    );
+    if count == 0 || low == high {
         return 0.0;
     }
     let mean = sum / count as f64;
@@ -161,6 +163,9 @@ mod tests {
             None,
             "no whole window"
         );
+        // 0.1 summed 32 times and divided is not exactly 0.1.
+        let flat = [0.1; 32];
+        assert_eq!(quietest_windows([&flat[..]], 1, 32), Some(vec![0.0]));
     }
 
     #[test]
