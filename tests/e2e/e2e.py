@@ -4,7 +4,8 @@ broker, the anomalyd binary, a real Prometheus server, and a producer that
 anomalyd did not write (confluent-kafka's Python client).
 
 1. Train a model with `anomalyd train` on a clean synthetic series.
-2. Produce a clean and an anomalous series to tansu.
+2. Produce a clean and an anomalous series (a spike, later a stuck
+   stretch) to tansu.
 3. Run `anomalyd serve`; let Prometheus scrape it; assert through
    Prometheus's query API that the anomaly counter rose for the anomalous
    series and not for the clean one; `promtool check metrics` on a scrape.
@@ -45,6 +46,8 @@ RULES = sys.argv[5] if len(sys.argv) > 5 else None
 SCRAPE_OUT = sys.argv[6] if len(sys.argv) > 6 else None
 ROWS = 600
 SPIKE_AT = 450
+# Longer than the model's window (32 points), so that one window is flat.
+STUCK = range(520, 560)
 START_MS = 1_700_000_000_000
 checks = 0
 
@@ -90,7 +93,7 @@ def metric(body, name):
     return 0.0
 
 
-def season(rows, seed, spike=None):
+def season(rows, seed, spike=None, stuck=None):
     rng = random.Random(seed)
     values = []
     for t in range(rows):
@@ -98,6 +101,8 @@ def season(rows, seed, spike=None):
         v = math.sin(phase) + 0.5 * math.cos(phase) + 0.1 * rng.gauss(0, 1)
         if spike is not None and t == spike:
             v += 4.0
+        if stuck is not None and t in stuck:
+            v = values[stuck.start - 1]
         values.append(v)
     return values
 
@@ -152,7 +157,7 @@ def main():
                 producer.poll(0)
             producer.flush(30)
         send("clean", ROWS, season(ROWS, 2))
-        send("anomalous", ROWS, season(ROWS, 3, spike=SPIKE_AT))
+        send("anomalous", ROWS, season(ROWS, 3, spike=SPIKE_AT, stuck=STUCK))
         check(sum(produced.values()) == 2 * ROWS, f"confluent-kafka produced {2 * ROWS} samples to tansu")
 
         state_file = os.path.join(work, "state.cbor")
@@ -172,6 +177,10 @@ def main():
         check(spiked >= 1, f"the spike left the model's training range: anomalyd_out_of_range_total counted {spiked}")
         check(metric(body, 'anomalyd_out_of_range_total{series="clean"}') == 0,
               "no point of the clean series left the training range")
+        stuck = metric(body, 'anomalyd_flatline_total{series="anomalous"}')
+        check(stuck >= 1, f"the stuck stretch was flagged: anomalyd_flatline_total counted {stuck}")
+        check(metric(body, 'anomalyd_flatline_total{series="clean"}') == 0,
+              "no window of the clean series stopped moving")
 
         scrape = os.path.join(work, "scrape.txt")
         with open(scrape, "w") as f:
