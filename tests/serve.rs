@@ -926,13 +926,8 @@ fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCas
     values[420..450].fill(stuck);
     let detector = anomalyd::detect::DetectorConfig::default();
     let offline = offline_errors(&model, &values);
-    let last_score = |decisions: Vec<Option<anomalyd::detect::Decision>>| {
-        decisions
-            .iter()
-            .rev()
-            .flatten()
-            .next()
-            .map_or(f64::NAN, |d| d.score)
+    let last = |decisions: &[Option<anomalyd::detect::Decision>]| {
+        decisions.iter().rev().flatten().next().copied()
     };
     let (both, _) = anomalyd::score::detect_rows(
         &detector,
@@ -949,18 +944,12 @@ fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCas
     );
     let out_of_range = both.iter().flatten().filter(|d| d.out_of_range).count();
     let flatlines = both.iter().flatten().filter(|d| d.flatline).count();
-    let smoothed = both
-        .iter()
-        .rev()
-        .flatten()
-        .next()
-        .map_or(f64::NAN, |d| d.smoothed);
     MultiscaleCase {
         values,
-        smoothed,
+        smoothed: last(&both).map_or(f64::NAN, |d| d.smoothed),
         flatlines,
-        both: last_score(both),
-        alone: last_score(alone),
+        both: last(&both).map_or(f64::NAN, |d| d.score),
+        alone: last(&alone).map_or(f64::NAN, |d| d.score),
         out_of_range,
     }
 }

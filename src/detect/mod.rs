@@ -838,6 +838,24 @@ mod tests {
     /// error is normal, opens one event, and is not flagged again once the
     /// range holds it; without a range, or with the tolerance 0, values are
     /// not judged.
+    /// Runs a detector (static threshold 10, window 8) over one-feature
+    /// `values`, each point with the same `error`.
+    fn judge_values(
+        config: &DetectorConfig,
+        range: Option<ValueRange>,
+        values: &[f32],
+        error: f64,
+    ) -> Vec<Decision> {
+        let mut detector = Detector::new(config, 10.0, 8).with_range(config, range);
+        values
+            .iter()
+            .map(|&v| {
+                detector.observe_values(&[v]);
+                detector.update(error)
+            })
+            .collect()
+    }
+
     /// A window that stops moving is flagged though its error is small,
     /// once; without the training windows' spread (an older artifact), or
     /// with the ratio 0, it is not.
@@ -853,14 +871,7 @@ mod tests {
             quietest,
         };
         let run = |config: &DetectorConfig, range: ValueRange| {
-            let mut detector = Detector::new(config, 10.0, 8).with_range(config, Some(range));
-            values
-                .iter()
-                .map(|&v| {
-                    detector.observe_values(&[v]);
-                    detector.update(0.01)
-                })
-                .collect::<Vec<Decision>>()
+            judge_values(config, Some(range), &values, 0.01)
         };
         let config = DetectorConfig::default();
         let decisions = run(&config, range(Some(vec![0.5])));
@@ -887,15 +898,7 @@ mod tests {
             quietest: None,
         };
         let run = |config: &DetectorConfig, range: Option<ValueRange>| {
-            let mut detector = Detector::new(config, 10.0, 8).with_range(config, range);
-            let values = [0.5_f32, 1.05, 1.5, 1.5, 0.0];
-            values
-                .iter()
-                .map(|&v| {
-                    detector.observe_values(&[v]);
-                    detector.update(1.0)
-                })
-                .collect::<Vec<_>>()
+            judge_values(config, range, &[0.5, 1.05, 1.5, 1.5, 0.0], 1.0)
         };
         let config = DetectorConfig {
             threshold: ThresholdConfig::Static,
