@@ -5,6 +5,10 @@
 #   2. `anomalyd bench` on cuda:0 and on LibTorch CPU, side by side with
 #      PyTorch (benches/pytorch_side.py) on the same GPU and CPU, same shapes.
 #
+#   3. with NAB_DIR set (a dataset in eval's layout), `anomalyd eval` on its
+#      five scored groups with the LSTM and the dense model, on cuda:0 and on
+#      flex with every core: the F1 each device reaches and the wall time.
+#
 #   benches/gpu-check.sh BINARY CSV OUT_DIR
 #
 # BINARY is an `anomalyd` built with `--features tch` against a CUDA
@@ -67,4 +71,29 @@ for shape in "${shapes[@]}"; do
     run "$binary" bench $shape --threads "$threads" --reps 20 --device "$ours" | tee -a "$out/bench.jsonl"
   done
 done
+if [ -n "${NAB_DIR:-}" ]; then
+  groups=artificialWithAnomaly,realAWSCloudwatch,realAdExchange,realTraffic,realTweets
+  for kind in "lstm --epochs 10" "dense"; do
+    for device in cuda:0 cpu; do
+      name="eval-${kind%% *}-${device%%:*}"
+      log "$name"
+      start=$(date +%s.%N)
+      # shellcheck disable=SC2086
+      run timeout "${EVAL_TIMEOUT:-150}" "$binary" eval --dataset "$NAB_DIR" --protocol orion \
+        --groups "$groups" --kind $kind --device "$device" --no-plots --out "$out/$name" \
+        || echo "EVAL $name FAILED OR TIMED OUT" | tee -a "$out/log.txt"
+      end=$(date +%s.%N)
+      python3 - "$out/$name/report.json" "$start" "$end" "$name" <<'EOF' | tee -a "$out/log.txt"
+import json, sys
+path, start, end, name = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+try:
+    report = json.load(open(path))
+except OSError:
+    report = {}
+groups = {g: round(v["f1"], 3) for g, v in report.get("groups", {}).items()}
+print(json.dumps({"run": name, "wall_s": round(end - start, 1), "mean_f1": report.get("mean_f1"), "groups": groups}))
+EOF
+    done
+  done
+fi
 log "done"

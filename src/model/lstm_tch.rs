@@ -8,7 +8,10 @@
 //! input, forget, cell, output in both); the recurrent bias, which our
 //! layout does not have, is zero. Training differentiates the objective with
 //! LibTorch's autograd and hands burn's Adam the gradients, as the flex
-//! kernel does. Tests hold both to burn's ops and to the flex kernel.
+//! kernel does. Tests hold both to burn's ops and to the flex kernel; CI
+//! runs them on LibTorch's CPU, whose op forgives what cuDNN's does not
+//! (the layout and flattening below), so a change here needs the model
+//! suites run once with `ANOMALYD_TEST_DEVICE=cuda:0` on a GPU host.
 
 use burn::prelude::*;
 use tch::{Kind, Tensor as Torch};
@@ -73,25 +76,73 @@ fn to_values(tensor: &Torch) -> Result<Vec<f32>> {
         .map_err(torch_error)
 }
 
-/// One layer's weights in burn's layout (input `[D, 4H]`, bias `[4H]`,
-/// recurrent `[H, 4H]`): the leaves gradients are taken with respect to.
+/// cuDNN's code for an LSTM (PyTorch's `get_cudnn_mode("LSTM")`).
+const CUDNN_LSTM: i64 = 2;
+
+/// One layer's weights in PyTorch's layout (input `[4H, D]`, recurrent
+/// `[4H, H]`, bias `[4H]`): the leaves gradients are taken with respect to.
 struct Layer {
     input: Torch,
-    bias: Torch,
     recurrent: Torch,
+    bias: Torch,
     zero_bias: Torch,
+    /// On a GPU, the one buffer the four weights above are views into.
+    /// Without it cuDNN compacts them on every call and LibTorch warns each
+    /// time ("weights are not part of single contiguous chunk of memory"):
+    /// 37k log lines in 110 s of `eval --kind lstm --device cuda:0`.
+    _flat: Option<Torch>,
+}
+
+/// Our `[D, 4H]` weight as PyTorch's contiguous `[4H, D]`. cuDNN copies
+/// weights through `view_as`, which a transposed view cannot take ("view
+/// size is not compatible" on every training step on a GPU).
+fn pytorch_layout(weight: Tensor<2>, device: tch::Device) -> Result<Torch> {
+    to_torch(weight, device)?
+        .f_tr()
+        .and_then(|t| t.f_contiguous())
+        .map_err(torch_error)
+}
+
+/// Our layout from a PyTorch-layout `[4H, D]` gradient.
+fn burn_layout(gradient: &Torch) -> Result<Vec<f32>> {
+    to_values(&gradient.f_tr().map_err(torch_error)?)
 }
 
 impl Layer {
     fn new(layer: &FusedLstm, device: tch::Device, track: bool) -> Result<Self> {
-        let input = to_torch(layer.input.weight.val(), device)?;
-        let recurrent = to_torch(layer.recurrent.weight.val(), device)?;
-        Ok(Self {
-            input: leaf(input, track)?,
+        let [input_size, gates] = layer.input.weight.dims();
+        let mut weights = Self {
+            input: leaf(pytorch_layout(layer.input.weight.val(), device)?, track)?,
+            recurrent: leaf(pytorch_layout(layer.recurrent.weight.val(), device)?, track)?,
             bias: leaf(bias(&layer.input, device)?, track)?,
-            recurrent: leaf(recurrent, track)?,
-            zero_bias: zeros(layer.input.weight.dims()[1], device)?,
-        })
+            zero_bias: zeros(gates, device)?,
+            _flat: None,
+        };
+        if device.is_cuda() {
+            // As PyTorch's `flatten_parameters`: the weights become views
+            // into one buffer (an in-place change autograd must not see).
+            let flat = tch::no_grad(|| {
+                Torch::f_internal_cudnn_rnn_flatten_weight(
+                    &[
+                        &weights.input,
+                        &weights.recurrent,
+                        &weights.bias,
+                        &weights.zero_bias,
+                    ],
+                    4,
+                    input_size as i64,
+                    CUDNN_LSTM,
+                    (gates / 4) as i64,
+                    0,
+                    1,
+                    true,
+                    false,
+                )
+            })
+            .map_err(torch_error)?;
+            weights._flat = Some(flat);
+        }
+        Ok(weights)
     }
 
     /// All states `[B, T, H]` and the last one `[B, H]` of the layer run
@@ -105,13 +156,10 @@ impl Layer {
     ) -> Result<(Torch, Torch)> {
         let zeros = Torch::f_zeros([1, batch, hidden], (Kind::Float, sequence.device()))
             .map_err(torch_error)?;
-        // PyTorch's layout is ours transposed.
-        let input = self.input.f_tr().map_err(torch_error)?;
-        let recurrent = self.recurrent.f_tr().map_err(torch_error)?;
         let (states, last, _) = sequence
             .f_lstm(
                 &[&zeros, &zeros],
-                &[&input, &recurrent, &self.bias, &self.zero_bias],
+                &[&self.input, &self.recurrent, &self.bias, &self.zero_bias],
                 true,
                 1,
                 0.0,
@@ -217,18 +265,20 @@ pub fn loss_and_gradients(
     }
     loss.f_backward().map_err(torch_error)?;
     let value = loss.f_double_value(&[]).map_err(torch_error)?;
-    let grad = |leaf: &Torch| to_values(&leaf.f_grad().map_err(torch_error)?);
+    let grad = |leaf: &Torch| leaf.f_grad().map_err(torch_error);
+    let values = |leaf: &Torch| to_values(&grad(leaf)?);
+    let transposed = |leaf: &Torch| burn_layout(&grad(leaf)?);
     Ok((
         value,
         LstmGradients {
-            encoder_input: grad(&weights.encoder.input)?,
-            encoder_bias: grad(&weights.encoder.bias)?,
-            encoder_recurrent: grad(&weights.encoder.recurrent)?,
-            decoder_input: grad(&weights.decoder.input)?,
-            decoder_bias: grad(&weights.decoder.bias)?,
-            decoder_recurrent: grad(&weights.decoder.recurrent)?,
-            head: grad(&weights.head)?,
-            head_bias: grad(&weights.head_bias)?,
+            encoder_input: transposed(&weights.encoder.input)?,
+            encoder_bias: values(&weights.encoder.bias)?,
+            encoder_recurrent: transposed(&weights.encoder.recurrent)?,
+            decoder_input: transposed(&weights.decoder.input)?,
+            decoder_bias: values(&weights.decoder.bias)?,
+            decoder_recurrent: transposed(&weights.decoder.recurrent)?,
+            head: values(&weights.head)?,
+            head_bias: values(&weights.head_bias)?,
         },
     ))
 }
