@@ -959,6 +959,105 @@ fn multiscale_windows(rows: usize) -> u64 {
     ((rows - WINDOW + 1) + (rows / 4 - WINDOW + 1)) as u64
 }
 
+/// With `scoring.stride` 3 the daemon scores every third window, yet its
+/// range and stillness checks judge every point: a spike on a skipped row
+/// and a stuck stretch are counted as offline detection (every row
+/// scored) counts them, each verdict carried by the next scored window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strided_daemon_judges_the_points_it_skips() {
+    const STRIDE: usize = 3;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    trained_model(&model_dir);
+    let model = anomalyd::model::artifact::TrainedModel::load(&model_dir, &common::test_device())
+        .unwrap_or_else(|e| panic!("load failed: {e}"));
+    let rows = 600;
+    // Scored rows are WINDOW - 1 + STRIDE·m: the spike lands between two.
+    let spike = WINDOW - 1 + STRIDE * 95 + 1;
+    let mut values = common::seasonal(
+        rows,
+        1,
+        41,
+        &[common::Injection::Spike {
+            at: spike,
+            size: 8.0,
+        }],
+    );
+    // Shorter than STRIDE windows: a window of every third point never
+    // holds only the stuck value.
+    let stuck = values[420];
+    values[420..420 + 2 * WINDOW].fill(stuck);
+
+    let offline = offline_errors(&model, &values);
+    let (decisions, _) = anomalyd::score::detect_rows(
+        &anomalyd::detect::DetectorConfig::default(),
+        &model,
+        &offline.errors,
+        None,
+        Some(&offline.points),
+    );
+    let carried = |flag: fn(&anomalyd::detect::Decision) -> bool| {
+        let last_scored = WINDOW - 1 + STRIDE * ((rows - WINDOW) / STRIDE);
+        let carriers: std::collections::BTreeSet<usize> = decisions
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.as_ref().is_some_and(flag))
+            .map(|(row, _)| WINDOW - 1 + STRIDE * (row + 1 - WINDOW).div_ceil(STRIDE))
+            .filter(|&carrier| carrier <= last_scored)
+            .collect();
+        carriers.len() as u64
+    };
+    let out_of_range = carried(|d| d.out_of_range);
+    let flatlines = carried(|d| d.flatline);
+    assert!(
+        decisions[spike].is_some_and(|d| d.out_of_range) && out_of_range > 0,
+        "offline, the spike should leave the training range"
+    );
+    assert!(
+        flatlines > 0,
+        "offline, the stuck stretch should be flagged"
+    );
+
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 1, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+    produce(
+        &brokers,
+        (0..rows)
+            .map(|row| sample("st", row, values[row]))
+            .collect(),
+    )
+    .await;
+    let mut config = plain_config(&brokers, "strided", &model_dir);
+    config.scoring.stride = STRIDE;
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    let metrics = running.metrics.clone();
+    let windows = ((rows - WINDOW) / STRIDE + 1) as u64;
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= windows)
+        .await,
+        "scored {} of {windows}",
+        metrics.windows_scored.get()
+    );
+    assert_eq!(
+        metrics.out_of_range.with_label_values(&["st"]).get(),
+        out_of_range,
+        "scored windows carrying an out-of-range point"
+    );
+    assert_eq!(
+        metrics.flatlines.with_label_values(&["st"]).get(),
+        flatlines,
+        "scored windows carrying a flat window"
+    );
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+}
+
 /// With `series.state_file`, a graceful stop saves every series' window and
 /// detector, and the next start resumes them: over two runs the daemon's
 /// last score is the one offline detection gives the whole stream, and the

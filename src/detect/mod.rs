@@ -526,13 +526,26 @@ impl Detector {
 
     /// Judges the values of the point whose error comes next (one per
     /// feature, normalised as the model's input) against the range, and
-    /// widens it. Call it before [`Detector::update`] for that point.
+    /// widens it. Call it before [`Detector::update`] for that point. A
+    /// caller that scores only every n-th window (the daemon's
+    /// `scoring.stride`) calls it for each point since the last update, in
+    /// order: the update then carries the most severe of their verdicts, so
+    /// a point between scored windows is judged all the same.
     pub fn observe_values(&mut self, values: &[f32]) {
+        fn most_severe<T: Copy>(pending: Option<T>, verdict: T, score: fn(&T) -> f64) -> T {
+            match pending {
+                Some(earlier) if score(&earlier) >= score(&verdict) => earlier,
+                _ => verdict,
+            }
+        }
         if let Some(guard) = &mut self.range {
-            self.pending_range = Some(guard.judge(values));
+            let verdict = guard.judge(values);
+            self.pending_range = Some(most_severe(self.pending_range, verdict, |j| j.score));
         }
         if let Some(guard) = &mut self.stillness {
-            self.pending_stillness = Some(guard.judge(values));
+            let verdict = guard.judge(values);
+            self.pending_stillness =
+                Some(most_severe(self.pending_stillness, verdict, |j| j.score));
         }
     }
 

@@ -152,6 +152,9 @@ struct Job {
     /// The index of this sample's coarse window in its model's coarse part
     /// (multi-scale models), observed before this window is judged.
     coarse: Option<usize>,
+    /// The window's newest points to judge against the range and the
+    /// stillness floor (see [`Admission::Window`]).
+    fresh_points: usize,
 }
 
 /// One model's share of a batch.
@@ -880,7 +883,7 @@ impl Pipeline {
             self.metrics.samples.with_label_values(&["gap_reset"]).inc();
         }
         let outcome = match admission {
-            Admission::Window(values, coarse_window, window_start) => {
+            Admission::Window(values, coarse_window, window_start, fresh_points) => {
                 let coarse = match (coarse_window, self.models[model].coarse) {
                     (Some(window), Some(served)) => {
                         let part = batch.parts.entry(served.slot).or_default();
@@ -891,6 +894,7 @@ impl Pipeline {
                             time: sample.time,
                             window_start,
                             coarse: None,
+                            fresh_points: 0,
                         });
                         Some(part.jobs.len() - 1)
                     }
@@ -904,6 +908,7 @@ impl Pipeline {
                     time: sample.time,
                     window_start,
                     coarse,
+                    fresh_points,
                 });
                 "scored"
             }
@@ -1000,9 +1005,14 @@ impl Pipeline {
                 }) {
                     state.detector.observe_coarse(mean(errors));
                 }
-                // The window's newest point is the one this error judges.
-                if let Some(newest) = window.get(window.len().saturating_sub(features)..) {
-                    state.detector.observe_values(newest);
+                // The window's newest point is the one this error judges;
+                // with a stride, the skipped points before it are judged
+                // with it.
+                let fresh = job.fresh_points.max(1) * features;
+                if let Some(newest) = window.get(window.len().saturating_sub(fresh)..) {
+                    for point in newest.chunks_exact(features.max(1)) {
+                        state.detector.observe_values(point);
+                    }
                 }
                 let decision = state.detector.update(error);
                 let label = self.metrics.series_label(&job.series);

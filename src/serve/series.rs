@@ -14,9 +14,11 @@ use crate::detect::{Detector, DetectorConfig, ValueRange};
 pub enum Admission {
     /// A full window to score, `[T, F]` row-major, normalised; for a
     /// multi-scale model the coarse window this sample completed, if any;
-    /// and the time of the window's first sample (an event's
-    /// `window_start`).
-    Window(Vec<f32>, Option<Vec<f32>>, f64),
+    /// the time of the window's first sample (an event's `window_start`);
+    /// and how many of its newest points no scored window held before
+    /// (the stride's skipped points and this one, at most the window): the
+    /// points the range and stillness checks judge with this score.
+    Window(Vec<f32>, Option<Vec<f32>>, f64, usize),
     /// Not enough samples yet for a window.
     Warming,
     /// Added to the point being averaged, which is not complete yet.
@@ -150,6 +152,9 @@ pub struct SeriesState {
     last_time: Option<f64>,
     /// Full windows to skip before the next one is scored.
     until_next: usize,
+    /// Points with a full window since the last window was handed out.
+    #[serde(default)]
+    unjudged: usize,
     coarse: Option<CoarseBuffer>,
     pub detector: Detector,
     pub open_event: Option<OpenEvent>,
@@ -273,6 +278,7 @@ impl SeriesTable {
                     pending_start: None,
                     last_time: None,
                     until_next: 0,
+                    unjudged: 0,
                     coarse: shape
                         .coarse
                         .map(|coarse| CoarseBuffer::new(coarse, shape.features)),
@@ -312,6 +318,7 @@ impl SeriesTable {
                 state.point_starts.clear();
                 state.pending_start = None;
                 state.until_next = 0;
+                state.unjudged = 0;
                 if let Some(coarse) = &mut state.coarse {
                     coarse.reset();
                 }
@@ -355,14 +362,17 @@ impl SeriesTable {
         if state.buffer.len() < state.window_values {
             return Admission::Warming;
         }
+        state.unjudged += 1;
         if state.until_next > 0 {
             state.until_next -= 1;
             return Admission::Skipped;
         }
         state.until_next = stride - 1;
+        let fresh = state.unjudged.min(window_points);
+        state.unjudged = 0;
         let coarse = state.coarse.as_mut().and_then(|c| c.ready.take());
         let start = state.point_starts.front().copied().unwrap_or(time);
-        Admission::Window(state.buffer.iter().copied().collect(), coarse, start)
+        Admission::Window(state.buffer.iter().copied().collect(), coarse, start, fresh)
     }
 
     /// Drops the least recently seen tenth of the table (at least one).
@@ -487,7 +497,7 @@ mod tests {
     fn a_window_starts_at_the_first_sample_of_its_oldest_point() {
         let mut t = table(1, 10);
         let mut start_at = |time: f64| match admit_averaged(&mut t, "a", time, 0.0, 2) {
-            Admission::Window(_, _, start) => Some(start),
+            Admission::Window(_, _, start, _) => Some(start),
             _ => None,
         };
         let starts: Vec<Option<f64>> = (1..=8).map(|i| start_at(f64::from(i))).collect();
@@ -514,7 +524,7 @@ mod tests {
                 Admission::Averaging,
                 Admission::Warming,
                 Admission::Averaging,
-                Admission::Window(vec![1.5, 3.5, 5.5], None, 1.0),
+                Admission::Window(vec![1.5, 3.5, 5.5], None, 1.0, 1),
             ]
         );
         assert_eq!(admit2(7.0, 7.0), Admission::Averaging);
@@ -527,7 +537,7 @@ mod tests {
         assert_eq!(admit2(34.0, 4.0), Admission::Averaging);
         assert_eq!(
             admit2(35.0, 6.0),
-            Admission::Window(vec![101.0, 0.0, 5.0], None, 30.0)
+            Admission::Window(vec![101.0, 0.0, 5.0], None, 30.0, 1)
         );
     }
 
@@ -559,11 +569,11 @@ mod tests {
             [
                 Admission::Warming,
                 Admission::Warming,
-                Admission::Window(vec![1.0, 2.0, 3.0], None, 1.0),
+                Admission::Window(vec![1.0, 2.0, 3.0], None, 1.0, 1),
                 // Coarse points (1+2)/2 and (3+4)/2 fill the coarse window.
-                Admission::Window(vec![2.0, 3.0, 4.0], Some(vec![1.5, 3.5]), 2.0),
-                Admission::Window(vec![3.0, 4.0, 5.0], None, 3.0),
-                Admission::Window(vec![4.0, 5.0, 6.0], Some(vec![3.5, 5.5]), 4.0),
+                Admission::Window(vec![2.0, 3.0, 4.0], Some(vec![1.5, 3.5]), 2.0, 1),
+                Admission::Window(vec![3.0, 4.0, 5.0], None, 3.0, 1),
+                Admission::Window(vec![4.0, 5.0, 6.0], Some(vec![3.5, 5.5]), 4.0, 1),
             ]
         );
         // With stride 2 the fourth sample's main window is skipped, so its
@@ -575,7 +585,7 @@ mod tests {
         assert_eq!(outcomes[3], Admission::Skipped);
         assert_eq!(
             outcomes[4],
-            Admission::Window(vec![3.0, 4.0, 5.0], Some(vec![1.5, 3.5]), 3.0)
+            Admission::Window(vec![3.0, 4.0, 5.0], Some(vec![1.5, 3.5]), 3.0, 2)
         );
         // A gap drops the coarse window and its half-filled point too.
         assert_eq!(admit_multiscale(&mut t, 30.0, 7.0), Admission::Warming);
@@ -585,7 +595,7 @@ mod tests {
         let coarse: Vec<Option<Vec<f32>>> = after
             .into_iter()
             .map(|a| match a {
-                Admission::Window(_, coarse, _) => coarse,
+                Admission::Window(_, coarse, _, _) => coarse,
                 _ => None,
             })
             .collect();
@@ -610,12 +620,13 @@ mod tests {
         assert_eq!(admit(&mut t, "a", 2.0, 2.0), Admission::Warming);
         assert_eq!(
             admit(&mut t, "a", 3.0, 3.0),
-            Admission::Window(vec![1.0, 2.0, 3.0], None, 1.0)
+            Admission::Window(vec![1.0, 2.0, 3.0], None, 1.0, 1)
         );
         assert_eq!(admit(&mut t, "a", 4.0, 4.0), Admission::Skipped);
+        // The skipped point rides with the next window, to be judged.
         assert_eq!(
             admit(&mut t, "a", 5.0, 5.0),
-            Admission::Window(vec![3.0, 4.0, 5.0], None, 3.0)
+            Admission::Window(vec![3.0, 4.0, 5.0], None, 3.0, 2)
         );
         assert_eq!(admit(&mut t, "a", 5.0, 9.0), Admission::OutOfOrder);
         assert_eq!(admit(&mut t, "a", 4.5, 9.0), Admission::OutOfOrder);
@@ -666,7 +677,7 @@ mod tests {
         // "a" has its window, and the time it had reached.
         assert_eq!(
             admit(&mut resumed, "a", 5.0, 5.0),
-            Admission::Window(vec![3.0, 4.0, 5.0], None, 3.0)
+            Admission::Window(vec![3.0, 4.0, 5.0], None, 3.0, 1)
         );
         assert_eq!(admit(&mut resumed, "a", 5.0, 6.0), Admission::OutOfOrder);
         assert_eq!(admit(&mut resumed, "b", 1.0, 2.0), Admission::Warming);
