@@ -128,6 +128,13 @@ pub struct TrainArgs {
     /// Output artifact directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Take the training data as normal and record in the artifact the
+    /// factor mean-std's k (the default detector's) must be raised by, in
+    /// steps of 1/8 up to 2, for it to raise no marginal event there, plus
+    /// one step (`threshold.k_factor`, applied by `serve` and `score`; as
+    /// `eval --calibrate-k` does with a train file). `false` records none.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub calibrate_k: bool,
     /// Compute device: cpu (pure Rust), libtorch (LibTorch on the CPU) or
     /// cuda[:N] (LibTorch on a GPU); the last two need the `tch` build.
     #[arg(long, default_value = "cpu")]
@@ -397,6 +404,12 @@ pub struct DetectorArgs {
     /// frozen counter); 0 turns the check off.
     #[arg(long, default_value_t = anomalyd::detect::DEFAULT_FLATLINE_RATIO)]
     pub flatline_ratio: f64,
+    /// Multiply mean-std's k by the factor `anomalyd train` calibrated on
+    /// the model's training data (`threshold.k_factor`), where the artifact
+    /// has one. Models `eval` trains have none: it calibrates on train
+    /// files itself (`--calibrate-k`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub calibrated_k: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -438,6 +451,7 @@ impl DetectorArgs {
             min_history: self.min_history,
             range_tolerance: self.range_tolerance,
             flatline_ratio: self.flatline_ratio,
+            calibrated_k: self.calibrated_k,
         };
         config.validate()?;
         Ok(config)
@@ -753,6 +767,15 @@ fn run_train(args: &TrainArgs) -> Result<()> {
         progress.update(stats)
     })?;
     progress.finish();
+    if args.calibrate_k {
+        trained.manifest.threshold.k_factor = anomalyd::score::calibrate_k_factor(
+            &DetectorConfig::default(),
+            &trained,
+            &series,
+            &device,
+            1024,
+        )?;
+    }
     trained
         .save(&args.out)
         .with_context(|| format!("writing the artifact to {}", args.out.display()))?;
@@ -761,6 +784,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
         out = %args.out.display(),
         best_epoch = manifest.best_epoch,
         threshold = manifest.threshold.value,
+        k_factor = ?manifest.threshold.k_factor,
         "model written"
     );
     Ok(())
@@ -1143,6 +1167,9 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
         "threshold       {:.6} (quantile {})",
         manifest.threshold.value, manifest.threshold.quantile
     );
+    if let Some(factor) = manifest.threshold.k_factor {
+        println!("k factor        {factor} (mean-std's k, calibrated on the training data)");
+    }
     if let Some(subdir) = &manifest.coarse {
         let coarse = anomalyd::model::artifact::Manifest::read(&args.model.join(subdir))?;
         let cw = &coarse.windowing;

@@ -140,7 +140,16 @@ fn train_model(options: &DemoOptions) -> Result<PathBuf> {
         },
     };
     let device = options.device.build()?;
-    let mut model: TrainedModel = train(&[series], &request, &device, &mut |_| {})?;
+    let series = [series];
+    let mut model: TrainedModel = train(&series, &request, &device, &mut |_| {})?;
+    // As `anomalyd train` does by default.
+    model.manifest.threshold.k_factor = crate::score::calibrate_k_factor(
+        &crate::detect::DetectorConfig::default(),
+        &model,
+        &series,
+        &device,
+        1024,
+    )?;
     let dir = options.work_dir.join("model");
     model.save(&dir)?;
     Ok(dir)

@@ -150,8 +150,9 @@ pub fn window_first_row(model: &TrainedModel, row: usize) -> usize {
 /// Runs the detector over the per-row window errors of `model` (from
 /// [`score_series`]); `coarse` holds the coarse model's, for a multi-scale
 /// model, and `points` the rows' values ([`point_rows`]) for the range
-/// check (artifacts of format 4 on). The one place that knows how an
-/// artifact is detected.
+/// check (artifacts of format 4 on); mean-std's k is multiplied by the
+/// artifact's `k_factor` ([`DetectorConfig::for_model`]). The one place
+/// that knows how an artifact is detected offline.
 pub fn detect_rows(
     config: &DetectorConfig,
     model: &TrainedModel,
@@ -159,6 +160,7 @@ pub fn detect_rows(
     coarse: Option<&[Option<f64>]>,
     points: Option<&[f32]>,
 ) -> (Vec<Option<Decision>>, Vec<Event>) {
+    let config = &config.for_model(model.manifest.threshold.k_factor);
     let range = model.manifest.point_range();
     let values = range
         .as_ref()
@@ -189,6 +191,44 @@ pub fn calibrate_k_rows(
         errors,
         coarse_errors(model, coarse),
     )
+}
+
+/// What mean-std's k must be multiplied by for `model`'s own training data,
+/// taken as normal, to raise no marginal event ([`calibrate_k`] on each
+/// training series' errors with `config`): the largest factor any series
+/// asks for, from 1 + 1/8 (one step of margin) to 2. `None` when `config`'s
+/// threshold is not mean-std or no series is long enough for a window.
+/// This is `eval`'s calibration on a train file, done once by `train` so
+/// that `serve` and `score` judge as `eval` measured.
+pub fn calibrate_k_factor(
+    config: &DetectorConfig,
+    model: &TrainedModel,
+    series: &[Series],
+    device: &Device,
+    batch_size: usize,
+) -> Result<Option<f64>> {
+    let Some(configured) = config.mean_std_k() else {
+        return Ok(None);
+    };
+    let mut factor: Option<f64> = None;
+    for one in series {
+        let scored = score_scales(model, one, device, batch_size)?;
+        let errors: Vec<Option<f64>> = scored
+            .main
+            .iter()
+            .map(|e| e.as_ref().map(|e| e.total))
+            .collect();
+        if errors.iter().all(Option::is_none) {
+            continue;
+        }
+        if let Some(calibration) =
+            calibrate_k_rows(config, model, &errors, scored.coarse.as_deref())
+        {
+            let this = calibration.k / configured;
+            factor = Some(factor.map_or(this, |f| f.max(this)));
+        }
+    }
+    Ok(factor)
 }
 
 fn coarse_errors<'a>(

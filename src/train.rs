@@ -925,6 +925,7 @@ fn train_scale(
     let threshold = Threshold {
         quantile: request.train.threshold_quantile,
         value: quantile(&errors, request.train.threshold_quantile),
+        k_factor: None,
     };
     let manifest = Manifest::new(
         request.model.clone(),

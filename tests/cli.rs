@@ -132,6 +132,72 @@ fn train_score_inspect_on_a_nab_series() {
     }
 }
 
+/// `train` records the factor on mean-std's k that keeps its own training
+/// data quiet, `score` applies it (its thresholds are that much higher than
+/// with `--calibrated-k false`), and `--calibrate-k false` records none.
+#[test]
+fn train_calibrates_k_on_its_data_and_score_applies_it() {
+    let data = nab_file("artificialNoAnomaly/art_daily_small_noise.csv");
+    let data = data.to_string_lossy();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let k_factor = |model: &Path| -> Option<f64> {
+        let manifest =
+            std::fs::read_to_string(model.join("manifest.json")).unwrap_or_else(|e| panic!("{e}"));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&manifest).unwrap_or_else(|e| panic!("{e}"));
+        manifest["threshold"]["k_factor"].as_f64()
+    };
+    let train = |name: &str, extra: &[&str]| {
+        let model = dir.path().join(name);
+        let model_arg = model.to_string_lossy().into_owned();
+        let args = [
+            &[
+                "train", "--data", &data, "--window", "24", "--kind", "dense", "--epochs", "3",
+                "--out", &model_arg,
+            ][..],
+            extra,
+        ]
+        .concat();
+        let out = anomalyd(&args);
+        assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+        model
+    };
+    let calibrated = train("calibrated", &[]);
+    let factor = k_factor(&calibrated).unwrap_or_else(|| panic!("no k_factor recorded"));
+    assert!(
+        (1.125..=2.0).contains(&factor),
+        "one step of margin at least, twice k at most: {factor}"
+    );
+    assert_eq!(k_factor(&train("plain", &["--calibrate-k", "false"])), None);
+
+    let model_arg = calibrated.to_string_lossy().into_owned();
+    let out = anomalyd(&["inspect", &model_arg]);
+    assert!(text(&out.stdout).contains(&format!("k factor        {factor}")));
+    // A trailing threshold is mean + kσ: the calibrated one sits further
+    // above the mean wherever both have one.
+    let thresholds = |extra: &[&str]| -> Vec<f64> {
+        let args = [
+            &["score", "--model", &model_arg, "--data", &data][..],
+            extra,
+        ]
+        .concat();
+        let out = anomalyd(&args);
+        assert!(out.status.success(), "score failed: {}", text(&out.stderr));
+        text(&out.stdout)
+            .lines()
+            .skip(1)
+            .filter_map(|line| line.split(',').nth(3)?.parse::<f64>().ok())
+            .collect()
+    };
+    let (applied, configured) = (thresholds(&[]), thresholds(&["--calibrated-k", "false"]));
+    assert_eq!(applied.len(), configured.len());
+    assert!(!applied.is_empty(), "no threshold written");
+    assert!(
+        applied.iter().zip(&configured).all(|(a, c)| a > c),
+        "k × {factor} should raise every threshold"
+    );
+}
+
 /// The largest `score` column value `anomalyd score` writes for rows
 /// `rows` of `data` with `extra` flags.
 fn peak_score(model: &str, data: &Path, rows: std::ops::Range<usize>, extra: &[&str]) -> f64 {

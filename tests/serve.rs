@@ -896,14 +896,30 @@ fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCas
         train: train_config(15),
     };
     let training = series("train.csv", &common::seasonal(1200, 1, 1, &[]), 1);
-    let mut model = train(&[training], &request, &device, &mut |_| {})
-        .unwrap_or_else(|e| panic!("training failed: {e}"));
+    let mut model = train(
+        std::slice::from_ref(&training),
+        &request,
+        &device,
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("training failed: {e}"));
     let coarse_centered = model.coarse.as_ref().map(|c| c.manifest.windowing.centered);
     assert_eq!(
         (model.manifest.windowing.centered, coarse_centered),
         (center.applies_to(true), Some(center.applies_to(false))),
         "what the artifact records for {center:?}"
     );
+    // As `anomalyd train` does: offline detection and the daemon must both
+    // raise k by it.
+    model.manifest.threshold.k_factor = anomalyd::score::calibrate_k_factor(
+        &anomalyd::detect::DetectorConfig::default(),
+        &model,
+        std::slice::from_ref(&training),
+        &device,
+        256,
+    )
+    .unwrap_or_else(|e| panic!("calibration failed: {e}"));
+    assert!(model.manifest.threshold.k_factor.is_some_and(|f| f > 1.0));
     model
         .save(model_dir)
         .unwrap_or_else(|e| panic!("save failed: {e}"));

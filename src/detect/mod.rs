@@ -177,6 +177,10 @@ pub struct DetectorConfig {
     /// A window whose spread (per feature) falls below this fraction of the
     /// quietest training window's is flagged; 0 turns the check off.
     pub flatline_ratio: f64,
+    /// Multiply mean-std's k by the factor a model's artifact carries
+    /// (`threshold.k_factor`, calibrated by `anomalyd train` on its
+    /// training data), where it has one.
+    pub calibrated_k: bool,
 }
 
 /// The default method, chosen by measurement on NAB (see the README):
@@ -211,6 +215,7 @@ impl Default for DetectorConfig {
             min_history: DEFAULT_MIN_HISTORY,
             range_tolerance: DEFAULT_RANGE_TOLERANCE,
             flatline_ratio: DEFAULT_FLATLINE_RATIO,
+            calibrated_k: true,
         }
     }
 }
@@ -286,6 +291,15 @@ impl DetectorConfig {
             *current = k;
         }
         config
+    }
+
+    /// The detector for a model whose artifact carries `k_factor`: mean-std's
+    /// k multiplied by it, unless `calibrated_k` is off.
+    pub fn for_model(&self, k_factor: Option<f64>) -> Self {
+        match (self.mean_std_k(), k_factor) {
+            (Some(k), Some(factor)) if self.calibrated_k => self.with_mean_std_k(k * factor),
+            _ => *self,
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -804,6 +818,24 @@ mod tests {
     }
 
     #[test]
+    fn a_models_k_factor_raises_mean_std_k_unless_turned_off() {
+        let config = DetectorConfig::default();
+        let k = config.mean_std_k();
+        assert_eq!(config.for_model(None), config);
+        assert_eq!(config.for_model(Some(1.5)).mean_std_k(), k.map(|k| k * 1.5));
+        let off = DetectorConfig {
+            calibrated_k: false,
+            ..config
+        };
+        assert_eq!(off.for_model(Some(1.5)), off);
+        let mad = DetectorConfig {
+            threshold: ThresholdConfig::build(ThresholdKind::Mad, ThresholdParams::default()),
+            ..config
+        };
+        assert_eq!(mad.for_model(Some(1.5)), mad);
+    }
+
+    #[test]
     fn every_threshold_finds_the_burst_and_nothing_else() {
         let spot = SpotConfig {
             calibration: 200,
@@ -1018,6 +1050,7 @@ mod tests {
             events: EventConfig::default(),
             range_tolerance: DEFAULT_RANGE_TOLERANCE,
             flatline_ratio: DEFAULT_FLATLINE_RATIO,
+            calibrated_k: true,
         };
         let (alone, events_alone) = detect_all(&config, 0.5, 10, &fine);
         assert!(events_alone.is_empty());

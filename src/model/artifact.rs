@@ -27,8 +27,9 @@ use crate::train::{EpochStats, TrainConfig, quantile};
 /// Bumped whenever an older anomalyd could misread a newer artifact.
 /// Format 4 adds `value_range`; older artifacts have none, and the
 /// detector's range check stays off for them. Format 5 adds
-/// `windowing.centered` (absent: not centred).
-pub const FORMAT_VERSION: u32 = 5;
+/// `windowing.centered` (absent: not centred). Format 6 adds
+/// `threshold.k_factor` (absent: mean-std's k as configured).
+pub const FORMAT_VERSION: u32 = 6;
 /// Version 1 lacks `windowing.aggregate`, which then means one row per point.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -94,6 +95,12 @@ impl ErrorStats {
 pub struct Threshold {
     pub quantile: f64,
     pub value: f64,
+    /// What `anomalyd train` found mean-std's k must be multiplied by for
+    /// the training data, taken as normal, to raise no marginal event
+    /// ([`crate::score::calibrate_k_factor`]); `serve` and `score` apply it
+    /// (format 6; absent: k as configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k_factor: Option<f64>,
 }
 
 /// One training file, identified by content.

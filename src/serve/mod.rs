@@ -194,6 +194,8 @@ struct ServedModel {
     feature_names: Vec<String>,
     scaler: crate::data::Scaler,
     threshold: f64,
+    /// Mean-std's k factor calibrated on the training data (format 6 on).
+    k_factor: Option<f64>,
     coarse: Option<ServedCoarse>,
     /// The training range, normalised (artifacts of format 4 on).
     range: Option<ValueRange>,
@@ -238,6 +240,7 @@ impl ServedModel {
             feature_names: manifest.windowing.feature_names.clone(),
             scaler: manifest.scaler.clone(),
             threshold: manifest.threshold.value,
+            k_factor: manifest.threshold.k_factor,
             coarse,
             range: manifest.point_range(),
             centered: manifest.windowing.centered,
@@ -269,6 +272,7 @@ impl ServedModel {
             features: self.feature_names.len(),
             rows_per_point: self.rows_per_point,
             threshold: self.threshold,
+            k_factor: self.k_factor,
             coarse: self.coarse.map(|c| c.shape),
             range: self.range.as_ref(),
         }

@@ -59,6 +59,8 @@ pub struct ModelShape<'a> {
     pub rows_per_point: usize,
     /// The artifact's static threshold (the `static` method's).
     pub threshold: f64,
+    /// The artifact's calibrated factor on mean-std's k.
+    pub k_factor: Option<f64>,
     /// The coarse model of a multi-scale artifact.
     pub coarse: Option<CoarseShape>,
     /// The artifact's training range, normalised: where a new series'
@@ -265,6 +267,7 @@ impl SeriesTable {
             if self.series.len() >= self.max_series {
                 self.evict();
             }
+            let detector = self.detector.for_model(shape.k_factor);
             self.series.insert(
                 series.to_owned(),
                 SeriesState {
@@ -284,15 +287,15 @@ impl SeriesTable {
                         .map(|coarse| CoarseBuffer::new(coarse, shape.features)),
                     detector: match shape.coarse {
                         Some(coarse) => Detector::with_coarse(
-                            &self.detector,
+                            &detector,
                             shape.threshold,
                             shape.window,
                             coarse.multiple,
                             coarse.threshold,
                         ),
-                        None => Detector::new(&self.detector, shape.threshold, shape.window),
+                        None => Detector::new(&detector, shape.threshold, shape.window),
                     }
-                    .with_range(&self.detector, shape.range.cloned()),
+                    .with_range(&detector, shape.range.cloned()),
                     open_event: None,
                     partition: (partition.0.to_owned(), partition.1),
                     last_seen: self.clock,
@@ -485,6 +488,7 @@ mod tests {
             features: 1,
             rows_per_point,
             threshold: 1.0,
+            k_factor: None,
             coarse: None,
             range: None,
         };
@@ -548,6 +552,7 @@ mod tests {
             features: 1,
             rows_per_point: 1,
             threshold: 1.0,
+            k_factor: None,
             coarse: Some(CoarseShape {
                 multiple: 2,
                 window: 2,
