@@ -809,30 +809,9 @@ async fn multiscale_daemon_matches_offline(center: Center) {
     );
     assert!(flatlines > 0, "the stuck stretch should be flagged");
 
-    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
-    cluster.create_topic("samples", 1, 1).ok();
-    let brokers = cluster.bootstrap_servers();
-    produce(
-        &brokers,
-        (0..rows)
-            .map(|row| sample("ms", row, values[row]))
-            .collect(),
-    )
-    .await;
-    let config = plain_config(&brokers, "multiscale", &model_dir);
-    let shutdown = CancellationToken::new();
-    let running = anomalyd::serve::start(config, shutdown.clone())
-        .await
-        .unwrap_or_else(|e| panic!("start failed: {e}"));
-    let metrics = running.metrics.clone();
     let windows = multiscale_windows(rows);
-    assert!(
-        until(Duration::from_secs(60), || metrics.windows_scored.get()
-            >= windows)
-        .await,
-        "scored {} of {windows}",
-        metrics.windows_scored.get()
-    );
+    let daemon = serve_one_series("ms", &values, &model_dir, windows, |_| {}).await;
+    let metrics = daemon.running.metrics.clone();
     assert_eq!(
         metrics.windows_scored.get(),
         windows,
@@ -860,9 +839,7 @@ async fn multiscale_daemon_matches_offline(center: Center) {
         flatlines as u64,
         "windows that stopped moving, daemon against offline"
     );
-    shutdown.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
-    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+    daemon.stop().await;
 }
 
 /// What offline detection makes of [`multiscale_case`]'s live series.
@@ -1034,31 +1011,12 @@ async fn a_strided_daemon_judges_the_points_it_skips() {
         "offline, the stuck stretch should be flagged"
     );
 
-    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
-    cluster.create_topic("samples", 1, 1).ok();
-    let brokers = cluster.bootstrap_servers();
-    produce(
-        &brokers,
-        (0..rows)
-            .map(|row| sample("st", row, values[row]))
-            .collect(),
-    )
-    .await;
-    let mut config = plain_config(&brokers, "strided", &model_dir);
-    config.scoring.stride = STRIDE;
-    let shutdown = CancellationToken::new();
-    let running = anomalyd::serve::start(config, shutdown.clone())
-        .await
-        .unwrap_or_else(|e| panic!("start failed: {e}"));
-    let metrics = running.metrics.clone();
     let windows = ((rows - WINDOW) / STRIDE + 1) as u64;
-    assert!(
-        until(Duration::from_secs(60), || metrics.windows_scored.get()
-            >= windows)
-        .await,
-        "scored {} of {windows}",
-        metrics.windows_scored.get()
-    );
+    let daemon = serve_one_series("st", &values, &model_dir, windows, |config| {
+        config.scoring.stride = STRIDE;
+    })
+    .await;
+    let metrics = daemon.running.metrics.clone();
     assert_eq!(
         metrics.out_of_range.with_label_values(&["st"]).get(),
         out_of_range,
@@ -1069,9 +1027,62 @@ async fn a_strided_daemon_judges_the_points_it_skips() {
         flatlines,
         "scored windows carrying a flat window"
     );
-    shutdown.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
-    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+    daemon.stop().await;
+}
+
+/// A daemon serving one series on its own mock cluster.
+struct OneSeries {
+    _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    running: anomalyd::serve::Running,
+    shutdown: CancellationToken,
+}
+
+impl OneSeries {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), self.running.task).await;
+        assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+    }
+}
+
+/// Sends `values` as series `name` (one sample a minute) to a fresh mock
+/// cluster and starts a daemon on `model_dir` with [`plain_config`], as
+/// `configure` changes it; returns once it has scored `windows`.
+async fn serve_one_series(
+    name: &str,
+    values: &[f64],
+    model_dir: &std::path::Path,
+    windows: u64,
+    configure: impl FnOnce(&mut ServeConfig),
+) -> OneSeries {
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 1, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+    let messages = values
+        .iter()
+        .enumerate()
+        .map(|(row, &value)| sample(name, row, value))
+        .collect();
+    produce(&brokers, messages).await;
+    let mut config = plain_config(&brokers, name, model_dir);
+    configure(&mut config);
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    let metrics = running.metrics.clone();
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= windows)
+        .await,
+        "scored {} of {windows}",
+        metrics.windows_scored.get()
+    );
+    OneSeries {
+        _cluster: cluster,
+        running,
+        shutdown,
+    }
 }
 
 /// With `series.state_file`, a graceful stop saves every series' window and
