@@ -9,7 +9,8 @@
    pinned Kubernetes version; the custom resources it cannot know (KEDA's
    ScaledObject, the Prometheus Operator's ServiceMonitor) are checked here
    against what they point at, and the pod specs against the daemon's
-   config (grace period longer than the drain deadline, GPU overlay).
+   config (grace period longer than the drain deadline, the state file on
+   each replica's own volume, static membership, GPU overlay).
 2. `promtool check rules` and `promtool test rules` on the PrometheusRule's
    spec (written as a plain rule file next to a copy of rules_test.yml).
 3. The Grafana dashboard parses, and every PromQL expression in it and in
@@ -75,7 +76,7 @@ def containers(documents):
     for doc in documents:
         spec = doc.get("spec", {})
         pod = {
-            "Deployment": lambda: spec["template"]["spec"],
+            "StatefulSet": lambda: spec["template"]["spec"],
             "Job": lambda: spec["template"]["spec"],
             "CronJob": lambda: spec["jobTemplate"]["spec"]["template"]["spec"],
         }.get(doc["kind"])
@@ -109,8 +110,8 @@ def check_kubernetes(version):
 
 
 def check_daemon(name, documents):
-    (deployment,) = by_kind(documents, "Deployment")
-    pod = deployment["spec"]["template"]["spec"]
+    (daemon,) = by_kind(documents, "StatefulSet")
+    pod = daemon["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     probes = {k: container.get(k, {}).get("httpGet", {}).get("path") for k in ("livenessProbe", "readinessProbe")}
     check(probes == {"livenessProbe": "/healthz", "readinessProbe": "/readyz"},
@@ -129,6 +130,15 @@ def check_daemon(name, documents):
     config_volume = volume_names[mounts["/etc/anomalyd"]["name"]]
     check(config_volume.get("configMap", {}).get("name") == configmap["metadata"]["name"],
           f"{name}: the config comes from the generated ConfigMap")
+    env = {e["name"]: e for e in container.get("env", [])}
+    state_file = env.get("ANOMALYD_STATE_FILE", {}).get("value") or config.get("series", {}).get("state_file")
+    claims = {c["metadata"]["name"] for c in daemon["spec"].get("volumeClaimTemplates", [])}
+    state_mount = mounts.get(str(pathlib.PurePosixPath(state_file or "/").parent), {})
+    check(state_file is not None and state_mount.get("name") in claims and not state_mount.get("readOnly"),
+          f"{name}: the state file {state_file} lies on each replica's own writable volume")
+    instance = env.get("ANOMALYD_GROUP_INSTANCE_ID", {}).get("valueFrom", {}).get("fieldRef", {})
+    check(instance.get("fieldPath") == "metadata.name",
+          f"{name}: each replica's static group membership is its pod name")
     (service,) = by_kind(documents, "Service")
     ports = {p["name"] for p in service["spec"]["ports"]}
     (monitor,) = by_kind(documents, "ServiceMonitor")
@@ -137,15 +147,16 @@ def check_daemon(name, documents):
           and all(e["port"] in ports for e in monitor["spec"]["endpoints"]),
           f"{name}: the ServiceMonitor selects the Service and names its port")
     (scaled,) = by_kind(documents, "ScaledObject")
-    check(scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"],
-          f"{name}: the ScaledObject scales the Deployment")
+    target = scaled["spec"]["scaleTargetRef"]
+    check(target["name"] == daemon["metadata"]["name"] and target.get("kind") == "StatefulSet",
+          f"{name}: the ScaledObject scales the StatefulSet")
     (trigger,) = scaled["spec"]["triggers"]
     meta = trigger["metadata"]
     check(trigger["type"] == "kafka" and meta["consumerGroup"] == config["kafka"]["group_id"]
           and meta["topic"] in config["kafka"]["topics"] and meta.get("allowIdleConsumers") == "false",
           f"{name}: KEDA watches the daemon's own group and topic, capped at the partition count")
     (budget,) = by_kind(documents, "PodDisruptionBudget")
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    labels = daemon["spec"]["template"]["metadata"]["labels"]
     check(all(labels.get(k) == v for k, v in budget["spec"]["selector"]["matchLabels"].items()),
           f"{name}: the PodDisruptionBudget selects the daemon's pods")
     gpu = container["resources"]["limits"].get("nvidia.com/gpu")

@@ -592,6 +592,12 @@ pub struct ServeArgs {
     /// Consumer group id.
     #[arg(long, env = "ANOMALYD_GROUP")]
     pub group: Option<String>,
+    /// Static group membership (librdkafka's `group.instance.id`): a member
+    /// that comes back under the same id within `session.timeout.ms` gets
+    /// its partitions back without a rebalance, so its state file still
+    /// covers them. Give each replica its own (a StatefulSet's pod name).
+    #[arg(long, env = "ANOMALYD_GROUP_INSTANCE_ID")]
+    pub group_instance_id: Option<String>,
     /// Model artifact directory.
     #[arg(long, env = "ANOMALYD_MODEL")]
     pub model: Option<PathBuf>,
@@ -627,6 +633,12 @@ impl ServeArgs {
         }
         if let Some(group) = &self.group {
             config.kafka.group_id.clone_from(group);
+        }
+        if let Some(instance) = &self.group_instance_id {
+            config
+                .kafka
+                .properties
+                .insert("group.instance.id".to_owned(), instance.clone());
         }
         if let Some(model) = &self.model {
             config.model.path.clone_from(model);
@@ -1200,4 +1212,44 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn serve_config(args: &[&str]) -> Result<ServeConfig> {
+        let base = [
+            "anomalyd",
+            "serve",
+            "--topic",
+            "metrics",
+            "--model",
+            "/models/current",
+        ];
+        let cli = Cli::try_parse_from([&base[..], args].concat())?;
+        match cli.command {
+            Command::Serve(serve) => serve.config(),
+            other => anyhow::bail!("parsed as {other:?}"),
+        }
+    }
+
+    /// A replica's own id becomes its static group membership, beside the
+    /// file's other consumer properties.
+    #[test]
+    fn a_group_instance_id_becomes_static_membership() {
+        let config = serve_config(&["--group-instance-id", "anomalyd-2"])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            config
+                .kafka
+                .properties
+                .get("group.instance.id")
+                .map(String::as_str),
+            Some("anomalyd-2")
+        );
+        let without = serve_config(&[]).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(!without.kafka.properties.contains_key("group.instance.id"));
+    }
 }

@@ -956,6 +956,7 @@ fn multiscale_windows(rows: usize) -> u64 {
 /// range and stillness checks judge every point: a spike on a skipped row
 /// and a stuck stretch are counted as offline detection (every row
 /// scored) counts them, each verdict carried by the next scored window.
+/// The daemon is a static group member here, as in deploy/k8s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strided_daemon_judges_the_points_it_skips() {
     const STRIDE: usize = 3;
@@ -1014,6 +1015,11 @@ async fn a_strided_daemon_judges_the_points_it_skips() {
     let windows = ((rows - WINDOW) / STRIDE + 1) as u64;
     let daemon = serve_one_series("st", &values, &model_dir, windows, |config| {
         config.scoring.stride = STRIDE;
+        // As a StatefulSet replica runs (deploy/k8s): static membership.
+        config
+            .kafka
+            .properties
+            .insert("group.instance.id".to_owned(), "anomalyd-0".to_owned());
     })
     .await;
     let metrics = daemon.running.metrics.clone();
