@@ -477,6 +477,15 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
             .model_info
             .with_label_values(&[&model.name, &model.kind, &model.version])
             .set(1);
+        tracing::info!(
+            model = %model.name,
+            kind = %model.kind,
+            window = model.window,
+            // What new series are judged with: the configured k times the
+            // artifact's calibrated factor.
+            k = ?config.detector.for_model(model.k_factor).mean_std_k(),
+            "model loaded"
+        );
     }
     readiness.model_loaded.store(true, Ordering::Relaxed);
 
