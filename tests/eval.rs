@@ -105,6 +105,28 @@ fn eval_report(root: &Path, out: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("report.json: {e}: {text}"))
 }
 
+/// `eval` on `root` with `args`, then again with `off` added: the two
+/// reports, to tell what the check that `off` turns off did.
+fn eval_on_and_off(
+    root: &Path,
+    out: &Path,
+    args: &[&str],
+    off: &[&str],
+) -> (serde_json::Value, serde_json::Value) {
+    let on = eval_report(root, &out.join("on"), args);
+    let without = eval_report(root, &out.join("off"), &[args, off].concat());
+    (on, without)
+}
+
+/// In group `g`, the check that was turned off for `off` finds the one
+/// labelled window and the error alone does not, at no false event's cost.
+fn assert_only_the_check_finds_it(on: &serde_json::Value, off: &serde_json::Value, check: &str) {
+    let (with, without) = (&on["groups"]["g"], &off["groups"]["g"]);
+    assert_eq!(with["tp"], 1, "with the {check}: {with}");
+    assert_eq!(without["tp"], 0, "the error alone: {without}");
+    assert_eq!(with["fp"], without["fp"], "with {with}, without {without}");
+}
+
 #[test]
 fn orion_and_streaming_reports_find_the_injected_anomalies() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -586,16 +608,9 @@ fn a_signal_that_stops_moving_is_found_though_its_error_falls() {
     }
     train_file_dataset(&root, &live, &noise(4000, 1), 2000..=2099);
     let args = ["--window", "16", "--epochs", "5", "--no-plots"];
-    let checked = eval_report(&root, &dir.path().join("checked"), &args);
-    let unchecked = eval_report(
-        &root,
-        &dir.path().join("unchecked"),
-        &[&args[..], &["--flatline-ratio", "0"]].concat(),
-    );
-    let (with, without) = (&checked["groups"]["g"], &unchecked["groups"]["g"]);
-    assert_eq!(with["tp"], 1, "with the stillness check: {with}");
-    assert_eq!(without["tp"], 0, "the error alone: {without}");
-    assert_eq!(with["fp"], without["fp"], "with {with}, without {without}");
+    let (checked, unchecked) =
+        eval_on_and_off(&root, dir.path(), &args, &["--flatline-ratio", "0"]);
+    assert_only_the_check_finds_it(&checked, &unchecked, "stillness check");
 }
 
 /// With a clean train file, k rises until that file raises no marginal
@@ -610,12 +625,8 @@ fn k_is_calibrated_on_the_train_file_so_normal_cycles_raise_no_events() {
     live[2000..2120].fill(flat);
     cycles_dataset(&root, &live, 2000..=2119);
     let args = ["--window", "16", "--epochs", "30", "--no-plots"];
-    let calibrated = eval_report(&root, &dir.path().join("calibrated"), &args);
-    let fixed = eval_report(
-        &root,
-        &dir.path().join("fixed"),
-        &[&args[..], &["--calibrate-k", "false"]].concat(),
-    );
+    let (calibrated, fixed) =
+        eval_on_and_off(&root, dir.path(), &args, &["--calibrate-k", "false"]);
     let series = &calibrated["series"][0];
     let k = series["calibration"]["k"].as_f64().unwrap_or_default();
     assert!(k > 4.0 && k <= 8.0, "{series}");
@@ -642,16 +653,9 @@ fn values_beyond_the_train_files_range_are_found_where_the_error_is_not() {
     }
     cycles_dataset(&root, &live, 2000..=2099);
     let args = ["--window", "16", "--epochs", "30", "--no-plots"];
-    let guarded = eval_report(&root, &dir.path().join("guarded"), &args);
-    let unguarded = eval_report(
-        &root,
-        &dir.path().join("unguarded"),
-        &[&args[..], &["--range-tolerance", "0"]].concat(),
-    );
-    let (with, without) = (&guarded["groups"]["g"], &unguarded["groups"]["g"]);
-    assert_eq!(with["tp"], 1, "with the range check: {with}");
-    assert_eq!(without["tp"], 0, "the error alone: {without}");
-    assert_eq!(with["fp"], without["fp"], "with {with}, without {without}");
+    let (guarded, unguarded) =
+        eval_on_and_off(&root, dir.path(), &args, &["--range-tolerance", "0"]);
+    assert_only_the_check_finds_it(&guarded, &unguarded, "range check");
 }
 
 /// A train file may carry columns its series does not (here its labels):
