@@ -161,7 +161,11 @@ def main():
         check(sum(produced.values()) == 2 * ROWS, f"confluent-kafka produced {2 * ROWS} samples to tansu")
 
         state_file = os.path.join(work, "state.cbor")
+        # As deploy/k8s runs each replica: a static group member (its pod
+        # name). Run so, the stop, the state file and the restart below
+        # must still lose and repeat nothing.
         serve_args = [ANOMALYD, "serve", "--brokers", brokers, "--topic", "samples", "--group", "e2e",
+                      "--group-instance-id", "anomalyd-0",
                       "--model", model, "--listen", f"127.0.0.1:{http_port}", "--events-topic", "events",
                       "--state-file", state_file]
         serve = start(serve_args, "serve-1.log")
