@@ -478,11 +478,12 @@ pub struct EvalArgs {
     /// generator's trend, noise and seasonality columns).
     #[arg(long, value_delimiter = ',')]
     pub columns: Option<Vec<String>>,
-    /// Orion protocol, series with a train file: take the train file as
-    /// normal and raise mean-std's k in steps of --k/8 until it raises no
-    /// marginal event (one whose smoothed error stays under 1.5× the
-    /// threshold), then one step more, at most twice --k. `false` keeps --k
-    /// everywhere.
+    /// Take the rows the model was trained on as normal (orion: a series'
+    /// train file, when it has one; streaming: the probationary period) and
+    /// raise mean-std's k in steps of --k/8 until they raise no marginal
+    /// event (one whose smoothed error stays under 1.5× the threshold),
+    /// then one step more, at most twice --k, as `train` does for the
+    /// daemon. `false` keeps --k everywhere.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub calibrate_k: bool,
     #[command(flatten)]

@@ -639,6 +639,51 @@ fn k_is_calibrated_on_the_train_file_so_normal_cycles_raise_no_events() {
     );
 }
 
+/// Under NAB's rules the model learns only the probationary period, and k
+/// is calibrated there as `train` calibrates it for the daemon: the short
+/// bursts that noise holds every 157 rows from the start raise false
+/// events at k = 4 and far fewer once k has learnt them, the flat stretch
+/// is still found, and NAB's score rises.
+#[test]
+fn streaming_calibrates_k_on_the_probationary_period() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let mut live = noise(3000, 4);
+    for (row, value) in live.iter_mut().enumerate() {
+        if row % 157 < 3 {
+            *value *= 3.0;
+        }
+    }
+    live[2500..2620].fill(0.0);
+    labelled_dataset(&root, "s", &live, &[(2500, 2619)]);
+    let args = [
+        "--protocol",
+        "streaming",
+        "--window",
+        "16",
+        "--epochs",
+        "30",
+        "--no-plots",
+    ];
+    let (calibrated, fixed) =
+        eval_on_and_off(&root, dir.path(), &args, &["--calibrate-k", "false"]);
+    let series = &calibrated["series"][0];
+    let k = series["calibration"]["k"].as_f64().unwrap_or_default();
+    assert!(k > 4.0 && k <= 8.0, "{series}");
+    assert!(fixed["series"][0].get("calibration").is_none());
+    let (with, without) = (&calibrated["groups"]["g"], &fixed["groups"]["g"]);
+    assert_eq!(with["tp"], 1, "{with}");
+    assert!(
+        with["fp"].as_u64() < without["fp"].as_u64(),
+        "calibrated {with}, fixed k {without}"
+    );
+    let standard = |report: &serde_json::Value| report["nab"]["standard"].as_f64();
+    assert!(
+        standard(&calibrated) > standard(&fixed),
+        "NAB standard: calibrated {calibrated}, fixed k {fixed}"
+    );
+}
+
 /// Cycles played louder than any in the train file keep their shape, and
 /// an autoencoder reconstructs a scaled copy of what it learnt nearly as
 /// well as the original, so their error stays under the threshold; their

@@ -185,8 +185,9 @@ pub struct EvalConfig {
     pub retrain_every: Option<usize>,
     /// Rows per forward pass when scoring.
     pub batch_size: usize,
-    /// Orion protocol with a train file: calibrate mean-std's k on it
-    /// ([`crate::detect::calibrate_k`]).
+    /// Calibrate mean-std's k on the rows the first model was trained on
+    /// ([`crate::detect::calibrate_k`]): a train file under `orion`, the
+    /// probationary period under `streaming`.
     pub calibrate_k: bool,
 }
 
@@ -208,7 +209,8 @@ pub struct SeriesOutcome {
     /// Why the series was not evaluated (unreadable, or too short to train
     /// on): its windows count as missed, and it has no errors or detections.
     pub skipped: Option<String>,
-    /// k calibrated on the train file, when it was.
+    /// k calibrated on the train file or the probationary period, when it
+    /// was.
     pub calibration: Option<KCalibration>,
     pub input: InputNotes,
 }
@@ -591,13 +593,19 @@ fn detect_series(
         .into_iter()
         .chain(coarse_errors.iter().copied())
         .collect();
-    // A train file is taken to be normal: k rises until it is quiet.
+    // The first model's training rows are taken to be normal (a train
+    // file, or in streaming the probationary period, as `train` takes its
+    // data for the daemon): k rises until they are quiet.
+    let normal_rows = match config.protocol {
+        Protocol::Orion => lead,
+        Protocol::Streaming => nab::probation_rows(rows),
+    };
     let calibration = match &first {
-        Some(model) if config.calibrate_k && lead > 0 => calibrate_k_rows(
+        Some(model) if config.calibrate_k && normal_rows > 0 => calibrate_k_rows(
             &config.detector,
             model,
-            &all_errors[..lead],
-            Some(&all_coarse[..lead]),
+            &all_errors[..normal_rows],
+            Some(&all_coarse[..normal_rows]),
         ),
         _ => None,
     };
@@ -709,8 +717,9 @@ pub struct SeriesReport {
     pub detections: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
-    /// Mean-std's k calibrated on the series' train file, and the marginal
-    /// events that file raised at `--k`.
+    /// Mean-std's k calibrated on the series' train file (streaming: its
+    /// probationary period), and the marginal events those rows raised at
+    /// `--k`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<KCalibration>,
     #[serde(flatten)]
@@ -880,7 +889,7 @@ impl Report {
             .filter(|s| s.calibration.is_some())
             .collect();
         if !calibrated.is_empty() {
-            md.push_str("\n| series | k calibrated on its train file | marginal events the train file raised at --k |\n|---|---|---|\n");
+            md.push_str("\n| series | k calibrated on its train file (streaming: probationary period) | marginal events those rows raised at --k |\n|---|---|---|\n");
             for s in calibrated {
                 if let Some(c) = s.calibration {
                     md.push_str(&format!(
