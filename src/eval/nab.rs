@@ -5,7 +5,9 @@
 //! `S(x) = 2/(1 + e^{5x}) − 1` (−1 from x ≥ 3); outside, `fp·S(p)` with `p`
 //! the distance past the previous window's right edge over its width − 1
 //! (3, that is −fp, before any window). Each window scores the best of its
-//! detections, or −fn without one; false positives add up. The first 15% of
+//! detections, or −fn without one (as does a window that holds no row: the
+//! series could not be read, or the window lies outside its time span);
+//! false positives add up. The first 15% of
 //! each series (at most 750 rows) is probationary and not scored. Scores
 //! are normalised as `100·(raw − null)/(perfect − null)`, where perfect is
 //! `tp` times the number of labelled windows and null is the best a
@@ -87,6 +89,10 @@ pub struct NabSeries {
     /// All labelled windows, probationary or not (NAB's perfect score counts
     /// them all).
     pub label_count: usize,
+    /// Labelled windows that hold no row of the series (it could not be
+    /// read, or they lie outside its time span): missed by any detector,
+    /// as the orion counts miss them.
+    unplaced: usize,
 }
 
 impl NabSeries {
@@ -153,6 +159,7 @@ impl NabSeries {
             places,
             scored_windows: (0..bounds.len()).filter(|&w| scored[w]).collect(),
             label_count: windows.len(),
+            unplaced: windows.len() - bounds.len(),
         }
     }
 
@@ -181,7 +188,11 @@ impl NabSeries {
                 Place::Outside { value } => false_positives += profile.fp * value,
             }
         }
-        best.iter().sum::<f64>() + false_positives
+        best.iter().sum::<f64>() + false_positives - self.missed_unplaced(profile)
+    }
+
+    fn missed_unplaced(&self, profile: &Profile) -> f64 {
+        profile.fn_ * self.unplaced as f64
     }
 
     /// The score as a function of the threshold on `scores` (a row is
@@ -194,7 +205,7 @@ impl NabSeries {
             .collect();
         order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
         let mut best = vec![-profile.fn_; self.scored_windows.len()];
-        let mut window_sum: f64 = best.iter().sum();
+        let mut window_sum: f64 = best.iter().sum::<f64>() - self.missed_unplaced(profile);
         let mut false_positives = 0.0;
         let mut curve = vec![(f64::INFINITY, window_sum)];
         for (k, &i) in order.iter().enumerate() {
@@ -327,6 +338,37 @@ mod tests {
         assert!(close(s.score(&detect(&[1]), &STANDARD), -1.0));
         let low_fn = PROFILES[2];
         assert!(close(s.score(&detect(&[]), &low_fn), -2.0));
+    }
+
+    #[test]
+    fn a_window_without_a_row_is_missed_by_every_detector() {
+        let times: Vec<f64> = (0..20).map(f64::from).collect();
+        // The second window lies after the series ends.
+        let s = NabSeries::new(&times, &[(10.0, 14.0), (30.0, 34.0)]);
+        assert!(close(s.score(&detect(&[]), &STANDARD), -2.0));
+        assert!(close(s.score(&detect(&[10]), &STANDARD), 0.0));
+        let result = score_corpus(
+            &[(
+                s,
+                detect(&[10])
+                    .iter()
+                    .map(|&d| f64::from(u8::from(d)))
+                    .collect(),
+            )],
+            &STANDARD,
+        );
+        assert!(close(result.raw, 0.0), "{result:?}");
+        assert_eq!(result.perfect, 2.0);
+        // A series that could not be read has no rows: its windows are
+        // missed, for the null detector too.
+        let unread = NabSeries::new(&[], &[(0.0, 1.0), (5.0, 6.0)]);
+        assert!(close(unread.score(&[], &STANDARD), -2.0));
+        let result = score_corpus(&[(unread, Vec::new())], &STANDARD);
+        assert!(
+            close(result.raw, -2.0) && close(result.null, -2.0),
+            "{result:?}"
+        );
+        assert!(close(result.normalized, 0.0), "{result:?}");
     }
 
     #[test]
