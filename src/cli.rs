@@ -129,12 +129,19 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Take the training data as normal and record in the artifact the
-    /// factor mean-std's k (the default detector's) must be raised by, in
-    /// steps of 1/8 up to 2, for it to raise no marginal event there, plus
-    /// one step (`threshold.k_factor`, applied by `serve` and `score`; as
-    /// `eval --calibrate-k` does with a train file). `false` records none.
+    /// factor mean-std's k (the default detector's, or --detector-config's)
+    /// must be raised by, in steps of 1/8 up to 2, for it to raise no
+    /// marginal event there, plus one step (`threshold.k_factor`, applied by
+    /// `serve` and `score`; as `eval --calibrate-k` does with a train file).
+    /// `false` records none.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub calibrate_k: bool,
+    /// The daemon's configuration file (`serve --config`): calibrate k for
+    /// its `[detector]` (k, smoothing, trailing window, events) rather than
+    /// for the default detector. Read before training; a field it gets
+    /// wrong stops `train`, named.
+    #[arg(long, value_name = "ANOMALYD_TOML")]
+    pub detector_config: Option<PathBuf>,
     /// Compute device: cpu (pure Rust), libtorch (LibTorch on the CPU) or
     /// cuda[:N] (LibTorch on a GPU); the last two need the `tch` build.
     #[arg(long, default_value = "cpu")]
@@ -765,6 +772,11 @@ fn read_all(paths: &[PathBuf], options: &CsvOptions) -> Result<Vec<Series>> {
 }
 
 fn run_train(args: &TrainArgs) -> Result<()> {
+    // Read first: a mistake there should not cost a training run.
+    let detector = match &args.detector_config {
+        Some(path) => ServeConfig::detector_from_file(path)?,
+        None => DetectorConfig::default(),
+    };
     let series = read_all(&args.data, &args.csv.options())?;
     let features = series.first().map(Series::n_features).unwrap_or_default();
     let request = TrainRequest {
@@ -781,13 +793,13 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     })?;
     progress.finish();
     if args.calibrate_k {
-        trained.manifest.threshold.k_factor = anomalyd::score::calibrate_k_factor(
-            &DetectorConfig::default(),
-            &trained,
-            &series,
-            &device,
-            1024,
-        )?;
+        if detector.mean_std_k().is_none() {
+            tracing::warn!(
+                "no k factor recorded: the detector's threshold is not mean-std, the one calibration tunes"
+            );
+        }
+        trained.manifest.threshold.k_factor =
+            anomalyd::score::calibrate_k_factor(&detector, &trained, &series, &device, 1024)?;
     }
     trained
         .save(&args.out)

@@ -260,6 +260,21 @@ impl ServeConfig {
         })
     }
 
+    /// The `[detector]` of a configuration file, checked as `serve` checks
+    /// it, for `train`, which calibrates k for the detector the daemon will
+    /// run. Errors name the file and the field.
+    pub fn detector_from_file(path: &Path) -> Result<DetectorConfig> {
+        let detector = Self::from_file(path)?.detector;
+        detector.validate().map_err(|e| match e {
+            Error::Config { field, reason } => Error::Config {
+                field: format!("{}: detector.{field}", path.display()),
+                reason,
+            },
+            other => other,
+        })?;
+        Ok(detector)
+    }
+
     /// Checks every rule that crosses fields or needs a value.
     pub fn validate(&self) -> Result<()> {
         let k = &self.kafka;

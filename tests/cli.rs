@@ -133,8 +133,9 @@ fn train_score_inspect_on_a_nab_series() {
 }
 
 /// `train` records the factor on mean-std's k that keeps its own training
-/// data quiet, `score` applies it (its thresholds are that much higher than
-/// with `--calibrated-k false`), and `--calibrate-k false` records none.
+/// data quiet, for the default detector or the daemon's configured one,
+/// `score` applies it (its thresholds are that much higher than with
+/// `--calibrated-k false`), and `--calibrate-k false` records none.
 #[test]
 fn train_calibrates_k_on_its_data_and_score_applies_it() {
     let data = nab_file("artificialNoAnomaly/art_daily_small_noise.csv");
@@ -169,6 +170,44 @@ fn train_calibrates_k_on_its_data_and_score_applies_it() {
         "one step of margin at least, twice k at most: {factor}"
     );
     assert_eq!(k_factor(&train("plain", &["--calibrate-k", "false"])), None);
+    // The daemon's own detector, from its configuration file: calibrated
+    // for when it is mean-std, no factor when it is not.
+    let config = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{e}"));
+        path.to_string_lossy().into_owned()
+    };
+    let mean_std = config(
+        "meanstd.toml",
+        "[kafka]\ntopics = [\"m\"]\n[detector.threshold]\nkind = \"meanstd\"\nwindow = 500\nk = 3.0\n",
+    );
+    let factor = k_factor(&train("own", &["--detector-config", &mean_std]))
+        .unwrap_or_else(|| panic!("no k_factor recorded for a mean-std detector"));
+    assert!((1.125..=2.0).contains(&factor), "{factor}");
+    let fixed = config("static.toml", "[detector.threshold]\nkind = \"static\"\n");
+    assert_eq!(
+        k_factor(&train("static", &["--detector-config", &fixed])),
+        None
+    );
+    // A mistake in the file stops train before it trains, named.
+    let wrong = config("wrong.toml", "[detector]\nmin_histroy = 10\n");
+    let model = dir.path().join("never").to_string_lossy().into_owned();
+    let out = anomalyd(&[
+        "train",
+        "--data",
+        &data,
+        "--detector-config",
+        &wrong,
+        "--out",
+        &model,
+    ]);
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "a misspelt field was accepted");
+    assert!(
+        said.contains("wrong.toml") && said.contains("min_histroy"),
+        "{said}"
+    );
+    assert!(!dir.path().join("never").exists());
 
     let model_arg = calibrated.to_string_lossy().into_owned();
     let out = anomalyd(&["inspect", &model_arg]);
