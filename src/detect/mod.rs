@@ -538,6 +538,35 @@ impl Detector {
         self
     }
 
+    /// Starts the stillness check on a detector resumed from a state file
+    /// written before the check existed (no guard, no model window), as
+    /// [`Detector::with_range`] starts it for a new series: without this, a
+    /// series that keeps streaming across such an upgrade is never judged
+    /// for stillness again, since only a cold start builds the guard. The
+    /// guard fills its window before it judges. True when it started one.
+    pub fn resume_stillness(
+        &mut self,
+        config: &DetectorConfig,
+        range: Option<&ValueRange>,
+        model_window: usize,
+    ) -> bool {
+        if self.model_window == 0 {
+            self.model_window = model_window;
+        }
+        if self.stillness.is_some() || config.flatline_ratio <= 0.0 {
+            return false;
+        }
+        let Some(floor) = range.and_then(|r| r.quietest.clone()) else {
+            return false;
+        };
+        self.stillness = Some(StillnessGuard::new(
+            floor,
+            config.flatline_ratio,
+            self.model_window,
+        ));
+        true
+    }
+
     /// Judges the values of the point whose error comes next (one per
     /// feature, normalised as the model's input) against the range, and
     /// widens it. Call it before [`Detector::update`] for that point. A

@@ -287,12 +287,25 @@ fn resume(table: &mut SeriesTable, path: &Path, models: &[ServedModel]) {
     match state::take(path) {
         Ok(None) => {}
         Ok(Some(snapshot)) => match table.restore(snapshot, &keys) {
-            Ok(restored) => tracing::info!(
-                series = restored.series,
-                skipped = restored.skipped,
-                file = %path.display(),
-                "series state resumed"
-            ),
+            Ok(restored) => {
+                tracing::info!(
+                    series = restored.series,
+                    skipped = restored.skipped,
+                    file = %path.display(),
+                    "series state resumed"
+                );
+                let shapes: Vec<(usize, Option<&ValueRange>)> = models
+                    .iter()
+                    .map(|m| (m.window, m.range.as_ref()))
+                    .collect();
+                let started = table.resume_stillness(&shapes);
+                if started > 0 {
+                    tracing::info!(
+                        series = started,
+                        "stillness check started on resumed series saved without it"
+                    );
+                }
+            }
             Err(reason) => tracing::warn!(
                 %reason,
                 file = %path.display(),

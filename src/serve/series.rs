@@ -440,6 +440,22 @@ impl SeriesTable {
         })
     }
 
+    /// Starts the stillness check on resumed series that lack it (see
+    /// [`Detector::resume_stillness`]); `models` are the served models'
+    /// windows and training ranges, by index. How many series it started on.
+    pub fn resume_stillness(&mut self, models: &[(usize, Option<&ValueRange>)]) -> usize {
+        let config = self.detector;
+        let mut started = 0;
+        for state in self.series.values_mut() {
+            if let Some(&(window, range)) = models.get(state.model)
+                && state.detector.resume_stillness(&config, range, window)
+            {
+                started += 1;
+            }
+        }
+        started
+    }
+
     /// Forgets the series that last arrived on none of `partitions`.
     pub fn keep_partitions(&mut self, partitions: &[(String, i32)]) -> usize {
         let before = self.series.len();
@@ -686,6 +702,56 @@ mod tests {
         );
         assert_eq!(admit(&mut resumed, "a", 5.0, 6.0), Admission::OutOfOrder);
         assert_eq!(admit(&mut resumed, "b", 1.0, 2.0), Admission::Warming);
+    }
+
+    /// A state saved before the stillness check holds detectors without
+    /// it; resuming starts it, once per series, and it then judges as a
+    /// new series' check would: a flat line is flagged.
+    #[test]
+    fn series_resumed_without_the_stillness_check_get_it() {
+        let range = ValueRange {
+            min: vec![-10.0],
+            max: vec![10.0],
+            quietest: Some(vec![1.0]),
+        };
+        let before = ValueRange {
+            quietest: None,
+            ..range.clone()
+        };
+        let mut saved = table(1, 10);
+        for time in 0..5 {
+            let shape = ModelShape {
+                model: 0,
+                window: 3,
+                features: 1,
+                rows_per_point: 1,
+                threshold: 1.0,
+                k_factor: None,
+                coarse: None,
+                range: Some(&before),
+            };
+            saved.admit("a", f64::from(time), &[time as f32], ("topic", 0), shape);
+        }
+        let mut resumed = table(1, 10);
+        let snapshot = saved.into_snapshot(vec![key("m")]);
+        assert!(resumed.restore(snapshot, &[key("m")]).is_ok());
+        assert_eq!(resumed.resume_stillness(&[(3, Some(&before))]), 0);
+        assert_eq!(resumed.resume_stillness(&[(3, Some(&range))]), 1);
+        assert_eq!(resumed.resume_stillness(&[(3, Some(&range))]), 0);
+        let Some(state) = resumed.series.get_mut("a") else {
+            panic!("series a was not resumed");
+        };
+        let flatline = (0..3)
+            .map(|_| {
+                state.detector.observe_values(&[0.0]);
+                state.detector.update(0.1).flatline
+            })
+            .collect::<Vec<bool>>();
+        assert_eq!(
+            flatline,
+            [false, false, true],
+            "judged once its window is full"
+        );
     }
 
     #[test]
