@@ -498,7 +498,18 @@ mod tests {
         value: f32,
         rows_per_point: usize,
     ) -> Admission {
-        let shape = ModelShape {
+        t.admit(
+            series,
+            time,
+            &[value],
+            ("topic", 0),
+            one_scale(rows_per_point, None),
+        )
+    }
+
+    /// A single-scale model of window 3 over one feature.
+    fn one_scale(rows_per_point: usize, range: Option<&ValueRange>) -> ModelShape<'_> {
+        ModelShape {
             model: 0,
             window: 3,
             features: 1,
@@ -506,9 +517,8 @@ mod tests {
             threshold: 1.0,
             k_factor: None,
             coarse: None,
-            range: None,
-        };
-        t.admit(series, time, &[value], ("topic", 0), shape)
+            range,
+        }
     }
 
     /// A window starts at the first sample of its oldest point, as `eval`
@@ -720,16 +730,7 @@ mod tests {
         };
         let mut saved = table(1, 10);
         for time in 0..5 {
-            let shape = ModelShape {
-                model: 0,
-                window: 3,
-                features: 1,
-                rows_per_point: 1,
-                threshold: 1.0,
-                k_factor: None,
-                coarse: None,
-                range: Some(&before),
-            };
+            let shape = one_scale(1, Some(&before));
             saved.admit("a", f64::from(time), &[time as f32], ("topic", 0), shape);
         }
         let mut resumed = table(1, 10);
