@@ -328,6 +328,11 @@ pub struct ScoreArgs {
     pub csv: CsvArgs,
     #[command(flatten)]
     pub detector: DetectorArgs,
+    /// The daemon's configuration file (`serve --config`): judge with its
+    /// `[detector]`, as the daemon would judge this data, instead of the
+    /// detector flags (it cannot be combined with them).
+    #[arg(long, value_name = "ANOMALYD_TOML", conflicts_with = "DetectorArgs")]
+    pub detector_config: Option<PathBuf>,
     /// Output CSV (`-` for standard output).
     #[arg(long, default_value = "-")]
     pub out: PathBuf,
@@ -885,6 +890,10 @@ impl EpochProgress {
 }
 
 fn run_score(args: &ScoreArgs) -> Result<()> {
+    let detector = match &args.detector_config {
+        Some(path) => ServeConfig::detector_from_file(path)?,
+        None => args.detector.config()?,
+    };
     let device = args.device.build()?;
     let model = TrainedModel::load(&args.model, &device)?;
     let mut options = args.csv.options();
@@ -897,7 +906,6 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
     let ScaleErrors { main: rows, coarse } =
         score_scales(&model, &series, &device, args.batch_size)?;
     let errors: Vec<Option<f64>> = rows.iter().map(|r| r.as_ref().map(|e| e.total)).collect();
-    let detector = args.detector.config()?;
     let points = point_rows(&model, &series);
     let (decisions, events) =
         detect_rows(&detector, &model, &errors, coarse.as_deref(), Some(&points));

@@ -135,7 +135,8 @@ fn train_score_inspect_on_a_nab_series() {
 /// `train` records the factor on mean-std's k that keeps its own training
 /// data quiet, for the default detector or the daemon's configured one,
 /// `score` applies it (its thresholds are that much higher than with
-/// `--calibrated-k false`), and `--calibrate-k false` records none.
+/// `--calibrated-k false`) with its flags' detector or the daemon's file's,
+/// and `--calibrate-k false` records none.
 #[test]
 fn train_calibrates_k_on_its_data_and_score_applies_it() {
     let data = nab_file("artificialNoAnomaly/art_daily_small_noise.csv");
@@ -235,6 +236,24 @@ fn train_calibrates_k_on_its_data_and_score_applies_it() {
         applied.iter().zip(&configured).all(|(a, c)| a > c),
         "k × {factor} should raise every threshold"
     );
+    // `score` judges as the daemon's file says, exactly as with the same
+    // settings given as flags, and refuses both at once.
+    let from_file = thresholds(&["--detector-config", &mean_std]);
+    let from_flags = thresholds(&["--threshold-window", "500", "--k", "3"]);
+    assert!(!from_file.is_empty() && from_file != applied);
+    assert_eq!(from_file, from_flags);
+    let both = anomalyd(&[
+        "score",
+        "--model",
+        &model_arg,
+        "--data",
+        &data,
+        "--detector-config",
+        &mean_std,
+        "--k",
+        "3",
+    ]);
+    assert!(!both.status.success(), "a file and flags were both taken");
 }
 
 /// The largest `score` column value `anomalyd score` writes for rows
