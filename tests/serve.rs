@@ -1181,3 +1181,64 @@ async fn a_restart_resumes_every_series_from_the_state_file() {
     let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
     assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
 }
+
+/// A state file saved by a daemon whose series had no stillness check (a
+/// version from before it; here an artifact without the quietest training
+/// spreads) resumes them with the check: a signal that then sticks is
+/// counted. Without it they would go unjudged for stillness until they
+/// next started cold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_resumed_from_a_state_saved_without_the_stillness_check_get_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    trained_model(&model_dir);
+    let manifest_path = model_dir.join("manifest.json");
+    let original = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&original).unwrap_or_else(|e| panic!("{e}"));
+    let removed = manifest["value_range"]
+        .as_object_mut()
+        .and_then(|range| range.remove("quietest"));
+    assert!(removed.is_some(), "the artifact has no quietest spreads");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap_or_else(|e| panic!("{e}"));
+
+    let (live, stuck) = (300, 80);
+    let mut values = common::seasonal(live, 1, 2, &[]);
+    values.extend(std::iter::repeat_n(values[live - 1], stuck));
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 1, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+    let mut config = plain_config(&brokers, "upgrade", &model_dir);
+    config.series.state_file = Some(dir.path().join("state.bin"));
+    let run = |config: ServeConfig, windows: u64| async move {
+        let shutdown = CancellationToken::new();
+        let running = anomalyd::serve::start(config, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("start failed: {e}"));
+        let metrics = running.metrics.clone();
+        let done = until(Duration::from_secs(60), || {
+            metrics.windows_scored.get() >= windows
+        })
+        .await;
+        assert!(done, "scored {} of {windows}", metrics.windows_scored.get());
+        let flatlines = metrics.flatlines.with_label_values(&["sticky"]).get();
+        shutdown.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+        assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+        flatlines
+    };
+    let rows = |range: std::ops::Range<usize>| {
+        range
+            .map(|row| sample("sticky", row, values[row]))
+            .collect()
+    };
+    produce(&brokers, rows(0..live)).await;
+    let before = run(config.clone(), (live - common::WINDOW + 1) as u64).await;
+    assert_eq!(before, 0);
+
+    // The upgrade: the same artifact, now with its quietest spreads.
+    std::fs::write(&manifest_path, &original).unwrap_or_else(|e| panic!("{e}"));
+    produce(&brokers, rows(live..live + stuck)).await;
+    let after = run(config, stuck as u64).await;
+    assert!(after > 0, "the stuck signal was not judged for stillness");
+}
