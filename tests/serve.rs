@@ -1091,6 +1091,31 @@ async fn serve_one_series(
     }
 }
 
+/// Starts a daemon on `config`, waits until it has scored `windows` (and
+/// checks it scores no more), stops it gracefully and hands back its
+/// metrics.
+async fn serve_exactly(
+    config: ServeConfig,
+    windows: u64,
+) -> std::sync::Arc<anomalyd::metrics::Metrics> {
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    let metrics = running.metrics.clone();
+    let done = until(Duration::from_secs(60), || {
+        metrics.windows_scored.get() >= windows
+    })
+    .await;
+    assert!(done, "scored {} of {windows}", metrics.windows_scored.get());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(metrics.windows_scored.get(), windows);
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+    metrics
+}
+
 /// With `series.state_file`, a graceful stop saves every series' window and
 /// detector, and the next start resumes them: over two runs the daemon's
 /// last score is the one offline detection gives the whole stream, and the
@@ -1107,24 +1132,9 @@ async fn a_restart_resumes_every_series_from_the_state_file() {
     let brokers = cluster.bootstrap_servers();
     let mut config = plain_config(&brokers, "resume", &model_dir);
     config.series.state_file = Some(state_file.clone());
-    let run = |config: anomalyd::config::ServeConfig, windows: u64| async move {
-        let shutdown = CancellationToken::new();
-        let running = anomalyd::serve::start(config, shutdown.clone())
-            .await
-            .unwrap_or_else(|e| panic!("start failed: {e}"));
-        let metrics = running.metrics.clone();
-        let done = until(Duration::from_secs(60), || {
-            metrics.windows_scored.get() >= windows
-        })
-        .await;
-        assert!(done, "scored {} of {windows}", metrics.windows_scored.get());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(metrics.windows_scored.get(), windows);
-        let score = metrics.anomaly_score.with_label_values(&["ms"]).get();
-        shutdown.cancel();
-        let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
-        assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
-        score
+    let run = |config: ServeConfig, windows: u64| async move {
+        let metrics = serve_exactly(config, windows).await;
+        metrics.anomaly_score.with_label_values(&["ms"]).get()
     };
     let sample_rows =
         |range: std::ops::Range<usize>| range.map(|row| sample("ms", row, values[row])).collect();
@@ -1211,21 +1221,8 @@ async fn series_resumed_from_a_state_saved_without_the_stillness_check_get_it() 
     let mut config = plain_config(&brokers, "upgrade", &model_dir);
     config.series.state_file = Some(dir.path().join("state.bin"));
     let run = |config: ServeConfig, windows: u64| async move {
-        let shutdown = CancellationToken::new();
-        let running = anomalyd::serve::start(config, shutdown.clone())
-            .await
-            .unwrap_or_else(|e| panic!("start failed: {e}"));
-        let metrics = running.metrics.clone();
-        let done = until(Duration::from_secs(60), || {
-            metrics.windows_scored.get() >= windows
-        })
-        .await;
-        assert!(done, "scored {} of {windows}", metrics.windows_scored.get());
-        let flatlines = metrics.flatlines.with_label_values(&["sticky"]).get();
-        shutdown.cancel();
-        let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
-        assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
-        flatlines
+        let metrics = serve_exactly(config, windows).await;
+        metrics.flatlines.with_label_values(&["sticky"]).get()
     };
     let rows = |range: std::ops::Range<usize>| {
         range
