@@ -261,8 +261,8 @@ impl ServeConfig {
     }
 
     /// The `[detector]` of a configuration file, checked as `serve` checks
-    /// it, for `train`, which calibrates k for the detector the daemon will
-    /// run. Errors name the file and the field.
+    /// it: `train` calibrates k for it and `score` judges with it, as the
+    /// daemon run on that file will. Errors name the file and the field.
     pub fn detector_from_file(path: &Path) -> Result<DetectorConfig> {
         let detector = Self::from_file(path)?.detector;
         detector.validate().map_err(|e| match e {
