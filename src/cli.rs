@@ -803,8 +803,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
                 "no k factor recorded: the detector's threshold is not mean-std, the one calibration tunes"
             );
         }
-        trained.manifest.threshold.k_factor =
-            anomalyd::score::calibrate_k_factor(&detector, &trained, &series, &device, 1024)?;
+        anomalyd::score::record_k_factor(&detector, &mut trained, &series, &device, 1024)?;
     }
     trained
         .save(&args.out)
@@ -906,6 +905,15 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
     let ScaleErrors { main: rows, coarse } =
         score_scales(&model, &series, &device, args.batch_size)?;
     let errors: Vec<Option<f64>> = rows.iter().map(|r| r.as_ref().map(|e| e.total)).collect();
+    let threshold = &model.manifest.threshold;
+    if detector
+        .applies_factor_measured_for_another(threshold.k_factor, threshold.calibrated_for.as_ref())
+    {
+        tracing::warn!(
+            k_factor = ?threshold.k_factor,
+            "the model's k factor was calibrated for another detector than this one, and is applied all the same; --detector-config with the file it was trained with judges as it was measured, --calibrated-k false ignores the factor"
+        );
+    }
     let points = point_rows(&model, &series);
     let (decisions, events) =
         detect_rows(&detector, &model, &errors, coarse.as_deref(), Some(&points));
@@ -1201,7 +1209,16 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
         manifest.threshold.value, manifest.threshold.quantile
     );
     if let Some(factor) = manifest.threshold.k_factor {
-        println!("k factor        {factor} (mean-std's k, calibrated on the training data)");
+        let measured_for = match manifest.threshold.calibrated_for {
+            Some(detector) if detector != DetectorConfig::default() => format!(
+                "for the detector of --detector-config: {}",
+                serde_json::to_string(&detector)?
+            ),
+            _ => "for the default detector".to_owned(),
+        };
+        println!(
+            "k factor        {factor} (mean-std's k, calibrated on the training data {measured_for})"
+        );
     }
     if let Some(subdir) = &manifest.coarse {
         let coarse = anomalyd::model::artifact::Manifest::read(&args.model.join(subdir))?;

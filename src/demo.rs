@@ -143,9 +143,9 @@ fn train_model(options: &DemoOptions) -> Result<PathBuf> {
     let series = [series];
     let mut model: TrainedModel = train(&series, &request, &device, &mut |_| {})?;
     // As `anomalyd train` does by default.
-    model.manifest.threshold.k_factor = crate::score::calibrate_k_factor(
+    crate::score::record_k_factor(
         &crate::detect::DetectorConfig::default(),
-        &model,
+        &mut model,
         &series,
         &device,
         1024,

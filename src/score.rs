@@ -231,6 +231,22 @@ pub fn calibrate_k_factor(
     Ok(factor)
 }
 
+/// Records in `model` the k factor [`calibrate_k_factor`] finds for
+/// `config` on `series`, and `config` as the detector it was measured for:
+/// what `anomalyd train` does after fitting.
+pub fn record_k_factor(
+    config: &DetectorConfig,
+    model: &mut TrainedModel,
+    series: &[Series],
+    device: &Device,
+    batch_size: usize,
+) -> Result<()> {
+    let factor = calibrate_k_factor(config, model, series, device, batch_size)?;
+    model.manifest.threshold.k_factor = factor;
+    model.manifest.threshold.calibrated_for = factor.map(|_| *config);
+    Ok(())
+}
+
 fn coarse_errors<'a>(
     model: &TrainedModel,
     coarse: Option<&'a [Option<f64>]>,

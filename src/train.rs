@@ -926,6 +926,7 @@ fn train_scale(
         quantile: request.train.threshold_quantile,
         value: quantile(&errors, request.train.threshold_quantile),
         k_factor: None,
+        calibrated_for: None,
     };
     let manifest = Manifest::new(
         request.model.clone(),

@@ -256,6 +256,66 @@ fn train_calibrates_k_on_its_data_and_score_applies_it() {
     assert!(!both.status.success(), "a file and flags were both taken");
 }
 
+/// A model calibrated for the daemon's configured detector records which
+/// one, and `score` warns when it applies the factor with another detector
+/// (here the defaults), not with the one it was measured for, nor when the
+/// factor is turned off.
+#[test]
+fn score_warns_when_the_k_factor_was_measured_for_another_detector() {
+    let data = nab_file("artificialNoAnomaly/art_daily_small_noise.csv");
+    let data = data.to_string_lossy();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("anomalyd.toml");
+    std::fs::write(
+        &file,
+        "[detector.threshold]\nkind = \"meanstd\"\nwindow = 500\nk = 3.0\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let file = file.to_string_lossy().into_owned();
+    let train = |name: &str, extra: &[&str]| {
+        let model = dir.path().join(name).to_string_lossy().into_owned();
+        let args = [
+            &[
+                "train", "--data", &data, "--window", "24", "--epochs", "3", "--out", &model,
+            ][..],
+            extra,
+        ]
+        .concat();
+        let out = anomalyd(&args);
+        assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+        let manifest = std::fs::read_to_string(dir.path().join(name).join("manifest.json"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&manifest).unwrap_or_else(|e| panic!("{e}"));
+        (
+            model,
+            manifest["threshold"]["calibrated_for"]["threshold"].clone(),
+        )
+    };
+    let (own, measured_for) = train("own", &["--detector-config", &file]);
+    assert_eq!(measured_for["k"], 3.0, "{measured_for}");
+    assert_eq!(measured_for["window"], 500, "{measured_for}");
+    let (default, measured_for) = train("default", &[]);
+    assert_eq!(measured_for["k"], 4.0, "{measured_for}");
+    let warned = |model: &str, extra: &[&str]| {
+        let args = [&["score", "--model", model, "--data", &data][..], extra].concat();
+        let out = anomalyd(&args);
+        assert!(out.status.success(), "score failed: {}", text(&out.stderr));
+        text(&out.stderr).contains("calibrated for another detector")
+    };
+    let shown = text(&anomalyd(&["inspect", &own]).stdout);
+    assert!(
+        shown.contains("for the detector of --detector-config"),
+        "{shown}"
+    );
+    let shown = text(&anomalyd(&["inspect", &default]).stdout);
+    assert!(shown.contains("for the default detector"), "{shown}");
+    assert!(warned(&own, &[]));
+    assert!(!warned(&own, &["--detector-config", &file]));
+    assert!(!warned(&own, &["--calibrated-k", "false"]));
+    assert!(!warned(&default, &[]));
+}
+
 /// The largest `score` column value `anomalyd score` writes for rows
 /// `rows` of `data` with `extra` flags.
 fn peak_score(model: &str, data: &Path, rows: std::ops::Range<usize>, extra: &[&str]) -> f64 {

@@ -888,9 +888,9 @@ fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCas
     );
     // As `anomalyd train` does: offline detection and the daemon must both
     // raise k by it.
-    model.manifest.threshold.k_factor = anomalyd::score::calibrate_k_factor(
+    anomalyd::score::record_k_factor(
         &anomalyd::detect::DetectorConfig::default(),
-        &model,
+        &mut model,
         std::slice::from_ref(&training),
         &device,
         256,

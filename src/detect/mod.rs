@@ -293,6 +293,21 @@ impl DetectorConfig {
         config
     }
 
+    /// Whether this detector applies a model's `k_factor` that was measured
+    /// for another detector (`calibrated_for`; `None`: the default one):
+    /// the factor that kept the training data quiet under one smoothing,
+    /// window and k need not under another, so the callers warn.
+    pub fn applies_factor_measured_for_another(
+        &self,
+        k_factor: Option<f64>,
+        calibrated_for: Option<&DetectorConfig>,
+    ) -> bool {
+        k_factor.is_some()
+            && self.calibrated_k
+            && self.mean_std_k().is_some()
+            && calibrated_for.copied().unwrap_or_default() != *self
+    }
+
     /// The detector for a model whose artifact carries `k_factor`: mean-std's
     /// k multiplied by it, unless `calibrated_k` is off.
     pub fn for_model(&self, k_factor: Option<f64>) -> Self {
@@ -844,6 +859,30 @@ mod tests {
                 base
             })
         })
+    }
+
+    #[test]
+    fn a_factor_measured_for_another_detector_is_told_apart() {
+        let default = DetectorConfig::default();
+        let other = default.with_mean_std_k(3.0);
+        // Artifacts without the field were calibrated with the default.
+        assert!(!default.applies_factor_measured_for_another(Some(1.5), None));
+        assert!(!default.applies_factor_measured_for_another(Some(1.5), Some(&default)));
+        assert!(other.applies_factor_measured_for_another(Some(1.5), None));
+        assert!(other.applies_factor_measured_for_another(Some(1.5), Some(&default)));
+        assert!(!other.applies_factor_measured_for_another(Some(1.5), Some(&other)));
+        // No factor, or none applied: nothing to warn about.
+        assert!(!other.applies_factor_measured_for_another(None, None));
+        let off = DetectorConfig {
+            calibrated_k: false,
+            ..other
+        };
+        assert!(!off.applies_factor_measured_for_another(Some(1.5), None));
+        let mad = DetectorConfig {
+            threshold: ThresholdConfig::build(ThresholdKind::Mad, ThresholdParams::default()),
+            ..default
+        };
+        assert!(!mad.applies_factor_measured_for_another(Some(1.5), None));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::Scaler;
-use crate::detect::ValueRange;
+use crate::detect::{DetectorConfig, ValueRange};
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Network};
 use crate::train::{EpochStats, TrainConfig, quantile};
@@ -101,6 +101,12 @@ pub struct Threshold {
     /// (format 6; absent: k as configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub k_factor: Option<f64>,
+    /// The detector `k_factor` was measured for (`train --detector-config`;
+    /// absent: the default detector, which artifacts before this field were
+    /// all calibrated with). An older anomalyd ignores it, so it needs no
+    /// new format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrated_for: Option<DetectorConfig>,
 }
 
 /// One training file, identified by content.

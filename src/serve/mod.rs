@@ -35,7 +35,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EventFormat, SeriesPattern, ServeConfig};
-use crate::detect::{EventChange, ValueRange};
+use crate::detect::{DetectorConfig, EventChange, ValueRange};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -196,6 +196,8 @@ struct ServedModel {
     threshold: f64,
     /// Mean-std's k factor calibrated on the training data (format 6 on).
     k_factor: Option<f64>,
+    /// The detector that factor was measured for (`None`: the default).
+    calibrated_for: Option<DetectorConfig>,
     coarse: Option<ServedCoarse>,
     /// The training range, normalised (artifacts of format 4 on).
     range: Option<ValueRange>,
@@ -241,9 +243,24 @@ impl ServedModel {
             scaler: manifest.scaler.clone(),
             threshold: manifest.threshold.value,
             k_factor: manifest.threshold.k_factor,
+            calibrated_for: manifest.threshold.calibrated_for,
             coarse,
             range: manifest.point_range(),
             centered: manifest.windowing.centered,
+        }
+    }
+
+    /// Says so when `detector` applies this model's k factor although it
+    /// was measured for another detector: the operator should train with
+    /// `--detector-config` on the daemon's file.
+    fn warn_if_factor_measured_elsewhere(&self, detector: &DetectorConfig) {
+        if detector.applies_factor_measured_for_another(self.k_factor, self.calibrated_for.as_ref())
+        {
+            tracing::warn!(
+                model = %self.name,
+                k_factor = ?self.k_factor,
+                "the model's k factor was calibrated for another [detector] than this daemon runs, and is applied all the same; train with --detector-config on this configuration file to measure it for this one"
+            );
         }
     }
 
@@ -499,6 +516,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
             k = ?config.detector.for_model(model.k_factor).mean_std_k(),
             "model loaded"
         );
+        model.warn_if_factor_measured_elsewhere(&config.detector);
     }
     readiness.model_loaded.store(true, Ordering::Relaxed);
 
@@ -782,6 +800,7 @@ impl Pipeline {
             self.models[index] = replacement;
             self.metrics.model_reloads.with_label_values(&["ok"]).inc();
             tracing::info!(model = %self.models[index].name, "model reloaded");
+            self.models[index].warn_if_factor_measured_elsewhere(&self.config.detector);
         }
         self.metrics.model_info.reset();
         for model in &self.models {
