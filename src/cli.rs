@@ -173,6 +173,12 @@ pub struct ModelArgs {
     /// both. For series whose level wanders (random walks, trends).
     #[arg(long, value_enum, default_value_t = Center::Off)]
     pub center: Center,
+    /// The model also takes the time of day (UTC; two inputs derived from
+    /// each row's timestamp), so that it learns what each hour looks like:
+    /// for data that follows the clock. Off by default (README: where it
+    /// helps and where it costs). Epoch-second or datetime timestamps.
+    #[arg(long)]
+    pub time_of_day: bool,
     /// Last fraction of each file held out (chronologically) for validation.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
@@ -250,10 +256,14 @@ impl ModelArgs {
             aggregate: self.aggregate,
             coarse: self.coarse,
             center: self.center,
+            time_of_day: self.time_of_day,
         }
     }
 
-    fn model_config(&self, features: usize) -> ModelConfig {
+    /// The model for data of `columns` feature columns (and the derived
+    /// inputs the data config adds).
+    fn model_config(&self, columns: usize) -> ModelConfig {
+        let features = columns + self.data_config().derived_features();
         let (window, code) = (self.window, self.code);
         match self.kind {
             ModelKind::Dense => ModelConfig::Dense(
@@ -899,7 +909,7 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
     if options.columns.is_none() {
         // Score the columns the model was trained on, by name, whatever
         // else the file carries.
-        options.columns = Some(model.manifest.windowing.feature_names.clone());
+        options.columns = Some(model.manifest.windowing.data_columns().to_vec());
     }
     let series = read_all(std::slice::from_ref(&args.data), &options)?.remove(0);
     let ScaleErrors { main: rows, coarse } =
@@ -914,7 +924,7 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
             "the model's k factor was calibrated for another detector than this one, and is applied all the same; --detector-config with the file it was trained with judges as it was measured, --calibrated-k false ignores the factor"
         );
     }
-    let points = point_rows(&model, &series);
+    let points = point_rows(&model, &series)?;
     let (decisions, events) =
         detect_rows(&detector, &model, &errors, coarse.as_deref(), Some(&points));
     let sink: Box<dyn Write> = if args.out == Path::new("-") {
@@ -1148,11 +1158,16 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
     );
     println!("model           {model_json}");
     println!(
-        "window          {} points of {} row(s) each, stride {}, features [{}]{}",
+        "window          {} points of {} row(s) each, stride {}, features [{}]{}{}",
         w.window,
         w.aggregate,
         w.stride,
-        w.feature_names.join(", "),
+        w.data_columns().join(", "),
+        if w.time_of_day {
+            " and the time of day (UTC, derived from each timestamp)"
+        } else {
+            ""
+        },
         centring(w)
     );
     println!(

@@ -1,11 +1,16 @@
 //! Reconstruction error per window: the raw signal every detector works on.
 //!
 //! A window's error is the mean squared difference between the normalised
-//! window and its reconstruction, over all T·F values; the per-feature
-//! errors average over time only, so the window error is their mean.
+//! window and its reconstruction, over all T·F values of the features read
+//! from data; the per-feature errors average over time only, so the window
+//! error is their mean. Derived inputs (the time of day) are reconstructed
+//! but not counted: the clock cannot be anomalous.
+
+use std::borrow::Cow;
 
 use burn::prelude::*;
 
+use crate::data::calendar;
 use crate::data::window::Segment;
 use crate::data::{Series, WindowSet};
 use crate::detect::{
@@ -38,10 +43,18 @@ pub fn reconstruction_errors(network: &Network, input: Tensor<3>) -> Result<Vec<
         .map_err(|e| Error::Backend(format!("reading scores back: {e:?}")))
 }
 
-/// Scores every window of `windows`, `batch_size` at a time.
+/// A window's error from its per-feature errors: the mean over the first
+/// `scored`, the features read from data (derived ones follow them).
+pub fn window_error(per_feature: impl IntoIterator<Item = f64>, scored: usize) -> f64 {
+    per_feature.into_iter().take(scored).sum::<f64>() / scored.max(1) as f64
+}
+
+/// Scores every window of `windows`, `batch_size` at a time; the first
+/// `scored` features make the total, and `per_feature` holds only them.
 pub fn window_errors(
     network: &Network,
     windows: &WindowSet,
+    scored: usize,
     device: &Device,
     batch_size: usize,
 ) -> Result<Vec<WindowError>> {
@@ -51,14 +64,39 @@ pub fn window_errors(
     for batch in ids.chunks(batch_size.max(1)) {
         let values = reconstruction_errors(network, windows.batch(batch, device))?;
         errors.extend(values.chunks_exact(features).map(|row| {
-            let per_feature: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
+            let per_feature: Vec<f64> = row[..scored.min(features)]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
             WindowError {
-                total: per_feature.iter().sum::<f64>() / features as f64,
+                total: window_error(per_feature.iter().copied(), scored),
                 per_feature,
             }
         }));
     }
     Ok(errors)
+}
+
+/// `series` as `model` takes it: the data columns it was trained on, with
+/// the derived time-of-day features appended when it was trained with them.
+pub fn model_input<'a>(model: &TrainedModel, series: &'a Series) -> Result<Cow<'a, Series>> {
+    let spec = &model.manifest.windowing;
+    let columns = spec.data_columns();
+    if series.feature_names.len() != columns.len() {
+        return Err(Error::Shape(format!(
+            "{} has {} feature column(s) [{}] but the model was trained on {} [{}]",
+            series.source.display(),
+            series.feature_names.len(),
+            series.feature_names.join(", "),
+            columns.len(),
+            columns.join(", "),
+        )));
+    }
+    if spec.time_of_day {
+        Ok(Cow::Owned(calendar::with_time_of_day(series)?))
+    } else {
+        Ok(Cow::Borrowed(series))
+    }
 }
 
 /// Scores every row of `series` with a stride-1 sliding window over the
@@ -72,18 +110,9 @@ pub fn score_series(
     batch_size: usize,
 ) -> Result<Vec<Option<WindowError>>> {
     let spec = &model.manifest.windowing;
-    if series.feature_names.len() != spec.feature_names.len() {
-        return Err(Error::Shape(format!(
-            "{} has {} feature column(s) [{}] but the model was trained on {} [{}]",
-            series.source.display(),
-            series.feature_names.len(),
-            series.feature_names.join(", "),
-            spec.feature_names.len(),
-            spec.feature_names.join(", "),
-        )));
-    }
+    let input = model_input(model, series)?;
     let rows_per_point = spec.aggregate.max(1);
-    let values = normalised_points(model, series);
+    let values = normalised_points(model, &input);
     let windows = WindowSet::new(
         vec![Segment { values }],
         spec.window,
@@ -91,7 +120,13 @@ pub fn score_series(
         spec.feature_names.len(),
     )
     .centered(spec.centered);
-    let errors = window_errors(&model.network, &windows, device, batch_size)?;
+    let errors = window_errors(
+        &model.network,
+        &windows,
+        spec.scored_features(),
+        device,
+        batch_size,
+    )?;
     let mut rows: Vec<Option<WindowError>> = vec![None; series.rows()];
     // Window w ends at point w + T - 1, whose last row is the one scored.
     for (window, error) in errors.into_iter().enumerate() {
@@ -100,8 +135,9 @@ pub fn score_series(
     Ok(rows)
 }
 
-/// The model's points of `series` (rows averaged as it was trained),
-/// normalised as its input: row-major `[points, features]`.
+/// The model's points of `series` (rows averaged as it was trained, with
+/// every input feature: [`model_input`]), normalised as its input:
+/// row-major `[points, features]`.
 fn normalised_points(model: &TrainedModel, series: &Series) -> Vec<f32> {
     let points = series.aggregate(model.manifest.windowing.aggregate.max(1));
     let mut values = Vec::new();
@@ -121,21 +157,23 @@ fn last_row(point: usize, rows_per_point: usize) -> usize {
 /// The values [`detect_rows`]' range check judges, aligned with
 /// [`score_series`]' rows: row-major `[rows, features]`, each row that
 /// completes a point holding that point's normalised values, the others
-/// NaN.
-pub fn point_rows(model: &TrainedModel, series: &Series) -> Vec<f32> {
-    let features = series.n_features();
-    let rows_per_point = model.manifest.windowing.aggregate.max(1);
+/// NaN. Only the features read from data: the clock is never out of range.
+pub fn point_rows(model: &TrainedModel, series: &Series) -> Result<Vec<f32>> {
+    let spec = &model.manifest.windowing;
+    let (width, features) = (spec.feature_names.len(), spec.scored_features());
+    let rows_per_point = spec.aggregate.max(1);
+    let input = model_input(model, series)?;
     let mut rows = vec![f32::NAN; series.rows() * features];
-    for (point, values) in normalised_points(model, series)
-        .chunks_exact(features.max(1))
+    for (point, values) in normalised_points(model, &input)
+        .chunks_exact(width.max(1))
         .enumerate()
     {
         let row = last_row(point, rows_per_point);
         if let Some(slot) = rows.get_mut(row * features..(row + 1) * features) {
-            slot.copy_from_slice(values);
+            slot.copy_from_slice(&values[..features]);
         }
     }
-    rows
+    Ok(rows)
 }
 
 /// The first row of the window whose error [`score_series`] puts on `row`:

@@ -18,6 +18,7 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
+use crate::data::calendar;
 use crate::data::window::{Segment, to_tensor};
 use crate::data::{Scaler, ScalerKind, Series, WindowSet};
 use crate::detect::ValueRange;
@@ -282,9 +283,21 @@ pub struct DataConfig {
     /// Which models see centred windows.
     #[serde(default)]
     pub center: Center,
+    /// The model also takes the time of day ([`crate::data::calendar`]).
+    #[serde(default)]
+    pub time_of_day: bool,
 }
 
 impl DataConfig {
+    /// Inputs the model takes beyond the data's columns.
+    pub fn derived_features(&self) -> usize {
+        if self.time_of_day {
+            calendar::TIME_OF_DAY_FEATURES.len()
+        } else {
+            0
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.window < 2 {
             return Err(Error::config("--window", "must be at least 2"));
@@ -313,6 +326,9 @@ impl DataConfig {
 #[derive(Debug, Clone)]
 pub struct PreparedData {
     pub feature_names: Vec<String>,
+    /// The leading features read from data, which the error counts (the
+    /// derived ones follow).
+    pub scored_features: usize,
     pub scaler: Scaler,
     pub train: WindowSet,
     pub validation: WindowSet,
@@ -392,6 +408,7 @@ fn prepare_scaled(
         })
         .collect();
     Ok(PreparedData {
+        scored_features: features.saturating_sub(config.derived_features()),
         feature_names,
         scaler,
         train,
@@ -449,10 +466,16 @@ pub fn fit(
     if config.refit_drop <= 0.0 {
         return Ok(first);
     }
-    let errors: Vec<f64> = score::window_errors(&first.network, &data.train, device, 1024)?
-        .into_iter()
-        .map(|e| e.total)
-        .collect();
+    let errors: Vec<f64> = score::window_errors(
+        &first.network,
+        &data.train,
+        data.scored_features,
+        device,
+        1024,
+    )?
+    .into_iter()
+    .map(|e| e.total)
+    .collect();
     let cut = quantile(&errors, 1.0 - config.refit_drop);
     let kept: Vec<usize> = (0..errors.len()).filter(|&i| errors[i] <= cut).collect();
     fit_windows(model, config, data, kept, monitor, device, on_epoch)
@@ -472,8 +495,20 @@ fn fit_windows(
         let network = Network::Pca(pca.fit(&data.train, &ids, device));
         let stats = EpochStats {
             epoch: 1,
-            train_loss: mean_error(&network, &data.train, device, config.batch_size)?,
-            val_loss: mean_error(&network, monitor, device, config.batch_size)?,
+            train_loss: mean_error(
+                &network,
+                &data.train,
+                data.scored_features,
+                device,
+                config.batch_size,
+            )?,
+            val_loss: mean_error(
+                &network,
+                monitor,
+                data.scored_features,
+                device,
+                config.batch_size,
+            )?,
         };
         on_epoch(&stats);
         return Ok(Fitted {
@@ -503,8 +538,8 @@ fn descend(
     let untrained = trainer.network();
     let epoch_zero = EpochStats {
         epoch: 0,
-        train_loss: mean_error(&untrained, &data.train, device, 1024)?,
-        val_loss: mean_error(&untrained, monitor, device, 1024)?,
+        train_loss: mean_error(&untrained, &data.train, data.scored_features, device, 1024)?,
+        val_loss: mean_error(&untrained, monitor, data.scored_features, device, 1024)?,
     };
     on_epoch(&epoch_zero);
     let mut best = (epoch_zero.val_loss, 0, untrained);
@@ -525,7 +560,7 @@ fn descend(
         let stats = EpochStats {
             epoch,
             train_loss: objective_sum / order.len() as f64,
-            val_loss: mean_error(&inference, monitor, device, 1024)?,
+            val_loss: mean_error(&inference, monitor, data.scored_features, device, 1024)?,
         };
         on_epoch(&stats);
         if stats.val_loss < best.0 {
@@ -826,10 +861,11 @@ fn corrupt(clean: &[f32], corruption: Corruption, rng: &mut StdRng) -> Vec<f32> 
 fn mean_error(
     network: &Network,
     windows: &WindowSet,
+    scored: usize,
     device: &Device,
     batch_size: usize,
 ) -> Result<f64> {
-    let errors = score::window_errors(network, windows, device, batch_size)?;
+    let errors = score::window_errors(network, windows, scored, device, batch_size)?;
     Ok(errors.iter().map(|e| e.total).sum::<f64>() / errors.len().max(1) as f64)
 }
 
@@ -853,6 +889,28 @@ pub fn train(
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<TrainedModel> {
+    // Derived per row, before rows are averaged into points, as the
+    // daemon derives them per sample.
+    let timed: Vec<Series>;
+    let series = if request.data.time_of_day {
+        let span = series
+            .iter()
+            .filter_map(|s| Some(s.times.last()? - s.times.first()?))
+            .fold(0.0, f64::max);
+        if span < calendar::SECONDS_PER_DAY {
+            tracing::warn!(
+                span_seconds = span,
+                "--time-of-day: the training data spans less than a day (or its timestamps are row numbers), so the model sees only part of the clock"
+            );
+        }
+        timed = series
+            .iter()
+            .map(calendar::with_time_of_day)
+            .collect::<Result<_>>()?;
+        &timed[..]
+    } else {
+        series
+    };
     let total_rows = series.iter().map(Series::rows).sum();
     let rows_per_point = request.data.aggregate.rows_per_point(total_rows);
     let multiple = request.data.coarse;
@@ -917,10 +975,16 @@ fn train_scale(
     } else {
         (&data.validation, "validation")
     };
-    let errors: Vec<f64> = score::window_errors(&fitted.network, calibration_set, device, 1024)?
-        .into_iter()
-        .map(|e| e.total)
-        .collect();
+    let errors: Vec<f64> = score::window_errors(
+        &fitted.network,
+        calibration_set,
+        data.scored_features,
+        device,
+        1024,
+    )?
+    .into_iter()
+    .map(|e| e.total)
+    .collect();
     let error_stats = ErrorStats::from_errors(&errors, calibrated_on);
     let threshold = Threshold {
         quantile: request.train.threshold_quantile,
@@ -938,6 +1002,7 @@ fn train_scale(
             feature_names: data.feature_names.clone(),
             aggregate: rows_per_point,
             centered: data.train.is_centered(),
+            time_of_day: request.data.time_of_day,
         },
         data.scaler.clone(),
         fitted.history,
@@ -945,18 +1010,33 @@ fn train_scale(
         error_stats,
         threshold,
         data.fingerprint.clone(),
-        training_range(&points, data.feature_names.len(), request.data.window),
+        training_range(
+            &points,
+            data.feature_names.len(),
+            data.scored_features,
+            request.data.window,
+        ),
     );
     Ok(TrainedModel::new(manifest, fitted.network))
 }
 
 /// The per-feature range of the training points and the spread of their
 /// quietest window of `window` points: what the range and stillness checks
-/// start from.
-fn training_range(points: &[Series], features: usize, window: usize) -> Option<ValueRange> {
-    let parts = || points.iter().map(|p| p.values.as_slice());
-    ValueRange::of_rows(parts(), features).map(|range| ValueRange {
-        quietest: crate::detect::stillness::quietest_windows(parts(), features, window),
+/// start from. Only the first `scored` of each point's `width` features,
+/// those read from data.
+fn training_range(
+    points: &[Series],
+    width: usize,
+    scored: usize,
+    window: usize,
+) -> Option<ValueRange> {
+    let columns: Vec<Vec<f64>> = points
+        .iter()
+        .map(|p| calendar::scored_columns(&p.values, width, scored))
+        .collect();
+    let parts = || columns.iter().map(Vec::as_slice);
+    ValueRange::of_rows(parts(), scored).map(|range| ValueRange {
+        quietest: crate::detect::stillness::quietest_windows(parts(), scored, window),
         ..range
     })
 }

@@ -323,6 +323,7 @@ fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
         data: anomalyd::train::DataConfig {
             coarse: 4,
             center: Default::default(),
+            time_of_day: false,
             ..data_config()
         },
         model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)),

@@ -378,6 +378,98 @@ fn score_flags_values_beyond_the_training_range() {
     );
 }
 
+/// `train --time-of-day`: the artifact records the two derived inputs after
+/// the data's column (format 7), its range covers the data's column only,
+/// `inspect` says so, and `score` derives them from a file that has only
+/// the data's column. An artifact that
+/// claims the time of day without its inputs is refused, naming the field.
+#[test]
+fn train_with_the_time_of_day_records_it_and_score_derives_it() {
+    let data = nab_file("artificialWithAnomaly/art_daily_jumpsdown.csv");
+    let data = data.to_string_lossy();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model = dir.path().join("model");
+    let scores = dir.path().join("scores.csv");
+    let (model_arg, scores_arg) = (model.to_string_lossy(), scores.to_string_lossy());
+    let out = anomalyd(&[
+        "train",
+        "--data",
+        &data,
+        "--window",
+        "24",
+        "--epochs",
+        "3",
+        "--time-of-day",
+        "--out",
+        &model_arg,
+    ]);
+    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+    let manifest_path = model.join("manifest.json");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("manifest: {e}"));
+    assert_eq!(manifest["format_version"], 7);
+    assert_eq!(manifest["windowing"]["time_of_day"], true);
+    assert_eq!(
+        manifest["windowing"]["feature_names"],
+        serde_json::json!(["value", "time_of_day_sin", "time_of_day_cos"])
+    );
+    assert_eq!(
+        manifest["scaler"]["offset"].as_array().map(Vec::len),
+        Some(3)
+    );
+    assert_eq!(
+        manifest["value_range"]["min"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    let out = anomalyd(&["inspect", &model_arg]);
+    assert!(
+        text(&out.stdout).contains("features [value] and the time of day (UTC"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = anomalyd(&[
+        "score",
+        "--model",
+        &model_arg,
+        "--data",
+        &data,
+        "--out",
+        &scores_arg,
+    ]);
+    assert!(out.status.success(), "score failed: {}", text(&out.stderr));
+    let written = std::fs::read_to_string(&scores).unwrap_or_default();
+    assert_eq!(
+        written.lines().next(),
+        Some("timestamp,error,score,threshold,anomaly")
+    );
+    let scored = written
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split(',')
+                .nth(1)
+                .is_some_and(|e| e.parse::<f64>().is_ok())
+        })
+        .count();
+    // Two rows per point (`--aggregate auto`): every second row, after the
+    // first window.
+    assert_eq!(scored, 4032 / 2 - 24 + 1, "rows scored");
+
+    let claimed = std::fs::read_to_string(&manifest_path)
+        .unwrap_or_default()
+        .replace("\"time_of_day_sin\"", "\"sin\"");
+    std::fs::write(&manifest_path, claimed).ok();
+    let out = anomalyd(&["inspect", &model_arg]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "a broken artifact was read");
+    assert!(
+        stderr.contains("manifest.json") && stderr.contains("windowing.time_of_day"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn bad_input_exits_non_zero_naming_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

@@ -59,7 +59,14 @@ fn linear_autoencoder_matches_pca_in_error_and_subspace() {
         panic!("fitting failed");
     };
     let mse = |network: &Network| {
-        let errors = window_errors(network, &data.validation, &device, 512).unwrap_or_default();
+        let errors = window_errors(
+            network,
+            &data.validation,
+            data.scored_features,
+            &device,
+            512,
+        )
+        .unwrap_or_default();
         errors.iter().map(|e| e.total).sum::<f64>() / errors.len() as f64
     };
     let (pca_mse, ae_mse) = (mse(&pca), mse(&linear));

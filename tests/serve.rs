@@ -23,7 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 const ROWS: usize = 400;
 const SPIKE_AT: usize = 300;
-const START_MS: i64 = 1_700_000_000_000;
+/// The clock of `common::csv_text` (2024-01-01T00:00:00Z, a row every five
+/// minutes), so that a model that takes the time of day sees the same hours
+/// live as offline.
+const START_MS: i64 = 1_704_067_200_000;
+const STEP_MS: i64 = 300_000;
 /// Samples sent after the reload checks.
 const EXTRA: usize = 20;
 
@@ -127,7 +131,7 @@ async fn produce_to(brokers: &str, topic: &str, messages: Vec<Outgoing>) {
 }
 
 fn sample(series: &str, row: usize, value: f64) -> Outgoing {
-    let ts = START_MS + row as i64 * 60_000;
+    let ts = START_MS + row as i64 * STEP_MS;
     (
         Some(series.to_owned()),
         format!(r#"{{"ts":{ts},"value":{value}}}"#).into_bytes(),
@@ -146,7 +150,7 @@ fn protobuf_batches(values: &[f64]) -> Vec<Outgoing> {
                 .enumerate()
                 .map(|(i, &v)| anomalyd::proto::Sample {
                     series: "pb".into(),
-                    timestamp_ms: START_MS + ((chunk * 50 + i) as i64) * 60_000,
+                    timestamp_ms: START_MS + ((chunk * 50 + i) as i64) * STEP_MS,
                     values: vec![v],
                 })
                 .collect();
@@ -339,10 +343,10 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         serde_json::from_slice(message.payload().unwrap_or_default())
             .unwrap_or_else(|e| panic!("event JSON: {e}"))
     });
-    let spike_time = (START_MS as f64 + SPIKE_AT as f64 * 60_000.0) / 1000.0;
+    let spike_time = (START_MS + SPIKE_AT as i64 * STEP_MS) as f64 / 1000.0;
     assert!(
         events.iter().any(|e| e.series == "spiky"
-            && e.start <= spike_time + 60.0
+            && e.start <= spike_time + STEP_MS as f64 / 1000.0
             && e.end >= spike_time
             && e.peak_score > 0.5
             && e.top_features.first().map(|f| f.feature.as_str()) == Some("v0")),
@@ -352,7 +356,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     // Each event spans the rows offline detection gives it, as eval counts
     // them: from the first row of the window that opened it to its last
     // flagged row (the merge gap after it is not part of it).
-    let row_of = |time: f64| ((time * 1000.0 - START_MS as f64) / 60_000.0).round() as usize;
+    let row_of = |time: f64| ((time * 1000.0 - START_MS as f64) / STEP_MS as f64).round() as usize;
     let served: Vec<(usize, usize, usize)> = events
         .iter()
         .map(|e| (row_of(e.window_start), row_of(e.start), row_of(e.end)))
@@ -415,7 +419,8 @@ fn offline_errors(model: &anomalyd::model::artifact::TrainedModel, values: &[f64
     Offline {
         errors,
         coarse: scored.coarse,
-        points: anomalyd::score::point_rows(model, &live),
+        points: anomalyd::score::point_rows(model, &live)
+            .unwrap_or_else(|e| panic!("point rows: {e}")),
     }
 }
 
@@ -712,7 +717,7 @@ async fn routes_send_each_series_to_its_model() {
     let two = common::seasonal(rows, 2, 5, &[]);
     let mut messages = series_rows(&["host-1/cpu"], 0..rows);
     for row in 0..rows {
-        let ts = START_MS + row as i64 * 60_000;
+        let ts = START_MS + row as i64 * STEP_MS;
         let values = format!("[{},{}]", two[2 * row], two[2 * row + 1]);
         let payload = format!(r#"{{"ts":{ts},"values":{values}}}"#).into_bytes();
         messages.push((Some("db-7".into()), payload, None));
@@ -777,17 +782,25 @@ async fn routes_send_each_series_to_its_model() {
 /// `score` does, so a series' final score is the offline one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
-    multiscale_daemon_matches_offline(Center::Off).await;
+    multiscale_daemon_matches_offline(Center::Off, false).await;
 }
 
 /// The same with the main model's windows centred and the coarse model's
 /// not: the daemon centres each network's windows as its artifact says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_centred_main_model_scores_as_offline_detection_does() {
-    multiscale_daemon_matches_offline(Center::Main).await;
+    multiscale_daemon_matches_offline(Center::Main, false).await;
 }
 
-async fn multiscale_daemon_matches_offline(center: Center) {
+/// The same with a model that takes the time of day: the daemon derives it
+/// from each sample's time as training and `score` derive it from each
+/// row's, and counts only the data's features in the error and its checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_takes_the_time_of_day_scores_as_offline_detection_does() {
+    multiscale_daemon_matches_offline(Center::Off, true).await;
+}
+
+async fn multiscale_daemon_matches_offline(center: Center, time_of_day: bool) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
     let MultiscaleCase {
@@ -797,7 +810,7 @@ async fn multiscale_daemon_matches_offline(center: Center) {
         smoothed,
         out_of_range,
         flatlines,
-    } = multiscale_case(&model_dir, center);
+    } = multiscale_case(&model_dir, center, time_of_day);
     let rows = values.len();
     assert!(
         (both - alone).abs() > 1e-3,
@@ -861,15 +874,21 @@ struct MultiscaleCase {
 /// for it (a spike far beyond the training range, then a slow shift late
 /// on, which the coarse scale sees best) with what offline detection makes
 /// of it.
-fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCase {
+fn multiscale_case(
+    model_dir: &std::path::Path,
+    center: Center,
+    time_of_day: bool,
+) -> MultiscaleCase {
     let device = common::test_device();
+    let data = anomalyd::train::DataConfig {
+        coarse: 4,
+        center,
+        time_of_day,
+        ..data_config()
+    };
     let request = TrainRequest {
-        data: anomalyd::train::DataConfig {
-            coarse: 4,
-            center,
-            ..data_config()
-        },
-        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 6)),
+        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1 + data.derived_features(), 6)),
+        data,
         train: train_config(15),
     };
     let training = series("train.csv", &common::seasonal(1200, 1, 1, &[]), 1);
@@ -880,6 +899,8 @@ fn multiscale_case(model_dir: &std::path::Path, center: Center) -> MultiscaleCas
         &mut |_| {},
     )
     .unwrap_or_else(|e| panic!("training failed: {e}"));
+    assert_eq!(model.manifest.windowing.time_of_day, time_of_day);
+    assert_eq!(model.manifest.windowing.scored_features(), 1);
     let coarse_centered = model.coarse.as_ref().map(|c| c.manifest.windowing.centered);
     assert_eq!(
         (model.manifest.windowing.centered, coarse_centered),
@@ -1124,7 +1145,7 @@ async fn serve_exactly(
 async fn a_restart_resumes_every_series_from_the_state_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
-    let MultiscaleCase { values, both, .. } = multiscale_case(&model_dir, Center::Off);
+    let MultiscaleCase { values, both, .. } = multiscale_case(&model_dir, Center::Off, false);
     let (rows, half) = (values.len(), values.len() / 2);
     let state_file = dir.path().join("state.bin");
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));

@@ -1,5 +1,6 @@
 //! Everything between a CSV file and a batch of normalised windows.
 
+pub mod calendar;
 pub mod csv;
 pub mod scaler;
 pub mod window;

@@ -618,8 +618,11 @@ fn detect_series(
             // The range check starts from the first model's training data
             // (the train file, the probationary rows, or in `orion` without
             // a train file the series itself, where it never fires).
-            let mut points = train_file.map_or_else(Vec::new, |t| point_rows(model, t));
-            points.extend(point_rows(model, series));
+            let mut points = match train_file {
+                Some(training) => point_rows(model, training)?,
+                None => Vec::new(),
+            };
+            points.extend(point_rows(model, series)?);
             detect_rows(
                 &detector,
                 model,

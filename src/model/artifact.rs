@@ -28,8 +28,10 @@ use crate::train::{EpochStats, TrainConfig, quantile};
 /// Format 4 adds `value_range`; older artifacts have none, and the
 /// detector's range check stays off for them. Format 5 adds
 /// `windowing.centered` (absent: not centred). Format 6 adds
-/// `threshold.k_factor` (absent: mean-std's k as configured).
-pub const FORMAT_VERSION: u32 = 6;
+/// `threshold.k_factor` (absent: mean-std's k as configured). Format 7 adds
+/// `windowing.time_of_day` (absent: no derived features), whose model takes
+/// two inputs more than the data has columns.
+pub const FORMAT_VERSION: u32 = 7;
 /// Version 1 lacks `windowing.aggregate`, which then means one row per point.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -50,6 +52,28 @@ pub struct WindowingSpec {
     /// sees it (and in the error), so the model judges shape, not level.
     #[serde(default)]
     pub centered: bool,
+    /// The last entries of `feature_names` are the time-of-day features
+    /// ([`crate::data::calendar`]), derived from each row's timestamp.
+    #[serde(default)]
+    pub time_of_day: bool,
+}
+
+impl WindowingSpec {
+    /// The features read from data, which the error and the detector's
+    /// checks count; the derived ones follow them in the model's input.
+    pub fn scored_features(&self) -> usize {
+        let derived = if self.time_of_day {
+            crate::data::calendar::TIME_OF_DAY_FEATURES.len()
+        } else {
+            0
+        };
+        self.feature_names.len().saturating_sub(derived)
+    }
+
+    /// The columns a series must have: the names of the scored features.
+    pub fn data_columns(&self) -> &[String] {
+        &self.feature_names[..self.scored_features()]
+    }
 }
 
 fn one_row_per_point() -> usize {
@@ -192,7 +216,7 @@ impl Manifest {
     pub fn point_range(&self) -> Option<ValueRange> {
         self.value_range
             .as_ref()
-            .filter(|range| range.features() == self.scaler.n_features())
+            .filter(|range| range.features() == self.windowing.scored_features())
             .map(|range| range.mapped(&self.scaler.offset, &self.scaler.scale))
     }
 
@@ -242,6 +266,21 @@ impl Manifest {
                     "inconsistent shapes: model {window}x{features}, windowing {}x{names}, scaler {} features",
                     self.windowing.window,
                     self.scaler.n_features()
+                ),
+            ));
+        }
+        let derived = crate::data::calendar::TIME_OF_DAY_FEATURES;
+        if self.windowing.time_of_day
+            && !self
+                .windowing
+                .feature_names
+                .ends_with(&derived.map(String::from))
+        {
+            return Err(Error::artifact(
+                path,
+                format!(
+                    "windowing.time_of_day is set but the feature names do not end with {}",
+                    derived.join(", ")
                 ),
             ));
         }

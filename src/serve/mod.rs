@@ -203,6 +203,11 @@ struct ServedModel {
     range: Option<ValueRange>,
     /// Windows are centred before the main network sees them.
     centered: bool,
+    /// The model also takes the time of day, derived from each sample's
+    /// time; `feature_names` ends with its two inputs.
+    time_of_day: bool,
+    /// The leading features the samples carry, which the error counts.
+    scored_features: usize,
 }
 
 /// The coarse model of a multi-scale artifact.
@@ -247,6 +252,8 @@ impl ServedModel {
             coarse,
             range: manifest.point_range(),
             centered: manifest.windowing.centered,
+            time_of_day: manifest.windowing.time_of_day,
+            scored_features: manifest.windowing.scored_features(),
         }
     }
 
@@ -887,7 +894,7 @@ impl Pipeline {
                     .model_of(&sample.series)
                     .or_else(|| self.router.route(&sample.series))
                     .ok_or_else(|| Invalid::NoModel(sample.series.clone()))?;
-                codec::check_features(&sample, self.models[model].feature_names.len())?;
+                codec::check_features(&sample, self.models[model].scored_features)?;
                 Ok((sample, model))
             });
             match routed {
@@ -914,7 +921,13 @@ impl Pipeline {
         batch: &mut Batch,
     ) {
         let served = &self.models[model];
-        let normalised = normalise(&served.scaler, &sample.values);
+        let normalised = if served.time_of_day {
+            let mut values = sample.values.clone();
+            values.extend(crate::data::calendar::time_of_day(sample.time));
+            normalise(&served.scaler, &values)
+        } else {
+            normalise(&served.scaler, &sample.values)
+        };
         let shape = served.shape(model);
         let gap_resets = self.table.events.gap_resets;
         let admission = self.table.admit(
@@ -1027,9 +1040,10 @@ impl Pipeline {
             .filter(|((slot, _), _)| **slot < self.models.len())
         {
             let features = self.models[model].feature_names.len();
+            let scored = self.models[model].scored_features;
             let point_values = self.models[model].window * features;
             let mean = |contributions: &[f32]| {
-                contributions.iter().map(|&c| f64::from(c)).sum::<f64>() / features as f64
+                crate::score::window_error(contributions.iter().map(|&c| f64::from(c)), scored)
             };
             let coarse_errors = self.models[model]
                 .coarse
@@ -1056,7 +1070,7 @@ impl Pipeline {
                 let fresh = job.fresh_points.max(1) * features;
                 if let Some(newest) = window.get(window.len().saturating_sub(fresh)..) {
                     for point in newest.chunks_exact(features.max(1)) {
-                        state.detector.observe_values(point);
+                        state.detector.observe_values(&point[..scored]);
                     }
                 }
                 let decision = state.detector.update(error);
@@ -1113,7 +1127,10 @@ impl Pipeline {
                 {
                     open.peak_score = decision.score;
                     open.peak_threshold = decision.threshold.unwrap_or(f64::NAN);
-                    open.peak_contributions = contributions.iter().map(|&c| f64::from(c)).collect();
+                    open.peak_contributions = contributions[..scored]
+                        .iter()
+                        .map(|&c| f64::from(c))
+                        .collect();
                 }
                 if matches!(decision.event, Some(EventChange::Ended(_)))
                     && let Some(open) = state.open_event.take()
