@@ -48,7 +48,7 @@ fn model(dir: &Path, config: ModelConfig) {
             aggregate: anomalyd::train::Aggregate::Rows(1),
             coarse: 1,
             center: Default::default(),
-            time_of_day: false,
+            time_of_day: anomalyd::train::TimeOfDay::Off,
         },
         model: config,
         train: TrainConfig {

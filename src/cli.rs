@@ -24,8 +24,8 @@ use anomalyd::model::{
 };
 use anomalyd::score::{ScaleErrors, detect_rows, point_rows, score_scales, window_first_row};
 use anomalyd::train::{
-    Aggregate, Center, Corruption, DataConfig, EpochStats, Regularizers, TrainConfig, TrainRequest,
-    train,
+    Aggregate, Center, Corruption, DataConfig, EpochStats, Regularizers, TimeOfDay, TrainConfig,
+    TrainRequest, train,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -173,12 +173,13 @@ pub struct ModelArgs {
     /// both. For series whose level wanders (random walks, trends).
     #[arg(long, value_enum, default_value_t = Center::Off)]
     pub center: Center,
-    /// The model also takes the time of day (UTC; two inputs derived from
-    /// each row's timestamp), so that it learns what each hour looks like:
-    /// for data that follows the clock. Off by default (README: where it
-    /// helps and where it costs). Epoch-second or datetime timestamps.
-    #[arg(long)]
-    pub time_of_day: bool,
+    /// Which models also take the time of day (UTC; two inputs derived
+    /// from each row's timestamp), so that they learn what each hour looks
+    /// like: the coarse model of a multi-scale artifact (`coarse`), every
+    /// model (`all`, which `--time-of-day` alone means), or none.
+    #[arg(long, value_enum, default_value_t = anomalyd::train::DEFAULT_TIME_OF_DAY,
+          num_args = 0..=1, default_missing_value = "all")]
+    pub time_of_day: TimeOfDay,
     /// Last fraction of each file held out (chronologically) for validation.
     #[arg(long, default_value_t = 0.2)]
     pub val_fraction: f64,
@@ -260,10 +261,9 @@ impl ModelArgs {
         }
     }
 
-    /// The model for data of `columns` feature columns (and the derived
-    /// inputs the data config adds).
-    fn model_config(&self, columns: usize) -> ModelConfig {
-        let features = columns + self.data_config().derived_features();
+    /// The model for data of `features` columns (training gives each scale
+    /// its derived inputs).
+    fn model_config(&self, features: usize) -> ModelConfig {
         let (window, code) = (self.window, self.code);
         match self.kind {
             ModelKind::Dense => ModelConfig::Dense(

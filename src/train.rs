@@ -267,6 +267,34 @@ impl Center {
     }
 }
 
+/// Which models also take the time of day ([`crate::data::calendar`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeOfDay {
+    /// No model does.
+    Off,
+    /// A multi-scale artifact's coarse model, whose points span hours,
+    /// does; the main model keeps its whole code for the window's shape.
+    #[default]
+    Coarse,
+    /// Every model does.
+    All,
+}
+
+impl TimeOfDay {
+    /// Whether the main (`true`) or the coarse model takes the time of day.
+    pub fn applies_to(self, main: bool) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Coarse => !main,
+            Self::All => true,
+        }
+    }
+}
+
+/// The default `--time-of-day`: see the README for the measurement.
+pub const DEFAULT_TIME_OF_DAY: TimeOfDay = TimeOfDay::Coarse;
+
 /// How series become windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataConfig {
@@ -283,21 +311,12 @@ pub struct DataConfig {
     /// Which models see centred windows.
     #[serde(default)]
     pub center: Center,
-    /// The model also takes the time of day ([`crate::data::calendar`]).
+    /// Which models also take the time of day.
     #[serde(default)]
-    pub time_of_day: bool,
+    pub time_of_day: TimeOfDay,
 }
 
 impl DataConfig {
-    /// Inputs the model takes beyond the data's columns.
-    pub fn derived_features(&self) -> usize {
-        if self.time_of_day {
-            calendar::TIME_OF_DAY_FEATURES.len()
-        } else {
-            0
-        }
-    }
-
     pub fn validate(&self) -> Result<()> {
         if self.window < 2 {
             return Err(Error::config("--window", "must be at least 2"));
@@ -338,14 +357,18 @@ pub struct PreparedData {
 /// Splits every series chronologically, fits the scaler on the training
 /// parts and cuts the windows.
 pub fn prepare(series: &[Series], config: &DataConfig) -> Result<PreparedData> {
-    prepare_scaled(series, config, None)
+    prepare_scaled(series, config, None, 0)
 }
 
-/// [`prepare`] with a scaler fitted elsewhere (`None`: fit one here).
+/// [`prepare`] with a scaler fitted elsewhere (`None`: fit one here), for
+/// series whose last `derived` features are derived inputs: those are not
+/// fitted but kept as they are ([`calendar::identity_scaled`]), and a
+/// scaler that lacks them is extended so.
 fn prepare_scaled(
     series: &[Series],
     config: &DataConfig,
     scaler: Option<&Scaler>,
+    derived: usize,
 ) -> Result<PreparedData> {
     config.validate()?;
     let is_main = scaler.is_none();
@@ -369,14 +392,18 @@ fn prepare_scaled(
         let held_out = (s.rows() as f64 * config.val_fraction).round() as usize;
         (s.rows() - held_out.min(s.rows())) * features
     };
+    let scored = features.saturating_sub(derived);
     let scaler = match scaler {
         Some(scaler) => scaler.clone(),
-        None => Scaler::fit(
-            config.scaler,
-            features,
-            series.iter().map(|s| &s.values[..cut(s)]),
-        ),
+        None => {
+            let columns: Vec<Vec<f64>> = series
+                .iter()
+                .map(|s| calendar::scored_columns(&s.values[..cut(s)], features, scored))
+                .collect();
+            Scaler::fit(config.scaler, scored, columns.iter().map(Vec::as_slice))
+        }
     };
+    let scaler = calendar::identity_scaled(&scaler, features);
     let mut train = Vec::new();
     let mut validation = Vec::new();
     for s in series {
@@ -408,7 +435,7 @@ fn prepare_scaled(
         })
         .collect();
     Ok(PreparedData {
-        scored_features: features.saturating_sub(config.derived_features()),
+        scored_features: scored,
         feature_names,
         scaler,
         train,
@@ -891,33 +918,48 @@ pub fn train(
 ) -> Result<TrainedModel> {
     // Derived per row, before rows are averaged into points, as the
     // daemon derives them per sample.
-    let timed: Vec<Series>;
-    let series = if request.data.time_of_day {
+    let clock = request.data.time_of_day;
+    let multiple = request.data.coarse;
+    let timed: Vec<Series> = if clock.applies_to(true) || (multiple > 1 && clock.applies_to(false))
+    {
         let span = series
             .iter()
             .filter_map(|s| Some(s.times.last()? - s.times.first()?))
             .fold(0.0, f64::max);
         if span < calendar::SECONDS_PER_DAY {
-            tracing::warn!(
+            tracing::info!(
                 span_seconds = span,
-                "--time-of-day: the training data spans less than a day (or its timestamps are row numbers), so the model sees only part of the clock"
+                "the training data spans less than a day (or its timestamps are row numbers): the model that takes the time of day sees only part of the clock"
             );
         }
-        timed = series
+        series
             .iter()
             .map(calendar::with_time_of_day)
-            .collect::<Result<_>>()?;
-        &timed[..]
+            .collect::<Result<_>>()?
     } else {
-        series
+        Vec::new()
+    };
+    let input = |main: bool| {
+        if clock.applies_to(main) {
+            &timed[..]
+        } else {
+            series
+        }
     };
     let total_rows = series.iter().map(Series::rows).sum();
     let rows_per_point = request.data.aggregate.rows_per_point(total_rows);
-    let multiple = request.data.coarse;
     if multiple > 1 {
         tracing::debug!(rows_per_point, "training the main model");
     }
-    let mut main = train_scale(series, request, rows_per_point, None, device, on_epoch)?;
+    let mut main = train_scale(
+        input(true),
+        request,
+        rows_per_point,
+        None,
+        clock.applies_to(true),
+        device,
+        on_epoch,
+    )?;
     if multiple > 1 {
         tracing::debug!(
             rows_per_point = rows_per_point * multiple,
@@ -925,10 +967,11 @@ pub fn train(
         );
         let scaler = main.manifest.scaler.clone();
         match train_scale(
-            series,
+            input(false),
             request,
             rows_per_point * multiple,
             Some(&scaler),
+            clock.applies_to(false),
             device,
             on_epoch,
         ) {
@@ -943,33 +986,42 @@ pub fn train(
     Ok(main)
 }
 
-/// Trains one model on points of `rows_per_point` rows.
+/// Trains one model on points of `rows_per_point` rows; with
+/// `time_of_day`, `series` carry the derived inputs after their columns.
 fn train_scale(
     series: &[Series],
     request: &TrainRequest,
     rows_per_point: usize,
     scaler: Option<&Scaler>,
+    time_of_day: bool,
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<TrainedModel> {
     let points: Vec<Series> = series.iter().map(|s| s.aggregate(rows_per_point)).collect();
-    let mut data = prepare_scaled(&points, &request.data, scaler).map_err(|e| match e {
-        Error::TooFewRows {
-            window,
-            rows,
-            detail,
-        } if rows_per_point > 1 => Error::TooFewRows {
-            window,
-            rows,
-            detail: format!("{detail}; a point averages {rows_per_point} rows, --aggregate"),
-        },
-        other => other,
-    })?;
+    let derived = if time_of_day {
+        calendar::TIME_OF_DAY_FEATURES.len()
+    } else {
+        0
+    };
+    let mut data =
+        prepare_scaled(&points, &request.data, scaler, derived).map_err(|e| match e {
+            Error::TooFewRows {
+                window,
+                rows,
+                detail,
+            } if rows_per_point > 1 => Error::TooFewRows {
+                window,
+                rows,
+                detail: format!("{detail}; a point averages {rows_per_point} rows, --aggregate"),
+            },
+            other => other,
+        })?;
     // The fingerprint identifies the files as read, not their averages.
     for (print, file) in data.fingerprint.iter_mut().zip(series) {
         print.rows = file.rows();
     }
-    let fitted = fit(&request.model, &request.train, &data, device, on_epoch)?;
+    let model = request.model.with_features(data.feature_names.len());
+    let fitted = fit(&model, &request.train, &data, device, on_epoch)?;
     let (calibration_set, calibrated_on) = if data.validation.is_empty() {
         (&data.train, "train")
     } else {
@@ -993,7 +1045,7 @@ fn train_scale(
         calibrated_for: None,
     };
     let manifest = Manifest::new(
-        request.model.clone(),
+        model,
         request.train.clone(),
         WindowingSpec {
             window: request.data.window,
@@ -1002,7 +1054,7 @@ fn train_scale(
             feature_names: data.feature_names.clone(),
             aggregate: rows_per_point,
             centered: data.train.is_centered(),
-            time_of_day: request.data.time_of_day,
+            time_of_day,
         },
         data.scaler.clone(),
         fitted.history,

@@ -313,7 +313,8 @@ fn a_centred_model_scores_a_shifted_series_as_the_series() {
 }
 
 /// A multi-scale artifact: the coarse model lives in `coarse/`, averages
-/// four main points per point on the main model's scaler, survives the
+/// four main points per point on the main model's scaler (and the time of
+/// day, by default), survives the
 /// round trip, and a coarse model that does not fit is refused by file.
 #[test]
 fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
@@ -323,7 +324,7 @@ fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
         data: anomalyd::train::DataConfig {
             coarse: 4,
             center: Default::default(),
-            time_of_day: false,
+            time_of_day: anomalyd::train::TimeOfDay::Coarse,
             ..data_config()
         },
         model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)),
@@ -334,11 +335,22 @@ fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
     assert_eq!(model.coarse_multiple(), Some(4));
     let coarse = model.coarse.as_ref().map(|c| c.manifest.clone());
     assert_eq!(coarse.as_ref().map(|m| m.windowing.aggregate), Some(4));
+    // The default: the coarse model alone takes the time of day, after the
+    // data's column, which it reads through the main model's scaler; the
+    // clock's two inputs are scaled by a fixed 1/std of a sine over a day.
+    let main_scaler = &model.manifest.scaler;
+    let clock = std::f64::consts::FRAC_1_SQRT_2;
     assert_eq!(
         coarse.as_ref().map(|m| &m.scaler),
-        Some(&model.manifest.scaler),
+        Some(&anomalyd::data::Scaler {
+            offset: [&main_scaler.offset[..], &[0.0, 0.0]].concat(),
+            scale: [&main_scaler.scale[..], &[clock, clock]].concat(),
+            ..main_scaler.clone()
+        }),
         "the coarse model reads samples normalised by the main model's scaler"
     );
+    assert_eq!(coarse.as_ref().map(|m| m.windowing.time_of_day), Some(true));
+    assert!(!model.manifest.windowing.time_of_day);
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     saved(&mut model, dir.path());
     let loaded = TrainedModel::load(dir.path(), &device).unwrap_or_else(|e| panic!("{e}"));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anomalyd::config::{KafkaConfig, ModelSource, ScoringConfig, ServeConfig};
 use anomalyd::model::{DenseAeConfig, ModelConfig};
 use anomalyd::serve::AnomalyEvent;
-use anomalyd::train::{Center, TrainRequest, train};
+use anomalyd::train::{Center, TimeOfDay, TrainRequest, train};
 use common::{WINDOW, data_config, series, train_config};
 use prost::Message as _;
 use rdkafka::config::ClientConfig;
@@ -782,25 +782,28 @@ async fn routes_send_each_series_to_its_model() {
 /// `score` does, so a series' final score is the offline one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
-    multiscale_daemon_matches_offline(Center::Off, false).await;
+    multiscale_daemon_matches_offline(Center::Off, TimeOfDay::Off).await;
 }
 
 /// The same with the main model's windows centred and the coarse model's
 /// not: the daemon centres each network's windows as its artifact says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_centred_main_model_scores_as_offline_detection_does() {
-    multiscale_daemon_matches_offline(Center::Main, false).await;
+    multiscale_daemon_matches_offline(Center::Main, TimeOfDay::Off).await;
 }
 
-/// The same with a model that takes the time of day: the daemon derives it
-/// from each sample's time as training and `score` derive it from each
-/// row's, and counts only the data's features in the error and its checks.
+/// The same with models that take the time of day, the coarse one alone
+/// (the default) or both: the daemon derives it from each sample's time as
+/// training and `score` derive it from each row's, hands the main network
+/// only the data's columns when the clock is the coarse one's, and counts
+/// only the data's features in the error and its checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_model_that_takes_the_time_of_day_scores_as_offline_detection_does() {
-    multiscale_daemon_matches_offline(Center::Off, true).await;
+async fn models_that_take_the_time_of_day_score_as_offline_detection_does() {
+    multiscale_daemon_matches_offline(Center::Off, TimeOfDay::Coarse).await;
+    multiscale_daemon_matches_offline(Center::Off, TimeOfDay::All).await;
 }
 
-async fn multiscale_daemon_matches_offline(center: Center, time_of_day: bool) {
+async fn multiscale_daemon_matches_offline(center: Center, time_of_day: TimeOfDay) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
     let MultiscaleCase {
@@ -877,7 +880,7 @@ struct MultiscaleCase {
 fn multiscale_case(
     model_dir: &std::path::Path,
     center: Center,
-    time_of_day: bool,
+    time_of_day: TimeOfDay,
 ) -> MultiscaleCase {
     let device = common::test_device();
     let data = anomalyd::train::DataConfig {
@@ -887,7 +890,7 @@ fn multiscale_case(
         ..data_config()
     };
     let request = TrainRequest {
-        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1 + data.derived_features(), 6)),
+        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 6)),
         data,
         train: train_config(15),
     };
@@ -899,8 +902,20 @@ fn multiscale_case(
         &mut |_| {},
     )
     .unwrap_or_else(|e| panic!("training failed: {e}"));
-    assert_eq!(model.manifest.windowing.time_of_day, time_of_day);
-    assert_eq!(model.manifest.windowing.scored_features(), 1);
+    let clock = model.coarse.as_ref().map(|c| {
+        (
+            c.manifest.windowing.time_of_day,
+            c.manifest.windowing.scored_features(),
+        )
+    });
+    assert_eq!(
+        (model.manifest.windowing.time_of_day, clock),
+        (
+            time_of_day.applies_to(true),
+            Some((time_of_day.applies_to(false), 1))
+        ),
+        "what the artifact records for {time_of_day:?}"
+    );
     let coarse_centered = model.coarse.as_ref().map(|c| c.manifest.windowing.centered);
     assert_eq!(
         (model.manifest.windowing.centered, coarse_centered),
@@ -1145,7 +1160,8 @@ async fn serve_exactly(
 async fn a_restart_resumes_every_series_from_the_state_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
-    let MultiscaleCase { values, both, .. } = multiscale_case(&model_dir, Center::Off, false);
+    let MultiscaleCase { values, both, .. } =
+        multiscale_case(&model_dir, Center::Off, TimeOfDay::Off);
     let (rows, half) = (values.len(), values.len() / 2);
     let state_file = dir.path().join("state.bin");
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));

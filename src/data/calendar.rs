@@ -1,4 +1,5 @@
-//! The time of day as model input (`--time-of-day`).
+//! The time of day as model input (`--time-of-day`; by default the coarse
+//! model of a multi-scale artifact takes it, whose points span hours).
 //!
 //! Much of what operators watch follows the clock: traffic that rises every
 //! morning, a batch job at 02:00. A window of 32 points sees a few hours at
@@ -13,7 +14,7 @@
 
 use std::f64::consts::TAU;
 
-use super::Series;
+use super::{Scaler, Series};
 use crate::error::{Error, Result};
 
 /// The derived features' names, appended after the real ones.
@@ -61,6 +62,23 @@ pub fn with_time_of_day(series: &Series) -> Result<Series> {
         values,
         ..series.clone()
     })
+}
+
+/// `scaler` widened to `features` inputs: the derived inputs it lacks are
+/// kept as they are (offset 0, scale 1). A sine and a cosine already lie in
+/// [-1, 1], and fitting them would stretch a clock the training data saw
+/// only part of; it also lets a coarse model that takes the clock share
+/// the main model's scaler for the data's columns.
+pub fn identity_scaled(scaler: &Scaler, features: usize) -> Scaler {
+    let mut widened = scaler.clone();
+    widened
+        .offset
+        .resize(features.max(scaler.n_features()), 0.0);
+    widened.scale.resize(
+        features.max(scaler.n_features()),
+        std::f64::consts::FRAC_1_SQRT_2,
+    );
+    widened
 }
 
 /// The first `scored` values of each `width`-wide row of `rows`: the real

@@ -450,9 +450,9 @@ impl TrainedModel {
 }
 
 /// A coarse model must read the same features through the same scaler
-/// (the daemon normalises a sample once, for both), average a whole
-/// multiple (> 1) of the main model's rows per point, and have no coarse
-/// model of its own.
+/// (the daemon normalises a sample once, for both), beside the time of day
+/// when it alone takes it, average a whole multiple (> 1) of the main
+/// model's rows per point, and have no coarse model of its own.
 fn check_coarse(main: &Manifest, coarse: &Manifest, dir: &Path) -> Result<()> {
     let path = dir.join(MANIFEST_FILE);
     let (rows, coarse_rows) = (main.windowing.aggregate, coarse.windowing.aggregate);
@@ -464,13 +464,26 @@ fn check_coarse(main: &Manifest, coarse: &Manifest, dir: &Path) -> Result<()> {
             ),
         ));
     }
-    if coarse.windowing.feature_names != main.windowing.feature_names {
+    if coarse.windowing.data_columns() != main.windowing.data_columns() {
         return Err(Error::artifact(
             &path,
             "the coarse model reads other features than the main model",
         ));
     }
-    if coarse.scaler != main.scaler {
+    // The daemon keeps one buffer per series for both: the coarse model
+    // takes every input the main one does, and may take the clock alone.
+    if main.windowing.time_of_day && !coarse.windowing.time_of_day {
+        return Err(Error::artifact(
+            &path,
+            "windowing.time_of_day: the main model takes the time of day and the coarse model does not",
+        ));
+    }
+    let shared = main.scaler.n_features();
+    let (offset, scale) = (&coarse.scaler.offset, &coarse.scaler.scale);
+    if coarse.scaler.kind != main.scaler.kind
+        || offset.get(..shared) != Some(&main.scaler.offset[..])
+        || scale.get(..shared) != Some(&main.scaler.scale[..])
+    {
         return Err(Error::artifact(
             &path,
             "the coarse model's scaler differs from the main model's",

@@ -103,6 +103,20 @@ impl ModelConfig {
         }
     }
 
+    /// The same model for inputs of `features` features each.
+    pub fn with_features(&self, features: usize) -> Self {
+        let mut config = self.clone();
+        match &mut config {
+            Self::Dense(c) => c.features = features,
+            Self::Deep(c) => c.features = features,
+            Self::Conv(c) => c.features = features,
+            Self::Lstm(c) => c.features = features,
+            Self::Vae(c) => c.features = features,
+            Self::Pca(c) => c.features = features,
+        }
+        config
+    }
+
     /// Checks the sizes before anything is allocated.
     pub fn validate(&self) -> Result<()> {
         let (window, features) = self.input_shape();

@@ -191,7 +191,10 @@ struct ServedModel {
     version: String,
     window: usize,
     rows_per_point: usize,
+    /// The main network's inputs.
     feature_names: Vec<String>,
+    /// Normalises a sample (with the clock, when a model takes it); for
+    /// the data's columns, the main model's.
     scaler: crate::data::Scaler,
     threshold: f64,
     /// Mean-std's k factor calibrated on the training data (format 6 on).
@@ -203,9 +206,13 @@ struct ServedModel {
     range: Option<ValueRange>,
     /// Windows are centred before the main network sees them.
     centered: bool,
-    /// The model also takes the time of day, derived from each sample's
-    /// time; `feature_names` ends with its two inputs.
-    time_of_day: bool,
+    /// A model takes the time of day: each point carries its two inputs,
+    /// derived from each sample's time, after the data's columns.
+    clock: bool,
+    /// Values per point in a series' buffers: the data's columns and the
+    /// clock's when a model takes it. The coarse network takes them all;
+    /// the main network its `feature_names`, the first of them.
+    point_width: usize,
     /// The leading features the samples carry, which the error counts.
     scored_features: usize,
 }
@@ -223,6 +230,17 @@ impl ServedModel {
     /// `coarse_slot` is where a coarse network goes, if the model has one.
     fn new(path: &Path, model: &TrainedModel, coarse_slot: usize) -> Self {
         let manifest = &model.manifest;
+        let coarse_clock = model
+            .coarse
+            .as_ref()
+            .filter(|c| c.manifest.windowing.time_of_day);
+        // A coarse model that alone takes the clock has the wider scaler:
+        // the main model's for the data's columns (checked at load), and
+        // the clock's.
+        let scaler = match coarse_clock {
+            Some(coarse) if !manifest.windowing.time_of_day => coarse.manifest.scaler.clone(),
+            _ => manifest.scaler.clone(),
+        };
         let coarse =
             model
                 .coarse
@@ -245,14 +263,15 @@ impl ServedModel {
             window: manifest.windowing.window,
             rows_per_point: manifest.windowing.aggregate,
             feature_names: manifest.windowing.feature_names.clone(),
-            scaler: manifest.scaler.clone(),
+            clock: manifest.windowing.time_of_day || coarse_clock.is_some(),
+            point_width: scaler.n_features(),
+            scaler,
             threshold: manifest.threshold.value,
             k_factor: manifest.threshold.k_factor,
             calibrated_for: manifest.threshold.calibrated_for,
             coarse,
             range: manifest.point_range(),
             centered: manifest.windowing.centered,
-            time_of_day: manifest.windowing.time_of_day,
             scored_features: manifest.windowing.scored_features(),
         }
     }
@@ -286,6 +305,7 @@ impl ServedModel {
             rows_per_point: self.rows_per_point,
             coarse: self.coarse.map(|c| (c.shape.multiple, c.shape.window)),
             centered: (self.centered, self.coarse.is_some_and(|c| c.centered)),
+            clock: self.clock,
         }
     }
 
@@ -293,7 +313,7 @@ impl ServedModel {
         ModelShape {
             model,
             window: self.window,
-            features: self.feature_names.len(),
+            features: self.point_width,
             rows_per_point: self.rows_per_point,
             threshold: self.threshold,
             k_factor: self.k_factor,
@@ -369,7 +389,7 @@ fn network_shapes(models: &[ServedModel]) -> Vec<NetworkInput> {
             m.coarse.map(|c| {
                 let input = NetworkInput {
                     window: c.shape.window,
-                    features: m.feature_names.len(),
+                    features: m.point_width,
                     centered: c.centered,
                 };
                 (c.slot, input)
@@ -921,7 +941,7 @@ impl Pipeline {
         batch: &mut Batch,
     ) {
         let served = &self.models[model];
-        let normalised = if served.time_of_day {
+        let normalised = if served.clock {
             let mut values = sample.values.clone();
             values.extend(crate::data::calendar::time_of_day(sample.time));
             normalise(&served.scaler, &values)
@@ -929,6 +949,7 @@ impl Pipeline {
             normalise(&served.scaler, &sample.values)
         };
         let shape = served.shape(model);
+        let shape_width = shape.features;
         let gap_resets = self.table.events.gap_resets;
         let admission = self.table.admit(
             &sample.series,
@@ -959,7 +980,17 @@ impl Pipeline {
                     _ => None,
                 };
                 let part = batch.parts.entry(model).or_default();
-                part.windows.extend(values);
+                let main_width = self.models[model].feature_names.len();
+                if main_width < shape_width {
+                    // The clock is the coarse network's alone.
+                    part.windows.extend(
+                        values
+                            .chunks_exact(shape_width)
+                            .flat_map(|point| &point[..main_width]),
+                    );
+                } else {
+                    part.windows.extend(values);
+                }
                 batch.windows += 1;
                 part.jobs.push(Job {
                     series: sample.series,
@@ -1059,8 +1090,9 @@ impl Pipeline {
                 let Some(state) = self.table.get_mut(&job.series) else {
                     continue; // evicted or revoked while in flight
                 };
+                let coarse_width = self.models[model].point_width;
                 if let Some(errors) = job.coarse.zip(coarse_errors).and_then(|(index, errors)| {
-                    errors.get(index * features..(index + 1) * features)
+                    errors.get(index * coarse_width..(index + 1) * coarse_width)
                 }) {
                     state.detector.observe_coarse(mean(errors));
                 }

@@ -180,6 +180,9 @@ pub struct ModelKey {
     /// errors, and so the detectors' histories, are on another scale.
     #[serde(default)]
     pub centered: (bool, bool),
+    /// Whether the buffers' points carry the time of day.
+    #[serde(default)]
+    pub clock: bool,
 }
 
 /// The whole table as saved on a graceful stop.
@@ -686,6 +689,7 @@ mod tests {
             rows_per_point: 1,
             coarse: None,
             centered: (false, false),
+            clock: false,
         }
     }
 
