@@ -1143,6 +1143,14 @@ fn centring(windowing: &anomalyd::model::artifact::WindowingSpec) -> &'static st
     }
 }
 
+fn clock(windowing: &anomalyd::model::artifact::WindowingSpec) -> &'static str {
+    if windowing.time_of_day {
+        " with the time of day (UTC, derived from each timestamp)"
+    } else {
+        ""
+    }
+}
+
 fn run_inspect(args: &InspectArgs) -> Result<()> {
     let manifest = anomalyd::model::artifact::Manifest::read(&args.model)?;
     if args.json {
@@ -1163,11 +1171,7 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
         w.aggregate,
         w.stride,
         w.data_columns().join(", "),
-        if w.time_of_day {
-            " and the time of day (UTC, derived from each timestamp)"
-        } else {
-            ""
-        },
+        clock(w),
         centring(w)
     );
     println!(
@@ -1239,9 +1243,10 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
         let coarse = anomalyd::model::artifact::Manifest::read(&args.model.join(subdir))?;
         let cw = &coarse.windowing;
         println!(
-            "coarse model    {subdir}/: window {} points of {} row(s) each{}, best epoch {} of {}, threshold {:.6}",
+            "coarse model    {subdir}/: window {} points of {} row(s) each{}{}, best epoch {} of {}, threshold {:.6}",
             cw.window,
             cw.aggregate,
+            clock(cw),
             centring(cw),
             coarse.best_epoch,
             coarse.history.len(),

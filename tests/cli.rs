@@ -425,7 +425,10 @@ fn train_with_the_time_of_day_records_it_and_score_derives_it() {
 
     let out = anomalyd(&["inspect", &model_arg]);
     assert!(
-        text(&out.stdout).contains("features [value] and the time of day (UTC"),
+        text(&out.stdout).contains("features [value] with the time of day (UTC")
+            && text(&out.stdout)
+                .lines()
+                .any(|l| l.starts_with("coarse model") && l.contains("with the time of day")),
         "{}",
         text(&out.stdout)
     );
