@@ -855,6 +855,18 @@ async fn multiscale_daemon_matches_offline(center: Center, time_of_day: TimeOfDa
         flatlines as u64,
         "windows that stopped moving, daemon against offline"
     );
+    if time_of_day != TimeOfDay::Off {
+        // The same models without the clock cut a series' points otherwise:
+        // a reload of them is rejected, and these keep serving.
+        let plain = dir.path().join("plain");
+        multiscale_case(&plain, center, TimeOfDay::Off);
+        std::fs::remove_dir_all(&model_dir).ok();
+        std::fs::rename(&plain, &model_dir).unwrap_or_else(|e| panic!("{e}"));
+        daemon.running.reload.notify_one();
+        let rejected = r#"anomalyd_model_reloads_total{outcome="rejected"}"#;
+        let body = wait_for(daemon.running.http_addr, rejected, 1.0).await;
+        assert_eq!(metric(&body, rejected), 1.0, "{body}");
+    }
     daemon.stop().await;
 }
 
@@ -1087,7 +1099,7 @@ impl OneSeries {
     }
 }
 
-/// Sends `values` as series `name` (one sample a minute) to a fresh mock
+/// Sends `values` as series `name` (one sample every five minutes) to a fresh mock
 /// cluster and starts a daemon on `model_dir` with [`plain_config`], as
 /// `configure` changes it; returns once it has scored `windows`.
 async fn serve_one_series(

@@ -793,7 +793,7 @@ impl Pipeline {
                 Err(e) => Some(e.to_string()),
                 Ok(model) if !served.windows_like(model) => {
                     Some(
-                        "a reload must keep the window, the aggregation, the coarse model, the centring and the features; restart to change them"
+                        "a reload must keep the window, the aggregation, the coarse model, the centring, the time of day and the features; restart to change them"
                             .into(),
                     )
                 }
