@@ -362,8 +362,8 @@ pub fn prepare(series: &[Series], config: &DataConfig) -> Result<PreparedData> {
 
 /// [`prepare`] with a scaler fitted elsewhere (`None`: fit one here), for
 /// series whose last `derived` features are derived inputs: those are not
-/// fitted but kept as they are ([`calendar::identity_scaled`]), and a
-/// scaler that lacks them is extended so.
+/// fitted but scaled by a fixed transform ([`calendar::with_clock_scaling`]),
+/// and a scaler that lacks them is extended so.
 fn prepare_scaled(
     series: &[Series],
     config: &DataConfig,
@@ -403,7 +403,7 @@ fn prepare_scaled(
             Scaler::fit(config.scaler, scored, columns.iter().map(Vec::as_slice))
         }
     };
-    let scaler = calendar::identity_scaled(&scaler, features);
+    let scaler = calendar::with_clock_scaling(&scaler, features);
     let mut train = Vec::new();
     let mut validation = Vec::new();
     for s in series {

@@ -64,12 +64,13 @@ pub fn with_time_of_day(series: &Series) -> Result<Series> {
     })
 }
 
-/// `scaler` widened to `features` inputs: the derived inputs it lacks are
-/// kept as they are (offset 0, scale 1). A sine and a cosine already lie in
-/// [-1, 1], and fitting them would stretch a clock the training data saw
-/// only part of; it also lets a coarse model that takes the clock share
-/// the main model's scaler for the data's columns.
-pub fn identity_scaled(scaler: &Scaler, features: usize) -> Scaler {
+/// `scaler` widened to `features` inputs: the derived inputs it lacks get a
+/// fixed transform, offset 0 and scale 1/√2 (a sine over a whole day has
+/// mean 0 and standard deviation 1/√2, so they come out on the data's unit
+/// scale). Fitting them instead would stretch a clock the training data
+/// saw only part of; fixing them lets a coarse model that takes the clock
+/// share the main model's scaler for the data's columns.
+pub fn with_clock_scaling(scaler: &Scaler, features: usize) -> Scaler {
     let mut widened = scaler.clone();
     widened
         .offset
@@ -93,6 +94,7 @@ pub fn scored_columns(rows: &[f64], width: usize, scored: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::ScalerKind;
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
@@ -147,6 +149,39 @@ mod tests {
         assert_eq!(&rows[1][..2], &[3.0, 4.0]);
         assert!(close(rows[0][3], 1.0) && close(rows[1][3], -1.0));
         assert_eq!(scored_columns(&timed.values, 4, 2), plain.values);
+    }
+
+    #[test]
+    fn the_clock_gets_a_fixed_scale_and_the_data_keeps_its_own() {
+        let fitted = Scaler::fit(ScalerKind::Zscore, 1, [&[1.0, 3.0][..]]);
+        let widened = with_clock_scaling(&fitted, 3);
+        assert_eq!(widened.offset, [2.0, 0.0, 0.0]);
+        assert_eq!(
+            widened.scale,
+            [
+                1.0,
+                std::f64::consts::FRAC_1_SQRT_2,
+                std::f64::consts::FRAC_1_SQRT_2
+            ]
+        );
+        assert_eq!(with_clock_scaling(&widened, 3), widened);
+        // A day of the clock comes out with unit variance, as z-scored data.
+        let mut out = Vec::new();
+        let day: Vec<f64> = (0..1440)
+            .flat_map(|minute| {
+                let [sin, cos] = time_of_day(f64::from(minute) * 60.0);
+                [0.0, sin, cos]
+            })
+            .collect();
+        widened.transform_into(&day, &mut out);
+        let variance = out
+            .iter()
+            .skip(1)
+            .step_by(3)
+            .map(|&x| f64::from(x).powi(2))
+            .sum::<f64>()
+            / 1440.0;
+        assert!((variance - 1.0).abs() < 1e-6, "{variance}");
     }
 
     #[test]
