@@ -176,7 +176,8 @@ pub struct ModelArgs {
     /// Which models also take the time of day (UTC; two inputs derived
     /// from each row's timestamp), so that they learn what each hour looks
     /// like: the coarse model of a multi-scale artifact (`coarse`), every
-    /// model (`all`, which `--time-of-day` alone means), or none.
+    /// model (`all`, which `--time-of-day` alone means), or none; `auto`
+    /// is `coarse` when the training data span at least a day, else `off`.
     #[arg(long, value_enum, default_value_t = anomalyd::train::DEFAULT_TIME_OF_DAY,
           num_args = 0..=1, default_missing_value = "all")]
     pub time_of_day: TimeOfDay,

@@ -271,29 +271,44 @@ impl Center {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeOfDay {
+    /// `coarse` when the training data span at least a day, so that the
+    /// model can learn the whole clock; `off` otherwise (timestamps that
+    /// are row numbers, or a few hours of data).
+    #[default]
+    Auto,
     /// No model does.
     Off,
     /// A multi-scale artifact's coarse model, whose points span hours,
     /// does; the main model keeps its whole code for the window's shape.
-    #[default]
     Coarse,
     /// Every model does.
     All,
 }
 
 impl TimeOfDay {
-    /// Whether the main (`true`) or the coarse model takes the time of day.
+    /// Whether the main (`true`) or the coarse model takes the time of day
+    /// (`Auto` once resolved: [`TimeOfDay::resolved`]).
     pub fn applies_to(self, main: bool) -> bool {
         match self {
-            Self::Off => false,
+            Self::Off | Self::Auto => false,
             Self::Coarse => !main,
             Self::All => true,
+        }
+    }
+
+    /// `Auto` made `Coarse` or `Off` for training data whose longest
+    /// series spans `span` seconds; the others as they are.
+    pub fn resolved(self, span: f64) -> Self {
+        match self {
+            Self::Auto if span >= calendar::SECONDS_PER_DAY => Self::Coarse,
+            Self::Auto => Self::Off,
+            other => other,
         }
     }
 }
 
 /// The default `--time-of-day`: see the README for the measurement.
-pub const DEFAULT_TIME_OF_DAY: TimeOfDay = TimeOfDay::Coarse;
+pub const DEFAULT_TIME_OF_DAY: TimeOfDay = TimeOfDay::Auto;
 
 /// How series become windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -918,20 +933,22 @@ pub fn train(
 ) -> Result<TrainedModel> {
     // Derived per row, before rows are averaged into points, as the
     // daemon derives them per sample.
-    let clock = request.data.time_of_day;
+    let span = series
+        .iter()
+        .filter_map(|s| Some(s.times.last()? - s.times.first()?))
+        .fold(0.0, f64::max);
+    let clock = request.data.time_of_day.resolved(span);
     let multiple = request.data.coarse;
+    if request.data.time_of_day == TimeOfDay::Auto {
+        tracing::debug!(span_seconds = span, time_of_day = ?clock, "--time-of-day auto");
+    } else if clock != TimeOfDay::Off && span < calendar::SECONDS_PER_DAY {
+        tracing::warn!(
+            span_seconds = span,
+            "the training data spans less than a day (or its timestamps are row numbers): the model that takes the time of day sees only part of the clock"
+        );
+    }
     let timed: Vec<Series> = if clock.applies_to(true) || (multiple > 1 && clock.applies_to(false))
     {
-        let span = series
-            .iter()
-            .filter_map(|s| Some(s.times.last()? - s.times.first()?))
-            .fold(0.0, f64::max);
-        if span < calendar::SECONDS_PER_DAY {
-            tracing::info!(
-                span_seconds = span,
-                "the training data spans less than a day (or its timestamps are row numbers): the model that takes the time of day sees only part of the clock"
-            );
-        }
         series
             .iter()
             .map(calendar::with_time_of_day)

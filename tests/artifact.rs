@@ -471,3 +471,32 @@ fn an_lstm_artifact_from_before_the_cpu_kernel_scores_as_it_did() {
         assert!(relative <= 1e-4, "window {i}: {a} now, {b} then");
     }
 }
+
+/// `--time-of-day auto`, the default: the coarse model takes the clock when
+/// the training data span a day or more (here 300 five-minute rows, 25
+/// hours), so that it can learn the whole clock, and no model does for
+/// less (250 rows, under 21 hours: the clock would be half unseen).
+#[test]
+fn auto_gives_the_coarse_model_the_clock_only_after_a_day_of_data() {
+    let device = common::test_device();
+    let clocks = |rows: usize| {
+        let request = TrainRequest {
+            data: anomalyd::train::DataConfig {
+                coarse: 4,
+                time_of_day: anomalyd::train::TimeOfDay::Auto,
+                ..data_config()
+            },
+            model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)),
+            train: train_config(1),
+        };
+        let data = series("train.csv", &common::seasonal(rows, 1, 3, &[]), 1);
+        let model =
+            train(&[data], &request, &device, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+        (
+            model.manifest.windowing.time_of_day,
+            model.coarse.map(|c| c.manifest.windowing.time_of_day),
+        )
+    };
+    assert_eq!(clocks(300), (false, Some(true)), "a day and more");
+    assert_eq!(clocks(250), (false, Some(false)), "under a day");
+}
