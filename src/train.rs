@@ -508,16 +508,13 @@ pub fn fit(
     if config.refit_drop <= 0.0 {
         return Ok(first);
     }
-    let errors: Vec<f64> = score::window_errors(
+    let errors = window_totals(
         &first.network,
         &data.train,
         data.scored_features,
         device,
         1024,
-    )?
-    .into_iter()
-    .map(|e| e.total)
-    .collect();
+    )?;
     let cut = quantile(&errors, 1.0 - config.refit_drop);
     let kept: Vec<usize> = (0..errors.len()).filter(|&i| errors[i] <= cut).collect();
     fit_windows(model, config, data, kept, monitor, device, on_epoch)
@@ -907,8 +904,25 @@ fn mean_error(
     device: &Device,
     batch_size: usize,
 ) -> Result<f64> {
-    let errors = score::window_errors(network, windows, scored, device, batch_size)?;
-    Ok(errors.iter().map(|e| e.total).sum::<f64>() / errors.len().max(1) as f64)
+    let errors = window_totals(network, windows, scored, device, batch_size)?;
+    Ok(errors.iter().sum::<f64>() / errors.len().max(1) as f64)
+}
+
+/// Each window's error ([`score::window_errors`]' totals over the first
+/// `scored` features).
+fn window_totals(
+    network: &Network,
+    windows: &WindowSet,
+    scored: usize,
+    device: &Device,
+    batch_size: usize,
+) -> Result<Vec<f64>> {
+    Ok(
+        score::window_errors(network, windows, scored, device, batch_size)?
+            .into_iter()
+            .map(|e| e.total)
+            .collect(),
+    )
 }
 
 /// Everything `train` needs.
@@ -1044,16 +1058,13 @@ fn train_scale(
     } else {
         (&data.validation, "validation")
     };
-    let errors: Vec<f64> = score::window_errors(
+    let errors = window_totals(
         &fitted.network,
         calibration_set,
         data.scored_features,
         device,
         1024,
-    )?
-    .into_iter()
-    .map(|e| e.total)
-    .collect();
+    )?;
     let error_stats = ErrorStats::from_errors(&errors, calibrated_on);
     let threshold = Threshold {
         quantile: request.train.threshold_quantile,

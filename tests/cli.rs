@@ -24,6 +24,14 @@ fn nab_file(relative: &str) -> PathBuf {
     path
 }
 
+/// `anomalyd score --model MODEL --data DATA --out OUT`, which must
+/// succeed: the file it wrote.
+fn scored(model: &str, data: &str, out: &str) -> String {
+    let run = anomalyd(&["score", "--model", model, "--data", data, "--out", out]);
+    assert!(run.status.success(), "score failed: {}", text(&run.stderr));
+    std::fs::read_to_string(out).unwrap_or_default()
+}
+
 #[test]
 fn train_score_inspect_on_a_nab_series() {
     let data = nab_file("artificialWithAnomaly/art_daily_jumpsup.csv");
@@ -39,17 +47,7 @@ fn train_score_inspect_on_a_nab_series() {
     ]);
     assert!(out.status.success(), "train failed: {}", text(&out.stderr));
 
-    let out = anomalyd(&[
-        "score",
-        "--model",
-        &model_arg,
-        "--data",
-        &data,
-        "--out",
-        &scores_arg,
-    ]);
-    assert!(out.status.success(), "score failed: {}", text(&out.stderr));
-    let written = std::fs::read_to_string(&scores).unwrap_or_default();
+    let written = scored(&model_arg, &data, &scores_arg);
     let input_rows =
         std::fs::read_to_string(nab_file("artificialWithAnomaly/art_daily_jumpsup.csv"))
             .map(|t| t.lines().count())
@@ -378,11 +376,12 @@ fn score_flags_values_beyond_the_training_range() {
     );
 }
 
-/// `train --time-of-day`: the artifact records the two derived inputs after
-/// the data's column (format 7), its range covers the data's column only,
-/// `inspect` says so, and `score` derives them from a file that has only
-/// the data's column. An artifact that
-/// claims the time of day without its inputs is refused, naming the field.
+/// `train --time-of-day` (both models): the artifact records the two
+/// derived inputs after the data's column (format 7), its range covers the
+/// data's column only, `inspect` says so for both models, and `score`
+/// derives them from a file that has only the data's column. An artifact
+/// that claims the time of day without its inputs is refused, naming the
+/// field.
 #[test]
 fn train_with_the_time_of_day_records_it_and_score_derives_it() {
     let data = nab_file("artificialWithAnomaly/art_daily_jumpsdown.csv");
@@ -432,17 +431,7 @@ fn train_with_the_time_of_day_records_it_and_score_derives_it() {
         "{}",
         text(&out.stdout)
     );
-    let out = anomalyd(&[
-        "score",
-        "--model",
-        &model_arg,
-        "--data",
-        &data,
-        "--out",
-        &scores_arg,
-    ]);
-    assert!(out.status.success(), "score failed: {}", text(&out.stderr));
-    let written = std::fs::read_to_string(&scores).unwrap_or_default();
+    let written = scored(&model_arg, &data, &scores_arg);
     assert_eq!(
         written.lines().next(),
         Some("timestamp,error,score,threshold,anomaly")
