@@ -86,8 +86,13 @@ impl Scaler {
             values
                 .iter()
                 .enumerate()
-                .map(|(i, &x)| ((x - self.offset[i % f]) / self.scale[i % f]) as f32),
+                .map(|(i, &x)| self.normalised(i % f, x)),
         );
+    }
+
+    /// `x` of feature `feature`, normalised.
+    pub fn normalised(&self, feature: usize, x: f64) -> f32 {
+        ((x - self.offset[feature]) / self.scale[feature]) as f32
     }
 }
 

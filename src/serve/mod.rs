@@ -941,13 +941,17 @@ impl Pipeline {
         batch: &mut Batch,
     ) {
         let served = &self.models[model];
-        let normalised = if served.clock {
-            let mut values = sample.values.clone();
-            values.extend(crate::data::calendar::time_of_day(sample.time));
-            normalise(&served.scaler, &values)
-        } else {
-            normalise(&served.scaler, &sample.values)
-        };
+        let clock = served
+            .clock
+            .then(|| crate::data::calendar::time_of_day(sample.time));
+        let normalised = normalise(
+            &served.scaler,
+            sample
+                .values
+                .iter()
+                .copied()
+                .chain(clock.into_iter().flatten()),
+        );
         let shape = served.shape(model);
         let shape_width = shape.features;
         let gap_resets = self.table.events.gap_resets;

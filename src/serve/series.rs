@@ -475,11 +475,15 @@ impl SeriesTable {
     }
 }
 
-/// Normalises one sample with the artifact's scaler.
-pub fn normalise(scaler: &Scaler, values: &[f64]) -> Vec<f32> {
-    let mut out = Vec::with_capacity(values.len());
-    scaler.transform_into(values, &mut out);
-    out
+/// Normalises one sample's values (and what is derived from it) with the
+/// artifact's scaler; at most as many as it has features.
+pub fn normalise(scaler: &Scaler, values: impl IntoIterator<Item = f64>) -> Vec<f32> {
+    values
+        .into_iter()
+        .take(scaler.n_features())
+        .enumerate()
+        .map(|(feature, x)| scaler.normalised(feature, x))
+        .collect()
 }
 
 #[cfg(test)]
