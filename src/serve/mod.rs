@@ -206,12 +206,10 @@ struct ServedModel {
     range: Option<ValueRange>,
     /// Windows are centred before the main network sees them.
     centered: bool,
-    /// A model takes the time of day: each point carries its two inputs,
-    /// derived from each sample's time, after the data's columns.
-    clock: bool,
-    /// Values per point in a series' buffers: the data's columns and the
-    /// clock's when a model takes it. The coarse network takes them all;
-    /// the main network its `feature_names`, the first of them.
+    /// Values per point in a series' buffers: the data's columns and, when
+    /// a model takes the time of day, its two inputs, derived from each
+    /// sample's time. The coarse network takes them all; the main network
+    /// its `feature_names`, the first of them.
     point_width: usize,
     /// The leading features the samples carry, which the error counts.
     scored_features: usize,
@@ -263,7 +261,6 @@ impl ServedModel {
             window: manifest.windowing.window,
             rows_per_point: manifest.windowing.aggregate,
             feature_names: manifest.windowing.feature_names.clone(),
-            clock: manifest.windowing.time_of_day || coarse_clock.is_some(),
             point_width: scaler.n_features(),
             scaler,
             threshold: manifest.threshold.value,
@@ -296,6 +293,12 @@ impl ServedModel {
         Self::new(&self.path, model, 0).key() == self.key()
     }
 
+    /// Whether a model takes the time of day: the points carry more than
+    /// the sample's values.
+    fn takes_clock(&self) -> bool {
+        self.point_width > self.scored_features
+    }
+
     /// What the series' buffers and detectors depend on.
     fn key(&self) -> ModelKey {
         ModelKey {
@@ -305,7 +308,7 @@ impl ServedModel {
             rows_per_point: self.rows_per_point,
             coarse: self.coarse.map(|c| (c.shape.multiple, c.shape.window)),
             centered: (self.centered, self.coarse.is_some_and(|c| c.centered)),
-            clock: self.clock,
+            clock: self.takes_clock(),
         }
     }
 
@@ -942,7 +945,7 @@ impl Pipeline {
     ) {
         let served = &self.models[model];
         let clock = served
-            .clock
+            .takes_clock()
             .then(|| crate::data::calendar::time_of_day(sample.time));
         let normalised = normalise(
             &served.scaler,
