@@ -32,21 +32,47 @@ fn scored(model: &str, data: &str, out: &str) -> String {
     std::fs::read_to_string(out).unwrap_or_default()
 }
 
-#[test]
-fn train_score_inspect_on_a_nab_series() {
-    let data = nab_file("artificialWithAnomaly/art_daily_jumpsup.csv");
-    let data = data.to_string_lossy();
+/// A model `anomalyd train --window 24 --epochs 3` and `extra` wrote from a
+/// NAB series, in a temporary directory that lives as long as this.
+struct Trained {
+    _dir: tempfile::TempDir,
+    data: String,
+    model: PathBuf,
+    model_arg: String,
+    scores_arg: String,
+}
+
+fn trained_on_nab(relative: &str, extra: &[&str]) -> Trained {
+    let data = nab_file(relative).to_string_lossy().into_owned();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model = dir.path().join("model");
-    let scores = dir.path().join("scores.csv");
-    let (model_arg, scores_arg) = (model.to_string_lossy(), scores.to_string_lossy());
-
-    let out = anomalyd(&[
-        "train", "--data", &data, "--window", "24", "--kind", "dense", "--epochs", "3", "--out",
-        &model_arg,
-    ]);
+    let model_arg = model.to_string_lossy().into_owned();
+    let scores_arg = dir.path().join("scores.csv").to_string_lossy().into_owned();
+    let args = [
+        &["train", "--data", &data, "--window", "24", "--epochs", "3"],
+        extra,
+    ]
+    .concat();
+    let out = anomalyd(&[&args[..], &["--out", &model_arg]].concat());
     assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+    Trained {
+        _dir: dir,
+        data,
+        model,
+        model_arg,
+        scores_arg,
+    }
+}
 
+#[test]
+fn train_score_inspect_on_a_nab_series() {
+    let Trained {
+        _dir,
+        data,
+        model_arg,
+        scores_arg,
+        ..
+    } = trained_on_nab("artificialWithAnomaly/art_daily_jumpsup.csv", &[]);
     let written = scored(&model_arg, &data, &scores_arg);
     let input_rows =
         std::fs::read_to_string(nab_file("artificialWithAnomaly/art_daily_jumpsup.csv"))
@@ -384,25 +410,16 @@ fn score_flags_values_beyond_the_training_range() {
 /// field.
 #[test]
 fn train_with_the_time_of_day_records_it_and_score_derives_it() {
-    let data = nab_file("artificialWithAnomaly/art_daily_jumpsdown.csv");
-    let data = data.to_string_lossy();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let model = dir.path().join("model");
-    let scores = dir.path().join("scores.csv");
-    let (model_arg, scores_arg) = (model.to_string_lossy(), scores.to_string_lossy());
-    let out = anomalyd(&[
-        "train",
-        "--data",
-        &data,
-        "--window",
-        "24",
-        "--epochs",
-        "3",
-        "--time-of-day",
-        "--out",
-        &model_arg,
-    ]);
-    assert!(out.status.success(), "train failed: {}", text(&out.stderr));
+    let Trained {
+        _dir,
+        data,
+        model,
+        model_arg,
+        scores_arg,
+    } = trained_on_nab(
+        "artificialWithAnomaly/art_daily_jumpsdown.csv",
+        &["--time-of-day"],
+    );
     let manifest_path = model.join("manifest.json");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap_or_default())
