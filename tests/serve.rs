@@ -1167,13 +1167,15 @@ async fn serve_exactly(
 /// With `series.state_file`, a graceful stop saves every series' window and
 /// detector, and the next start resumes them: over two runs the daemon's
 /// last score is the one offline detection gives the whole stream, and the
-/// second run scores a window for every sample from its first.
+/// second run scores a window for every sample from its first. The model
+/// is the default's shape: a coarse model that takes the time of day, so
+/// the saved points carry the clock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_resumes_every_series_from_the_state_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
     let MultiscaleCase { values, both, .. } =
-        multiscale_case(&model_dir, Center::Off, TimeOfDay::Off);
+        multiscale_case(&model_dir, Center::Off, TimeOfDay::Coarse);
     let (rows, half) = (values.len(), values.len() / 2);
     let state_file = dir.path().join("state.bin");
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
