@@ -14,6 +14,10 @@ anomalyd did not write (confluent-kafka's Python client).
 5. Restart, produce more (one message malformed), and check the new process
    saw exactly those, resumed the series (every new sample scored, none
    warming up), counted the bad one by reason, and exports its lag.
+6. Two daemons in one consumer group on a four-partition topic: both read,
+   one stops, the other takes its partitions over; every sample is read
+   exactly once between them, no commit on revoke fails, and the group's
+   committed offsets end at the topic's end.
 
 With RULES (deploy/prometheus/rules.yml's spec as a plain rule file), the
 Prometheus also loads the alert rules and every rule must evaluate cleanly
@@ -274,6 +278,61 @@ def main():
                 f.write("\n".join(scrapes))
         serve.send_signal(signal.SIGTERM)
         check(serve.wait(60) == 0, "the restarted daemon exits 0 on SIGTERM")
+
+        # Two replicas in one consumer group (dynamic members, as a rolling
+        # update or a scale-in leaves them): one stops, the other takes its
+        # partitions over, and between them every sample is read exactly
+        # once and every offset committed. On rdkafka's mock cluster the
+        # staying member's commit on revoke fails; on a real broker it must
+        # not.
+        def created():
+            try:
+                for f in admin.create_topics([NewTopic("shared", 4, 1)]).values():
+                    f.result(5)
+                return True
+            except Exception as e:  # noqa: BLE001
+                return "already exists" in str(e).lower() or None
+        wait_until(created, 30, "tansu to create the shared topic")
+        def send_shared(first_row, rows):
+            for series in range(8):
+                for row in range(first_row, first_row + rows):
+                    payload = json.dumps({"ts": START_MS + row * 60_000, "value": math.sin(2 * math.pi * row / 20)})
+                    producer.produce("shared", key=f"pair-{series}", value=payload, on_delivery=delivered)
+                    producer.poll(0)
+            producer.flush(30)
+        send_shared(0, 200)
+        pair_ports = [free_port(), free_port()]
+        pair = [start([ANOMALYD, "serve", "--brokers", brokers, "--topic", "shared", "--group", "pair",
+                       "--model", model, "--listen", f"127.0.0.1:{port}"], f"pair-{i}.log")
+                for i, port in enumerate(pair_ports)]
+        def read_by(i):
+            b = http(f"http://127.0.0.1:{pair_ports[i]}/metrics")[1]
+            return sum(metric(b, f'anomalyd_samples_total{{outcome="{o}"}}')
+                       for o in ("scored", "warming", "skipped", "dropped", "invalid"))
+        wait_until(lambda: read_by(0) + read_by(1) >= 8 * 200, 90, "two replicas to read the shared topic")
+        time.sleep(2)
+        first, staying = read_by(0), read_by(1)
+        check(first > 0 and staying > 0 and first + staying == 8 * 200,
+              f"two replicas in one group split the partitions and read each sample once ({first} + {staying})")
+        pair[0].send_signal(signal.SIGTERM)
+        check(pair[0].wait(60) == 0, "the first replica exits 0 on SIGTERM")
+        send_shared(200, 50)
+        wait_until(lambda: read_by(1) >= staying + 8 * 50, 120, "the staying replica to take the partitions over")
+        time.sleep(2)
+        taken_over = read_by(1) - staying
+        check(taken_over == 8 * 50,
+              f"the staying replica took the partitions over and read exactly the {8 * 50} new samples (got {taken_over}): none lost, none read twice")
+        pair[1].send_signal(signal.SIGTERM)
+        check(pair[1].wait(60) == 0, "the staying replica exits 0 on SIGTERM")
+        reader = Consumer({"bootstrap.servers": brokers, "group.id": "pair"})
+        committed = reader.committed([TopicPartition("shared", p) for p in range(4)], timeout=20)
+        got = {tp.partition: tp.offset for tp in committed}
+        want = {p: produced.get(("shared", p), 0) for p in range(4)}
+        reader.close()
+        revoke_failures = sum("commit on revoke failed" in line
+                              for line in open(os.path.join(work, "pair-1.log")).read().splitlines())
+        check(got == want and revoke_failures == 0,
+              f"the group's committed offsets sit at the end of the shared topic ({got} vs {want}); commits on revoke failed {revoke_failures} times")
     finally:
         for p in procs:
             if p.poll() is None:
