@@ -90,6 +90,12 @@ def http(url):
         return 0, str(e)
 
 
+def samples_read(body):
+    """Every sample a daemon took from Kafka, whatever became of it."""
+    return sum(metric(body, f'anomalyd_samples_total{{outcome="{o}"}}')
+               for o in ("scored", "warming", "skipped", "dropped", "invalid"))
+
+
 def metric(body, name):
     for line in body.splitlines():
         if line.startswith(name + " "):
@@ -251,14 +257,11 @@ def main():
         producer.flush(30)
         def consumed():
             b = http(metrics_url)[1]
-            total = sum(metric(b, f'anomalyd_samples_total{{outcome="{o}"}}')
-                        for o in ("scored", "warming", "skipped", "dropped", "invalid"))
-            return b if total >= more + 1 else None
+            return b if samples_read(b) >= more + 1 else None
         body = wait_until(consumed, 60, "the restarted daemon to consume the new samples")
         time.sleep(2)
         body = http(metrics_url)[1]
-        total = sum(metric(body, f'anomalyd_samples_total{{outcome="{o}"}}')
-                    for o in ("scored", "warming", "skipped", "dropped", "invalid"))
+        total = samples_read(body)
         check(total == more + 1, f"after a restart exactly the {more} new samples and 1 malformed message were read (got {total}): nothing skipped, nothing re-read")
         scored = metric(body, 'anomalyd_samples_total{outcome="scored"}')
         check(scored == more and not os.path.exists(state_file),
@@ -306,9 +309,7 @@ def main():
                        "--model", model, "--listen", f"127.0.0.1:{port}"], f"pair-{i}.log")
                 for i, port in enumerate(pair_ports)]
         def read_by(i):
-            b = http(f"http://127.0.0.1:{pair_ports[i]}/metrics")[1]
-            return sum(metric(b, f'anomalyd_samples_total{{outcome="{o}"}}')
-                       for o in ("scored", "warming", "skipped", "dropped", "invalid"))
+            return samples_read(http(f"http://127.0.0.1:{pair_ports[i]}/metrics")[1])
         wait_until(lambda: read_by(0) + read_by(1) >= 8 * 200, 90, "two replicas to read the shared topic")
         time.sleep(2)
         first, staying = read_by(0), read_by(1)
