@@ -178,7 +178,7 @@ pub struct ModelArgs {
     /// like: the coarse model of a multi-scale artifact (`coarse`), every
     /// model (`all`, which `--time-of-day` alone means), or none; `auto`
     /// is `coarse` when the training data span at least a day, else `off`.
-    #[arg(long, value_enum, default_value_t = anomalyd::train::DEFAULT_TIME_OF_DAY,
+    #[arg(long, value_enum, default_value_t = TimeOfDay::default(),
           num_args = 0..=1, default_missing_value = "all")]
     pub time_of_day: TimeOfDay,
     /// Last fraction of each file held out (chronologically) for validation.

@@ -131,7 +131,7 @@ fn train_model(options: &DemoOptions) -> Result<PathBuf> {
             aggregate: crate::train::Aggregate::Rows(1),
             coarse: crate::train::DEFAULT_COARSE,
             center: Default::default(),
-            time_of_day: crate::train::DEFAULT_TIME_OF_DAY,
+            time_of_day: Default::default(),
         },
         model: ModelConfig::Dense(DenseAeConfig::new(32, 1, 8)),
         train: TrainConfig {

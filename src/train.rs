@@ -267,7 +267,8 @@ impl Center {
     }
 }
 
-/// Which models also take the time of day ([`crate::data::calendar`]).
+/// Which models also take the time of day ([`crate::data::calendar`]);
+/// the default, `Auto`, is the README's measurement.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeOfDay {
@@ -306,9 +307,6 @@ impl TimeOfDay {
         }
     }
 }
-
-/// The default `--time-of-day`: see the README for the measurement.
-pub const DEFAULT_TIME_OF_DAY: TimeOfDay = TimeOfDay::Auto;
 
 /// How series become windows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
