@@ -33,6 +33,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -334,11 +335,16 @@ def main():
                               for line in open(os.path.join(work, "pair-1.log")).read().splitlines())
         check(got == want and revoke_failures == 0,
               f"the group's committed offsets sit at the end of the shared topic ({got} vs {want}); commits on revoke failed {revoke_failures} times")
+    except BaseException:
+        # A failed run keeps its logs, model and Prometheus data to read.
+        print(f"e2e: logs kept in {work}", file=sys.stderr, flush=True)
+        raise
     finally:
         for p in procs:
             if p.poll() is None:
                 p.kill()
                 p.wait()
+    shutil.rmtree(work, ignore_errors=True)
     print(f"e2e: {checks} passed, 0 failed", flush=True)
 
 
