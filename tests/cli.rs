@@ -453,7 +453,7 @@ fn train_with_the_time_of_day_records_it_and_score_derives_it() {
         written.lines().next(),
         Some("timestamp,error,score,threshold,anomaly")
     );
-    let scored = written
+    let rows_scored = written
         .lines()
         .skip(1)
         .filter(|l| {
@@ -464,7 +464,48 @@ fn train_with_the_time_of_day_records_it_and_score_derives_it() {
         .count();
     // Two rows per point (`--aggregate auto`): every second row, after the
     // first window.
-    assert_eq!(scored, 4032 / 2 - 24 + 1, "rows scored");
+    assert_eq!(rows_scored, 4032 / 2 - 24 + 1, "rows scored");
+
+    // The same rows stamped in epoch milliseconds, as exporters write them:
+    // read as seconds, every row would fall at another time of day and the
+    // clock inputs, hence the errors, would differ.
+    let millis_csv = model.with_file_name("millis.csv");
+    let millis_rows: Vec<String> = std::fs::read_to_string(&data)
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (stamp, value) = line.split_once(',')?;
+            let seconds = anomalyd::data::csv::parse_timestamp(stamp)?;
+            Some(format!("{},{value}", seconds as i64 * 1000))
+        })
+        .collect();
+    assert_eq!(millis_rows.len(), 4032);
+    std::fs::write(
+        &millis_csv,
+        format!("timestamp,value\n{}\n", millis_rows.join("\n")),
+    )
+    .ok();
+    let millis_scores = model.with_file_name("millis-scores.csv");
+    let from_millis = scored(
+        &model_arg,
+        &millis_csv.to_string_lossy(),
+        &millis_scores.to_string_lossy(),
+    );
+    let without_stamps = |written: &str| -> Vec<String> {
+        written
+            .lines()
+            .skip(1)
+            .map(|l| l.split_once(',').map_or("", |(_, rest)| rest).to_owned())
+            .collect()
+    };
+    let (by_datetime, by_millis) = (without_stamps(&written), without_stamps(&from_millis));
+    assert_eq!(by_millis.len(), by_datetime.len());
+    let first_difference = by_millis.iter().zip(&by_datetime).position(|(a, b)| a != b);
+    assert_eq!(
+        first_difference, None,
+        "scores from epoch milliseconds differ"
+    );
 
     let claimed = std::fs::read_to_string(&manifest_path)
         .unwrap_or_default()

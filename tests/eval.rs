@@ -451,22 +451,26 @@ fn outliers_of_one_size_are_all_found_not_only_the_first() {
     assert!(counted.is_some_and(|tp| tp < 5), "{counted:?}");
 }
 
-/// Labels written in other units than the data (milliseconds against
-/// seconds, as exports often mix) can never be found; the report says so
-/// rather than only counting them as missed.
+/// Labels that lie outside their series' time span (another year, another
+/// series' times) can never be found; the report says so rather than only
+/// counting them as missed. Epoch milliseconds are not such a mistake: a
+/// number that large is read as milliseconds, in labels as in data.
 #[test]
 fn labels_outside_their_series_time_span_are_reported() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = dir.path().join("dataset");
     point_labelled_dataset(&root, "s", &seasonal(600, 1, 3, &[]), &[300]);
-    // Row 300 of `csv_text` (5-minute rows from 2024-01-01), in milliseconds.
-    let millis = (1_704_067_200u64 + 300 * 300) * 1000;
-    let labels = serde_json::json!({ "g/s.csv": [[millis, millis]] });
-    std::fs::write(
-        root.join("labels/combined_windows.json"),
-        labels.to_string(),
-    )
-    .ok();
+    // Row 300 of `csv_text` (5-minute rows from 2024-01-01), a year early.
+    let seconds = 1_704_067_200u64 + 300 * 300;
+    let write_labels = |at: u64| {
+        let labels = serde_json::json!({ "g/s.csv": [[at, at]] });
+        std::fs::write(
+            root.join("labels/combined_windows.json"),
+            labels.to_string(),
+        )
+        .ok();
+    };
+    write_labels(seconds - 365 * 86_400);
     let out = dir.path().join("out");
     let args = ["--window", "16", "--epochs", "5", "--no-plots"];
     let report = eval_report(&root, &out, &args);
@@ -478,20 +482,15 @@ fn labels_outside_their_series_time_span_are_reported() {
     );
     let markdown = std::fs::read_to_string(out.join("report.md")).unwrap_or_default();
     assert!(markdown.contains("- g/s.csv: 1"), "{markdown}");
-    // Written in seconds, the same label lies inside the span.
-    let seconds = millis / 1000;
-    let labels = serde_json::json!({ "g/s.csv": [[seconds, seconds]] });
-    std::fs::write(
-        root.join("labels/combined_windows.json"),
-        labels.to_string(),
-    )
-    .ok();
-    let report = eval_report(&root, &out, &args);
-    assert_eq!(
-        report["series"][0]["windows_outside"].as_u64(),
-        Some(0),
-        "{report}"
-    );
+    for (unit, at) in [("seconds", seconds), ("milliseconds", seconds * 1000)] {
+        write_labels(at);
+        let report = eval_report(&root, &out, &args);
+        assert_eq!(
+            report["series"][0]["windows_outside"].as_u64(),
+            Some(0),
+            "in {unit}: {report}"
+        );
+    }
 }
 
 /// A labels file that cannot be meant as written stops `eval` before any

@@ -4,7 +4,9 @@
 //! `date`, …; see [`TIME_COLUMN_NAMES`]), or else the first. Its cells are an
 //! RFC 3339 / ISO-8601 datetime (with or without a zone, `T` or space between
 //! date and time; `/` between date parts, year first or month first as
-//! pandas reads them), or a number (epoch seconds, or a plain row index). The
+//! pandas reads them), or a number (epoch time in seconds, or in milliseconds,
+//! microseconds or nanoseconds told apart by magnitude, [`epoch_seconds`];
+//! or a plain row index). The
 //! other columns are numeric features, except a row index written without a
 //! name (pandas' `Unnamed: 0`, R's empty header).
 //! Timestamps must strictly increase. Every rejected cell is reported with the
@@ -439,7 +441,7 @@ fn is_missing(cell: &str) -> bool {
 /// Parses a timestamp cell into seconds (or the plain number).
 pub fn parse_timestamp(text: &str) -> Option<f64> {
     if let Ok(number) = text.parse::<f64>() {
-        return number.is_finite().then_some(number);
+        return number.is_finite().then(|| epoch_seconds(number));
     }
     if let Ok(zoned) = DateTime::parse_from_rfc3339(text) {
         return Some(seconds(zoned.naive_utc()));
@@ -473,6 +475,23 @@ pub fn parse_timestamp(text: &str) -> Option<f64> {
         .find_map(|format| NaiveDate::parse_from_str(text, format).ok())
         .and_then(|d| d.and_hms_opt(0, 0, 0))
         .map(seconds)
+}
+
+/// A number read as a timestamp, in seconds. Exporters write epoch time in
+/// seconds, milliseconds (JavaScript, Kafka, Prometheus' API), microseconds
+/// or nanoseconds (pandas' `int64` datetimes), and the unit shows in the
+/// magnitude: every instant since 1973 is at least 1e11 in milliseconds,
+/// 1e14 in microseconds and 1e17 in nanoseconds, while in seconds 1e11 is
+/// the year 5138. Read as seconds, milliseconds would put every row at the
+/// same time of day as far as the clock inputs can tell, and labels written
+/// beside them would still match, so nothing else would catch it. Numbers
+/// below 1e11 (epoch seconds, row numbers) are kept as they are.
+pub fn epoch_seconds(number: f64) -> f64 {
+    const UNITS: [(f64, f64); 3] = [(1e17, 1e9), (1e14, 1e6), (1e11, 1e3)];
+    UNITS
+        .iter()
+        .find(|(from, _)| number.abs() >= *from)
+        .map_or(number, |(_, per_second)| number / per_second)
 }
 
 fn seconds(naive: NaiveDateTime) -> f64 {
@@ -561,6 +580,10 @@ mod tests {
             "2014-07-01T02:00:00+02:00",
             "1404172800",
             "1404172800.0",
+            "1404172800000",
+            "1404172800000000",
+            "1404172800000000000",
+            "1.4041728e12",
             "2014/07/01 00:00:00",
             "2014/07/01 00:00",
             "07/01/2014 00:00:00",
@@ -572,6 +595,9 @@ mod tests {
             assert_eq!(t, Some(1_404_172_800.0), "{stamp}");
         }
         assert_eq!(parse_timestamp("3"), Some(3.0));
+        assert_eq!(parse_timestamp("-4"), Some(-4.0));
+        // The largest seconds we keep as seconds: the year 5138.
+        assert_eq!(parse_timestamp("99999999999"), Some(99_999_999_999.0));
         assert_eq!(parse_timestamp("yesterday"), None);
     }
 

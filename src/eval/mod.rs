@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::data::csv::parse_timestamp;
+use crate::data::csv::{epoch_seconds, parse_timestamp};
 use crate::data::{CsvOptions, Series};
 use crate::detect::{Decision, DetectorConfig, Event, EventChange, KCalibration, detect_all};
 use crate::error::{Error, Result};
@@ -80,7 +80,7 @@ impl Dataset {
         let stamp = |key: &str, value: &serde_json::Value| {
             let parsed = match value {
                 serde_json::Value::String(s) => parse_timestamp(s),
-                serde_json::Value::Number(n) => n.as_f64(),
+                serde_json::Value::Number(n) => n.as_f64().map(epoch_seconds),
                 _ => None,
             };
             parsed.ok_or_else(|| Error::Labels {

@@ -234,6 +234,9 @@ mod tests {
             sample.map(|s| (s.series, s.time)),
             Ok(("k".into(), 1_700_000_000.0))
         );
+        // Epoch milliseconds quoted as a string are still milliseconds.
+        let sample = decode(None, r#"{"series":"x","ts":"1700000000000","value":1}"#);
+        assert_eq!(sample.map(|s| s.time), Ok(1_700_000_000.0));
     }
 
     #[test]
