@@ -272,9 +272,12 @@ impl Center {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeOfDay {
-    /// `coarse` when the training data span at least a day, so that the
-    /// model can learn the whole clock; `off` otherwise (timestamps that
-    /// are row numbers, or a few hours of data).
+    /// The coarse model of a multi-scale artifact, when its window spans
+    /// less than a day and the training data span at least one: a window
+    /// that spans a day shows where in the day it is, and data shorter
+    /// than a day (or timestamps that are row numbers) would teach part of
+    /// the clock. The main model keeps its whole code for the window's
+    /// shape (on 5-minute data the clock cost it small outliers).
     #[default]
     Auto,
     /// No model does.
@@ -288,7 +291,8 @@ pub enum TimeOfDay {
 
 impl TimeOfDay {
     /// Whether the main (`true`) or the coarse model takes the time of day
-    /// (`Auto` once resolved: [`TimeOfDay::resolved`]).
+    /// under `Off`, `Coarse` or `All` (`Auto` decides per model from the
+    /// data: [`TimeOfDay::takes_clock`]).
     pub fn applies_to(self, main: bool) -> bool {
         match self {
             Self::Off | Self::Auto => false,
@@ -297,13 +301,17 @@ impl TimeOfDay {
         }
     }
 
-    /// `Auto` made `Coarse` or `Off` for training data whose longest
-    /// series spans `span` seconds; the others as they are.
-    pub fn resolved(self, span: f64) -> Self {
+    /// Whether the main (`true`) or the coarse model takes the time of day,
+    /// for training data whose longest series spans `data_span` seconds and
+    /// a model whose window spans `window_span` seconds.
+    pub fn takes_clock(self, main: bool, data_span: f64, window_span: f64) -> bool {
         match self {
-            Self::Auto if span >= calendar::SECONDS_PER_DAY => Self::Coarse,
-            Self::Auto => Self::Off,
-            other => other,
+            Self::Auto => {
+                !main
+                    && data_span >= calendar::SECONDS_PER_DAY
+                    && window_span < calendar::SECONDS_PER_DAY
+            }
+            other => other.applies_to(main),
         }
     }
 }
@@ -943,24 +951,42 @@ pub fn train(
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<TrainedModel> {
-    // Derived per row, before rows are averaged into points, as the
-    // daemon derives them per sample.
-    let span = series
+    let span_of = |s: &Series| match (s.times.first(), s.times.last()) {
+        (Some(first), Some(last)) => last - first,
+        _ => 0.0,
+    };
+    let longest = series
         .iter()
-        .filter_map(|s| Some(s.times.last()? - s.times.first()?))
-        .fold(0.0, f64::max);
-    let clock = request.data.time_of_day.resolved(span);
+        .max_by(|a, b| span_of(a).total_cmp(&span_of(b)));
+    let span = longest.map_or(0.0, span_of);
+    let spacing = longest.map_or(0.0, |s| calendar::typical_spacing(&s.times));
     let multiple = request.data.coarse;
-    if request.data.time_of_day == TimeOfDay::Auto {
-        tracing::debug!(span_seconds = span, time_of_day = ?clock, "--time-of-day auto");
-    } else if clock != TimeOfDay::Off && span < calendar::SECONDS_PER_DAY {
+    let total_rows = series.iter().map(Series::rows).sum();
+    let rows_per_point = request.data.aggregate.rows_per_point(total_rows);
+    let choice = request.data.time_of_day;
+    let takes_clock = |main: bool| {
+        let rows_per_window =
+            rows_per_point * if main { 1 } else { multiple } * request.data.window;
+        choice.takes_clock(main, span, spacing * rows_per_window as f64)
+    };
+    let (main_clock, coarse_clock) = (takes_clock(true), multiple > 1 && takes_clock(false));
+    if choice == TimeOfDay::Auto {
+        tracing::debug!(
+            span_seconds = span,
+            spacing_seconds = spacing,
+            main_clock,
+            coarse_clock,
+            "--time-of-day auto"
+        );
+    } else if (main_clock || coarse_clock) && span < calendar::SECONDS_PER_DAY {
         tracing::warn!(
             span_seconds = span,
             "the training data spans less than a day (or its timestamps are row numbers): the model that takes the time of day sees only part of the clock"
         );
     }
-    let timed: Vec<Series> = if clock.applies_to(true) || (multiple > 1 && clock.applies_to(false))
-    {
+    // Derived per row, before rows are averaged into points, as the
+    // daemon derives them per sample.
+    let timed: Vec<Series> = if main_clock || coarse_clock {
         series
             .iter()
             .map(calendar::with_time_of_day)
@@ -968,24 +994,16 @@ pub fn train(
     } else {
         Vec::new()
     };
-    let input = |main: bool| {
-        if clock.applies_to(main) {
-            &timed[..]
-        } else {
-            series
-        }
-    };
-    let total_rows = series.iter().map(Series::rows).sum();
-    let rows_per_point = request.data.aggregate.rows_per_point(total_rows);
+    let input = |clock: bool| if clock { &timed[..] } else { series };
     if multiple > 1 {
         tracing::debug!(rows_per_point, "training the main model");
     }
     let mut main = train_scale(
-        input(true),
+        input(main_clock),
         request,
         rows_per_point,
         None,
-        clock.applies_to(true),
+        main_clock,
         device,
         on_epoch,
     )?;
@@ -996,11 +1014,11 @@ pub fn train(
         );
         let scaler = main.manifest.scaler.clone();
         match train_scale(
-            input(false),
+            input(coarse_clock),
             request,
             rows_per_point * multiple,
             Some(&scaler),
-            clock.applies_to(false),
+            coarse_clock,
             device,
             on_epoch,
         ) {

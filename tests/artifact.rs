@@ -5,6 +5,7 @@ mod common;
 
 use std::path::Path;
 
+use anomalyd::data::Series;
 use anomalyd::model::artifact::{FORMAT_VERSION, MANIFEST_FILE, TrainedModel, WEIGHTS_FILE};
 use anomalyd::model::{DenseAeConfig, LstmAeConfig, ModelConfig};
 use anomalyd::score::score_series;
@@ -472,14 +473,15 @@ fn an_lstm_artifact_from_before_the_cpu_kernel_scores_as_it_did() {
     }
 }
 
-/// `--time-of-day auto`, the default: the coarse model takes the clock when
-/// the training data span a day or more (here 300 five-minute rows, 25
-/// hours), so that it can learn the whole clock, and no model does for
-/// less (250 rows, under 21 hours: the clock would be half unseen).
+/// `--time-of-day auto`, the default: the coarse model takes the clock
+/// when the training data span a day or more, so that it can learn the
+/// whole clock, and its window spans less than one (a window that spans a
+/// day shows where in the day it is); the main model does not. Windows of
+/// 16 points, coarse points of 4 rows.
 #[test]
-fn auto_gives_the_coarse_model_the_clock_only_after_a_day_of_data() {
+fn auto_gives_the_coarse_model_the_clock_when_its_window_spans_less_than_a_day() {
     let device = common::test_device();
-    let clocks = |rows: usize| {
+    let clocks = |rows: usize, minutes_apart: usize| {
         let request = TrainRequest {
             data: anomalyd::train::DataConfig {
                 coarse: 4,
@@ -489,7 +491,14 @@ fn auto_gives_the_coarse_model_the_clock_only_after_a_day_of_data() {
             model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)),
             train: train_config(1),
         };
-        let data = series("train.csv", &common::seasonal(rows, 1, 3, &[]), 1);
+        let values = common::seasonal(rows, 1, 3, &[]);
+        let mut text = String::from("t,value\n");
+        for (row, value) in values.iter().enumerate() {
+            let seconds = 1_704_067_200 + row * minutes_apart * 60;
+            text.push_str(&format!("{seconds},{value}\n"));
+        }
+        let data = Series::from_bytes(Path::new("train.csv"), text.as_bytes(), &Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
         let model =
             train(&[data], &request, &device, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
         (
@@ -497,6 +506,9 @@ fn auto_gives_the_coarse_model_the_clock_only_after_a_day_of_data() {
             model.coarse.map(|c| c.manifest.windowing.time_of_day),
         )
     };
-    assert_eq!(clocks(300), (false, Some(true)), "a day and more");
-    assert_eq!(clocks(250), (false, Some(false)), "under a day");
+    // 5-minute rows: the coarse model's window spans 5 h 20 min.
+    assert_eq!(clocks(300, 5), (false, Some(true)), "25 hours of data");
+    assert_eq!(clocks(250, 5), (false, Some(false)), "under 21 hours");
+    // 30-minute rows: 32 hours.
+    assert_eq!(clocks(300, 30), (false, Some(false)), "30-minute rows");
 }

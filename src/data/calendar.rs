@@ -1,5 +1,6 @@
 //! The time of day as model input (`--time-of-day`; by default the coarse
-//! model of a multi-scale artifact takes it, whose points span hours).
+//! model of a multi-scale artifact takes it when its window spans less than
+//! a day and its training data a day or more).
 //!
 //! Much of what operators watch follows the clock: traffic that rises every
 //! morning, a batch job at 02:00. A window of 32 points sees a few hours at
@@ -26,6 +27,17 @@ pub const SECONDS_PER_DAY: f64 = 86_400.0;
 pub fn time_of_day(seconds: f64) -> [f64; 2] {
     let angle = seconds.rem_euclid(SECONDS_PER_DAY) / SECONDS_PER_DAY * TAU;
     [angle.sin(), angle.cos()]
+}
+
+/// The typical spacing of `times`, in seconds: the median step between
+/// rows (gaps and bursts do not move it). 0 for fewer than two rows.
+pub fn typical_spacing(times: &[f64]) -> f64 {
+    let mut steps: Vec<f64> = times.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    if steps.is_empty() {
+        return 0.0;
+    }
+    let middle = steps.len() / 2;
+    *steps.select_nth_unstable_by(middle, f64::total_cmp).1
 }
 
 /// `series` with the time-of-day features appended to every row. Refused for
@@ -98,6 +110,14 @@ mod tests {
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn the_typical_spacing_is_the_median_step_so_a_gap_does_not_move_it() {
+        let with_gap = [0.0, 300.0, 600.0, 900.0, 5_000.0, 5_300.0];
+        assert!(close(typical_spacing(&with_gap), 300.0));
+        assert!(close(typical_spacing(&[10.0]), 0.0));
+        assert!(close(typical_spacing(&[]), 0.0));
     }
 
     #[test]
