@@ -4,7 +4,9 @@
 //! `cargo bench --bench serve_throughput` pre-fills a topic on the
 //! in-process mock cluster, then times (a) an rdkafka consumer that only
 //! counts messages and (b) `anomalyd serve` taking every sample to scored,
-//! for the dense and the LSTM model. Then it feeds 100k distinct series to a
+//! for the dense model alone, the dense model in the shape `train` gives
+//! by default (a coarse model beside it that takes the time of day), and
+//! the LSTM model. Then it feeds 100k distinct series to a
 //! daemon capped at 10k and reports the tracked series and the resident
 //! memory, and p50/p99 latency from sample to scored at a fixed offered rate.
 
@@ -27,11 +29,16 @@ use tokio_util::sync::CancellationToken;
 
 const WINDOW: usize = 32;
 
-fn model(dir: &Path, config: ModelConfig) {
+/// Trains `config` on 2000 one-minute rows (33 hours). `default_shape`
+/// trains what `anomalyd train` does by default around it: a coarse model
+/// of 4-row points, which takes the time of day (the rows span a day and
+/// its window two hours), so the daemon derives the clock per sample and
+/// runs two networks.
+fn model(dir: &Path, config: ModelConfig, default_shape: bool) {
     let values = seasonal(2000, 1, 1, &[]);
     let mut text = String::from("t,value\n");
     for (i, v) in values.iter().enumerate() {
-        text.push_str(&format!("{i},{v}\n"));
+        text.push_str(&format!("{},{v}\n", 1_700_000_000 + i * 60));
     }
     let series = Series::from_bytes(
         Path::new("bench.csv"),
@@ -46,9 +53,13 @@ fn model(dir: &Path, config: ModelConfig) {
             val_fraction: 0.2,
             scaler: anomalyd::data::ScalerKind::Zscore,
             aggregate: anomalyd::train::Aggregate::Rows(1),
-            coarse: 1,
+            coarse: if default_shape { 4 } else { 1 },
             center: Default::default(),
-            time_of_day: anomalyd::train::TimeOfDay::Off,
+            time_of_day: if default_shape {
+                anomalyd::train::TimeOfDay::Auto
+            } else {
+                anomalyd::train::TimeOfDay::Off
+            },
         },
         model: config,
         train: TrainConfig {
@@ -63,6 +74,14 @@ fn model(dir: &Path, config: ModelConfig) {
         &mut |_| {},
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        trained
+            .coarse
+            .as_ref()
+            .map(|c| c.manifest.windowing.time_of_day),
+        default_shape.then_some(true),
+        "the default shape: a coarse model that takes the clock"
+    );
     trained.save(dir).unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -287,9 +306,12 @@ fn main() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let dense = dir.path().join("dense");
+        let default = dir.path().join("default");
         let lstm = dir.path().join("lstm");
-        model(&dense, ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 8)));
-        model(&lstm, ModelConfig::Lstm(LstmAeConfig::new(WINDOW, 1, 32)));
+        let dense_config = ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 8));
+        model(&dense, dense_config.clone(), false);
+        model(&default, dense_config, true);
+        model(&lstm, ModelConfig::Lstm(LstmAeConfig::new(WINDOW, 1, 32)), false);
 
         let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("{e}"));
         let brokers = cluster.bootstrap_servers();
@@ -298,7 +320,12 @@ fn main() {
         cluster.create_topic("bench", 4, 1).ok();
         fill(&brokers, "bench", series, rows).await;
 
-        for (name, path) in [("dense", &dense), ("lstm", &lstm)] {
+        let models = [
+            ("dense", &dense),
+            ("dense-multiscale-clock", &default),
+            ("lstm", &lstm),
+        ];
+        for (name, path) in models {
             let plain = plain_consumer(&brokers, "bench", &format!("plain-{name}"), total).await;
             let group = format!("anomalyd-{name}");
             let served = daemon(serve_config(&brokers, "bench", &group, path), total).await;
