@@ -275,9 +275,10 @@ pub enum TimeOfDay {
     /// The coarse model of a multi-scale artifact, when its window spans
     /// less than a day and the training data span at least one: a window
     /// that spans a day shows where in the day it is, and data shorter
-    /// than a day (or timestamps that are row numbers) would teach part of
-    /// the clock. The main model keeps its whole code for the window's
-    /// shape (on 5-minute data the clock cost it small outliers).
+    /// than a day would teach part of the clock, as would timestamps
+    /// before 1980 (row numbers, seconds from the data's start) however
+    /// many days they count. The main model keeps its whole code for the
+    /// window's shape (on 5-minute data the clock cost it small outliers).
     #[default]
     Auto,
     /// No model does.
@@ -958,7 +959,10 @@ pub fn train(
     let longest = series
         .iter()
         .max_by(|a, b| span_of(a).total_cmp(&span_of(b)));
-    let span = longest.map_or(0.0, span_of);
+    // Row numbers and relative seconds span no day of the clock, however long.
+    let span = longest
+        .filter(|s| s.times.first() >= Some(&calendar::WALL_CLOCK_FROM))
+        .map_or(0.0, span_of);
     let spacing = longest.map_or(0.0, |s| calendar::typical_spacing(&s.times));
     let multiple = request.data.coarse;
     let total_rows = series.iter().map(Series::rows).sum();

@@ -476,12 +476,12 @@ fn an_lstm_artifact_from_before_the_cpu_kernel_scores_as_it_did() {
 /// `--time-of-day auto`, the default: the coarse model takes the clock
 /// when the training data span a day or more, so that it can learn the
 /// whole clock, and its window spans less than one (a window that spans a
-/// day shows where in the day it is); the main model does not. Windows of
-/// 16 points, coarse points of 4 rows.
+/// day shows where in the day it is), and only for wall-clock times; the
+/// main model does not. Windows of 16 points, coarse points of 4 rows.
 #[test]
 fn auto_gives_the_coarse_model_the_clock_when_its_window_spans_less_than_a_day() {
     let device = common::test_device();
-    let clocks = |rows: usize, minutes_apart: usize| {
+    let clocks_from = |start: usize, rows: usize, minutes_apart: usize| {
         let request = TrainRequest {
             data: anomalyd::train::DataConfig {
                 coarse: 4,
@@ -494,7 +494,7 @@ fn auto_gives_the_coarse_model_the_clock_when_its_window_spans_less_than_a_day()
         let values = common::seasonal(rows, 1, 3, &[]);
         let mut text = String::from("t,value\n");
         for (row, value) in values.iter().enumerate() {
-            let seconds = 1_704_067_200 + row * minutes_apart * 60;
+            let seconds = start + row * minutes_apart * 60;
             text.push_str(&format!("{seconds},{value}\n"));
         }
         let data = Series::from_bytes(Path::new("train.csv"), text.as_bytes(), &Default::default())
@@ -506,9 +506,16 @@ fn auto_gives_the_coarse_model_the_clock_when_its_window_spans_less_than_a_day()
             model.coarse.map(|c| c.manifest.windowing.time_of_day),
         )
     };
+    let clocks = |rows, minutes_apart| clocks_from(1_704_067_200, rows, minutes_apart);
     // 5-minute rows: the coarse model's window spans 5 h 20 min.
     assert_eq!(clocks(300, 5), (false, Some(true)), "25 hours of data");
     assert_eq!(clocks(250, 5), (false, Some(false)), "under 21 hours");
     // 30-minute rows: 32 hours.
     assert_eq!(clocks(300, 30), (false, Some(false)), "30-minute rows");
+    // Seconds counted from the data's start (or row numbers): no hour.
+    assert_eq!(
+        clocks_from(0, 300, 5),
+        (false, Some(false)),
+        "relative time"
+    );
 }

@@ -23,6 +23,12 @@ pub const TIME_OF_DAY_FEATURES: [&str; 2] = ["time_of_day_sin", "time_of_day_cos
 
 pub const SECONDS_PER_DAY: f64 = 86_400.0;
 
+/// The earliest time taken for a time of day, 1980-01-01 UTC. Timestamps
+/// before it are row numbers or seconds counted from the data's own start,
+/// which say nothing about the hour (and the daemon's samples, stamped in
+/// epoch time, would disagree with them).
+pub const WALL_CLOCK_FROM: f64 = 315_532_800.0;
+
 /// The sine and cosine of the UTC time of day of `seconds` since the epoch.
 pub fn time_of_day(seconds: f64) -> [f64; 2] {
     let angle = seconds.rem_euclid(SECONDS_PER_DAY) / SECONDS_PER_DAY * TAU;
