@@ -23,6 +23,7 @@ pub struct Metrics {
     pub smoothed_error: GaugeVec,
     pub anomalous: IntGaugeVec,
     pub anomalies: IntCounterVec,
+    pub escalations: IntCounterVec,
     pub out_of_range: IntCounterVec,
     pub flatlines: IntCounterVec,
     pub samples: IntCounterVec,
@@ -117,6 +118,17 @@ impl Metrics {
                 r,
                 IntCounterVec::new(
                     Opts::new("anomalyd_anomalies_total", "Anomaly events opened."),
+                    &["series"],
+                )
+                .map_err(fail)?,
+            )?,
+            escalations: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "anomalyd_escalations_total",
+                        "Open anomaly events that grew: a flag's error over its threshold reached 3 times the event's peak.",
+                    ),
                     &["series"],
                 )
                 .map_err(fail)?,

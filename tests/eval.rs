@@ -689,9 +689,12 @@ fn streaming_calibrates_k_on_the_probationary_period() {
     let (calibrated, fixed) =
         eval_on_and_off(&root, dir.path(), &args, &["--calibrate-k", "false"]);
     assert_calibration_quiets_normal_data(&calibrated, &fixed);
+    // NAB's threshold, optimised over this one series, can drop the fixed
+    // k's marginal false events itself (the flat line's report scores near
+    // 1): calibration must not cost NAB's score.
     let standard = |report: &serde_json::Value| report["nab"]["standard"].as_f64();
     assert!(
-        standard(&calibrated) > standard(&fixed),
+        standard(&calibrated) >= standard(&fixed),
         "NAB standard: calibrated {calibrated}, fixed k {fixed}"
     );
 }

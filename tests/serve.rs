@@ -178,14 +178,23 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     let brokers = cluster.bootstrap_servers();
 
     let clean = common::seasonal(ROWS, 1, 21, &[]);
+    // A small spike 40 rows before the large one opens a marginal event,
+    // which the large one, inside its merge gap, escalates: the daemon
+    // counts it as offline detection does.
     let spiky = common::seasonal(
         ROWS,
         1,
         22,
-        &[common::Injection::Spike {
-            at: SPIKE_AT,
-            size: 4.0,
-        }],
+        &[
+            common::Injection::Spike {
+                at: SPIKE_AT - 40,
+                size: 0.8,
+            },
+            common::Injection::Spike {
+                at: SPIKE_AT,
+                size: 4.0,
+            },
+        ],
     );
     let mut messages = Vec::new();
     for row in 0..ROWS {
@@ -275,6 +284,13 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     assert_eq!(
         metric(&body, r#"anomalyd_anomalies_total{series="clean"}"#),
         0.0,
+        "{body}"
+    );
+    let escalations = offline_escalations(&model_dir, &spiky);
+    assert!(escalations >= 1, "offline detection escalates the event");
+    assert_eq!(
+        metric(&body, r#"anomalyd_escalations_total{series="spiky"}"#),
+        escalations as f64,
         "{body}"
     );
     for reason in rejections {
@@ -424,21 +440,50 @@ fn offline_errors(model: &anomalyd::model::artifact::TrainedModel, values: &[f64
     }
 }
 
-/// (window start, start, end) rows of the events offline detection with
-/// the daemon's default detector finds in `values` and closes before the
-/// stream ends (the daemon writes an event when it closes).
-fn offline_events(model_dir: &std::path::Path, values: &[f64]) -> Vec<(usize, usize, usize)> {
+/// Offline detection of `values` with the daemon's default detector: the
+/// model, its decisions and its events.
+fn offline_detection(
+    model_dir: &std::path::Path,
+    values: &[f64],
+) -> (
+    anomalyd::model::artifact::TrainedModel,
+    Vec<Option<anomalyd::detect::Decision>>,
+    Vec<anomalyd::detect::Event>,
+) {
     let model = anomalyd::model::artifact::TrainedModel::load(model_dir, &common::test_device())
         .unwrap_or_else(|e| panic!("{e}"));
     let offline = offline_errors(&model, values);
-    let detector = ServeConfig::default().detector;
-    let (_, events) = anomalyd::score::detect_rows(
-        &detector,
+    let (decisions, events) = anomalyd::score::detect_rows(
+        &ServeConfig::default().detector,
         &model,
         &offline.errors,
         offline.coarse.as_deref(),
         Some(&offline.points),
     );
+    (model, decisions, events)
+}
+
+/// How many times offline detection escalates an open event in `values`.
+fn offline_escalations(model_dir: &std::path::Path, values: &[f64]) -> usize {
+    let (_, decisions, _) = offline_detection(model_dir, values);
+    decisions
+        .iter()
+        .flatten()
+        .filter(|d| {
+            matches!(
+                d.event,
+                Some(anomalyd::detect::EventChange::Escalated { .. })
+            )
+        })
+        .count()
+}
+
+/// (window start, start, end) rows of the events offline detection with
+/// the daemon's default detector finds in `values` and closes before the
+/// stream ends (the daemon writes an event when it closes).
+fn offline_events(model_dir: &std::path::Path, values: &[f64]) -> Vec<(usize, usize, usize)> {
+    let (model, _, events) = offline_detection(model_dir, values);
+    let detector = ServeConfig::default().detector;
     events
         .iter()
         .filter(|e| e.end + detector.events.merge_gap < values.len() - 1)

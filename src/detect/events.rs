@@ -7,6 +7,12 @@
 //! which are no larger than the event they follow; a flag that outscores
 //! it is news (a cool-down that ignored it missed a labelled window at 250×
 //! the threshold on NAB; README, "A flag that outscores the last event").
+//!
+//! For the same reason an open event is **escalated** when a flag's error,
+//! as a multiple of its threshold, reaches [`ESCALATION`] times the most
+//! the event had reached: merged into a marginal event, a far larger one
+//! would otherwise say nothing new (NAB's scorer saw such an event as a
+//! false positive before a missed window; README, "An event that grows").
 
 use serde::{Deserialize, Serialize};
 
@@ -40,11 +46,24 @@ pub struct Event {
     pub end: usize,
 }
 
+/// How many times its peak (error over threshold) a flag inside an open
+/// event must reach to escalate it (see the module doc).
+pub const ESCALATION: f64 = 3.0;
+
+/// The error over the threshold that a score stands for: the score is
+/// `r / (1 + r)` (see `detect`), so this is `r`.
+fn over_threshold(score: f64) -> f64 {
+    score / (1.0 - score).max(f64::EPSILON)
+}
+
 /// What one point did to the event state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventChange {
     /// An event was confirmed at this point; it began at `start`.
     Started { start: usize },
+    /// The open event that began at `start` grew: this point's error over
+    /// its threshold is at least [`ESCALATION`] times the event's peak.
+    Escalated { start: usize },
     /// The event ended; `end` is its last flagged point.
     Ended(Event),
 }
@@ -91,6 +110,10 @@ impl EventTracker {
         if let Some((start, last)) = self.run {
             if flagged {
                 self.run = Some((start, index));
+                if self.confirmed && over_threshold(score) >= ESCALATION * over_threshold(self.peak)
+                {
+                    change = Some(EventChange::Escalated { start });
+                }
                 self.peak = self.peak.max(score);
             } else if index - last > self.config.merge_gap {
                 self.run = None;
@@ -196,6 +219,49 @@ mod tests {
         assert_eq!(
             tracker.update(2, false, 0.1),
             (false, Some(EventChange::Ended(Event { start: 0, end: 1 })))
+        );
+    }
+
+    /// An open event escalates when a flag's error over its threshold
+    /// (score r/(1+r): r) reaches three times the event's peak r; a rise
+    /// that gets there gradually, or that comes before the event is
+    /// confirmed, does not.
+    #[test]
+    fn an_event_escalates_when_its_error_jumps_to_three_times_its_peak() {
+        let mut tracker = EventTracker::new(EventConfig {
+            min_length: 2,
+            merge_gap: 5,
+            ..EventConfig::default()
+        });
+        // r: 1.5, then 9 as the event is confirmed (no escalation before),
+        // 4, 12 and 30 (a rise in steps under three times), a gap, 95.
+        let points = [
+            (true, 0.6),
+            (true, 0.9),
+            (true, 0.8),
+            (true, 12.0 / 13.0),
+            (true, 30.0 / 31.0),
+            (false, 0.2),
+            (true, 95.0 / 96.0),
+            (true, 100.0 / 101.0),
+        ];
+        let changes: Vec<Option<EventChange>> = points
+            .iter()
+            .enumerate()
+            .map(|(i, &(flagged, score))| tracker.update(i, flagged, score).1)
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                None,
+                Some(EventChange::Started { start: 0 }),
+                None,
+                None,
+                None,
+                None,
+                Some(EventChange::Escalated { start: 0 }),
+                None,
+            ]
         );
     }
 

@@ -251,25 +251,31 @@ pub fn windows_outside(times: &[f64], windows: &[Interval]) -> usize {
 }
 
 impl SeriesOutcome {
-    /// The per-row anomaly score handed to NAB's scorer: the detector's
-    /// score where an event starts, 0 elsewhere. NAB rewards the earliest
-    /// detection in a window and charges every detection outside one, so an
-    /// event is reported once, when it is confirmed, as an operator would
-    /// be paged once.
+    /// The per-row anomaly score handed to NAB's scorer: [`nab_reports`].
     pub fn nab_scores(&self) -> Vec<f64> {
-        self.decisions
-            .iter()
-            .map(|d| match d {
-                Some(
-                    d @ Decision {
-                        event: Some(EventChange::Started { .. }),
-                        ..
-                    },
-                ) => d.score,
-                _ => 0.0,
-            })
-            .collect()
+        nab_reports(&self.decisions)
     }
+}
+
+/// The detector's score where an event starts or escalates, 0 elsewhere.
+/// NAB rewards the earliest detection in a window and charges every
+/// detection outside one, so an event is reported when it is confirmed, as
+/// an operator would be paged once, and again only if it escalates (see
+/// `detect::events`): on NAB every escalation after the probationary
+/// period fell inside a labelled window (README, "An event that grows").
+pub fn nab_reports(decisions: &[Option<Decision>]) -> Vec<f64> {
+    decisions
+        .iter()
+        .map(|d| match d {
+            Some(
+                d @ Decision {
+                    event: Some(EventChange::Started { .. } | EventChange::Escalated { .. }),
+                    ..
+                },
+            ) => d.score,
+            _ => 0.0,
+        })
+        .collect()
 }
 
 impl SeriesOutcome {
@@ -924,6 +930,32 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// NAB is handed an event where it is confirmed and where it escalates,
+    /// nowhere else: not at the points inside it, nor where it ends.
+    #[test]
+    fn nab_is_told_of_an_event_when_it_starts_and_when_it_escalates() {
+        let at = |score: f64, event: Option<EventChange>| {
+            Some(Decision {
+                smoothed: 0.0,
+                threshold: Some(1.0),
+                score,
+                flagged: event.is_some(),
+                out_of_range: false,
+                flatline: false,
+                anomalous: true,
+                event,
+            })
+        };
+        let decisions = [
+            None,
+            at(0.55, Some(EventChange::Started { start: 1 })),
+            at(0.6, None),
+            at(0.9, Some(EventChange::Escalated { start: 1 })),
+            at(0.2, Some(EventChange::Ended(Event { start: 1, end: 3 }))),
+        ];
+        assert_eq!(nab_reports(&decisions), [0.0, 0.55, 0.0, 0.9, 0.0]);
+    }
 
     #[test]
     fn generator_components_are_named_as_yahoo_writes_them() {

@@ -1144,6 +1144,9 @@ impl Pipeline {
                 self.metrics
                     .sample_lag_seconds
                     .observe((now - job.time).max(0.0));
+                if matches!(decision.event, Some(EventChange::Escalated { .. })) {
+                    self.metrics.escalations.with_label_values(&[label]).inc();
+                }
                 if matches!(decision.event, Some(EventChange::Started { .. })) {
                     self.metrics.anomalies.with_label_values(&[label]).inc();
                     state.open_event = Some(OpenEvent {
