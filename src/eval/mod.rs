@@ -250,14 +250,8 @@ pub fn windows_outside(times: &[f64], windows: &[Interval]) -> usize {
     }
 }
 
-impl SeriesOutcome {
-    /// The per-row anomaly score handed to NAB's scorer: [`nab_reports`].
-    pub fn nab_scores(&self) -> Vec<f64> {
-        nab_reports(&self.decisions)
-    }
-}
-
-/// The detector's score where an event starts or escalates, 0 elsewhere.
+/// The per-row anomaly score handed to NAB's scorer: the detector's score
+/// where an event starts or escalates, 0 elsewhere.
 /// NAB rewards the earliest detection in a window and charges every
 /// detection outside one, so an event is reported when it is confirmed, as
 /// an operator would be paged once, and again only if it escalates (see
@@ -797,7 +791,12 @@ impl Report {
             Protocol::Streaming => {
                 let corpus: Vec<(nab::NabSeries, Vec<f64>)> = outcomes
                     .iter()
-                    .map(|o| (nab::NabSeries::new(&o.times, &o.truth), o.nab_scores()))
+                    .map(|o| {
+                        (
+                            nab::NabSeries::new(&o.times, &o.truth),
+                            nab_reports(&o.decisions),
+                        )
+                    })
                     .collect();
                 let details: BTreeMap<String, nab::ProfileResult> = nab::PROFILES
                     .iter()
