@@ -127,7 +127,10 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "anomalyd_escalations_total",
-                        "Open anomaly events that grew: a flag's error over its threshold reached 3 times the event's peak.",
+                        format!(
+                            "Open anomaly events that grew: a flag's error over its threshold reached {} times the event's peak.",
+                            crate::detect::events::ESCALATION
+                        ),
                     ),
                     &["series"],
                 )
