@@ -184,6 +184,16 @@ mod tests {
             .collect()
     }
 
+    /// What each of `points` (flagged, score) did to a fresh tracker.
+    fn changes(config: EventConfig, points: &[(bool, f64)]) -> Vec<Option<EventChange>> {
+        let mut tracker = EventTracker::new(config);
+        points
+            .iter()
+            .enumerate()
+            .map(|(i, &(flagged, score))| tracker.update(i, flagged, score).1)
+            .collect()
+    }
+
     #[test]
     fn runs_become_events_by_length_gap_and_cooldown() {
         let plain = EventConfig::default();
@@ -228,11 +238,11 @@ mod tests {
     /// confirmed, does not.
     #[test]
     fn an_event_escalates_when_its_error_jumps_to_three_times_its_peak() {
-        let mut tracker = EventTracker::new(EventConfig {
+        let config = EventConfig {
             min_length: 2,
             merge_gap: 5,
             ..EventConfig::default()
-        });
+        };
         // r: 1.5, then 9 as the event is confirmed (no escalation before),
         // 4, 12 and 30 (a rise in steps under three times), a gap, 95.
         let points = [
@@ -245,11 +255,7 @@ mod tests {
             (true, 95.0 / 96.0),
             (true, 100.0 / 101.0),
         ];
-        let changes: Vec<Option<EventChange>> = points
-            .iter()
-            .enumerate()
-            .map(|(i, &(flagged, score))| tracker.update(i, flagged, score).1)
-            .collect();
+        let changes = changes(config, &points);
         assert_eq!(
             changes,
             [
@@ -270,10 +276,10 @@ mod tests {
     /// a new event.
     #[test]
     fn a_flag_that_outscores_the_last_event_opens_one_in_its_cooldown() {
-        let mut tracker = EventTracker::new(EventConfig {
+        let config = EventConfig {
             cooldown: 10,
             ..EventConfig::default()
-        });
+        };
         let points = [
             (true, 0.6),
             (true, 0.8),
@@ -282,11 +288,7 @@ mod tests {
             (false, 0.2),
             (true, 0.95),
         ];
-        let changes: Vec<Option<EventChange>> = points
-            .iter()
-            .enumerate()
-            .map(|(i, &(flagged, score))| tracker.update(i, flagged, score).1)
-            .collect();
+        let changes = changes(config, &points);
         assert_eq!(
             changes,
             [
