@@ -177,8 +177,8 @@ pub struct ModelArgs {
     /// from each row's timestamp), so that they learn what each hour looks
     /// like: the coarse model of a multi-scale artifact (`coarse`), every
     /// model (`all`, which `--time-of-day` alone means), or none; `auto`
-    /// gives it to the coarse model when the training data span at least a
-    /// day and its window less than one, else to none.
+    /// gives it to the coarse model (and to an LSTM's main model) when the
+    /// training data span at least a day and its window less than one.
     #[arg(long, value_enum, default_value_t = TimeOfDay::default(),
           num_args = 0..=1, default_missing_value = "all")]
     pub time_of_day: TimeOfDay,

@@ -272,13 +272,15 @@ impl Center {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeOfDay {
-    /// The coarse model of a multi-scale artifact, when its window spans
-    /// less than a day and the training data span at least one: a window
-    /// that spans a day shows where in the day it is, and data shorter
-    /// than a day would teach part of the clock, as would timestamps
-    /// before 1980 (row numbers, seconds from the data's start) however
-    /// many days they count. The main model keeps its whole code for the
-    /// window's shape (on 5-minute data the clock cost it small outliers).
+    /// The coarse model of a multi-scale artifact, and the main model too
+    /// when it is an LSTM, when its window spans less than a day and the
+    /// training data span at least one: a window that spans a day shows
+    /// where in the day it is, and data shorter than a day would teach
+    /// part of the clock, as would timestamps before 1980 (row numbers,
+    /// seconds from the data's start) however many days they count. A
+    /// dense main model keeps its whole code for the window's shape (on
+    /// 5-minute data the clock cost it small outliers); an LSTM's gained on
+    /// every set measured (README, "The time of day").
     #[default]
     Auto,
     /// No model does.
@@ -302,13 +304,20 @@ impl TimeOfDay {
         }
     }
 
-    /// Whether the main (`true`) or the coarse model takes the time of day,
-    /// for training data whose longest series spans `data_span` seconds and
-    /// a model whose window spans `window_span` seconds.
-    pub fn takes_clock(self, main: bool, data_span: f64, window_span: f64) -> bool {
+    /// Whether the main (`true`) or the coarse model of `model`'s kind
+    /// takes the time of day, for training data whose longest series spans
+    /// `data_span` seconds and a model whose window spans `window_span`
+    /// seconds.
+    pub fn takes_clock(
+        self,
+        main: bool,
+        model: &ModelConfig,
+        data_span: f64,
+        window_span: f64,
+    ) -> bool {
         match self {
             Self::Auto => {
-                !main
+                (!main || matches!(model, ModelConfig::Lstm(_)))
                     && data_span >= calendar::SECONDS_PER_DAY
                     && window_span < calendar::SECONDS_PER_DAY
             }
@@ -971,7 +980,7 @@ pub fn train(
     let takes_clock = |main: bool| {
         let rows_per_window =
             rows_per_point * if main { 1 } else { multiple } * request.data.window;
-        choice.takes_clock(main, span, spacing * rows_per_window as f64)
+        choice.takes_clock(main, &request.model, span, spacing * rows_per_window as f64)
     };
     let (main_clock, coarse_clock) = (takes_clock(true), multiple > 1 && takes_clock(false));
     if choice == TimeOfDay::Auto {

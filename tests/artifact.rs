@@ -476,19 +476,20 @@ fn an_lstm_artifact_from_before_the_cpu_kernel_scores_as_it_did() {
 /// `--time-of-day auto`, the default: the coarse model takes the clock
 /// when the training data span a day or more, so that it can learn the
 /// whole clock, and its window spans less than one (a window that spans a
-/// day shows where in the day it is), and only for wall-clock times; the
-/// main model does not. Windows of 16 points, coarse points of 4 rows.
+/// day shows where in the day it is), and only for wall-clock times; a
+/// dense main model does not, an LSTM's does. Windows of 16 points, coarse
+/// points of 4 rows.
 #[test]
-fn auto_gives_the_coarse_model_the_clock_when_its_window_spans_less_than_a_day() {
+fn auto_gives_the_clock_to_the_models_whose_window_spans_less_than_a_day() {
     let device = common::test_device();
-    let clocks_from = |start: usize, rows: usize, minutes_apart: usize| {
+    let clocks_of = |model: ModelConfig, start: usize, rows: usize, minutes_apart: usize| {
         let request = TrainRequest {
             data: anomalyd::train::DataConfig {
                 coarse: 4,
                 time_of_day: anomalyd::train::TimeOfDay::Auto,
                 ..data_config()
             },
-            model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)),
+            model,
             train: train_config(1),
         };
         let values = common::seasonal(rows, 1, 3, &[]);
@@ -506,6 +507,8 @@ fn auto_gives_the_coarse_model_the_clock_when_its_window_spans_less_than_a_day()
             model.coarse.map(|c| c.manifest.windowing.time_of_day),
         )
     };
+    let dense = || ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4));
+    let clocks_from = |start, rows, minutes_apart| clocks_of(dense(), start, rows, minutes_apart);
     let clocks = |rows, minutes_apart| clocks_from(1_704_067_200, rows, minutes_apart);
     // 5-minute rows: the coarse model's window spans 5 h 20 min.
     assert_eq!(clocks(300, 5), (false, Some(true)), "25 hours of data");
@@ -517,5 +520,14 @@ fn auto_gives_the_coarse_model_the_clock_when_its_window_spans_less_than_a_day()
         clocks_from(0, 300, 5),
         (false, Some(false)),
         "relative time"
+    );
+    // An LSTM's main model takes it too, by the same rules.
+    let lstm = || ModelConfig::Lstm(LstmAeConfig::new(WINDOW, 1, 8));
+    let day = 1_704_067_200;
+    assert_eq!(clocks_of(lstm(), day, 300, 5), (true, Some(true)), "LSTM");
+    assert_eq!(
+        clocks_of(lstm(), day, 300, 120),
+        (false, Some(false)),
+        "LSTM, 2-hour rows"
     );
 }
