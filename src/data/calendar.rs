@@ -1,6 +1,5 @@
-//! The time of day as model input (`--time-of-day`; by default the coarse
-//! model of a multi-scale artifact takes it when its window spans less than
-//! a day and its training data a day or more).
+//! The time of day as model input (`--time-of-day`; which models take it
+//! by default is [`crate::train::TimeOfDay::Auto`]'s rule).
 //!
 //! Much of what operators watch follows the clock: traffic that rises every
 //! morning, a batch job at 02:00. A window of 32 points sees a few hours at
