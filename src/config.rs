@@ -55,6 +55,27 @@ pub enum EventFormat {
     Protobuf,
 }
 
+/// A point in an anomaly event's life at which a message is written.
+/// Every message of one event carries the same `series` and `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventPhase {
+    /// Confirmed: the row at which `eval` hands the event to NAB, and the
+    /// first moment an alert can go out.
+    Opened,
+    /// An open event grew (see `detect::events::ESCALATION`).
+    Escalated,
+    /// Ended: the merge gap passed unflagged; the message holds the event's
+    /// whole span and peak. (The only message before phases were written,
+    /// hence the default when a message has none.)
+    #[default]
+    Closed,
+}
+
+impl EventPhase {
+    pub const ALL: [EventPhase; 3] = [Self::Opened, Self::Escalated, Self::Closed];
+}
+
 /// Kafka input and output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -75,6 +96,8 @@ pub struct KafkaConfig {
     pub events_topic: Option<String>,
     /// Encoding of the events: json or protobuf.
     pub events_format: EventFormat,
+    /// The phases of an event that are written to the events topic.
+    pub event_phases: Vec<EventPhase>,
     /// Topic that receives invalid messages, with the reason in the
     /// `anomalyd-reason` header; none when unset.
     pub dead_letter_topic: Option<String>,
@@ -95,6 +118,7 @@ impl Default for KafkaConfig {
             topic_formats: BTreeMap::new(),
             events_topic: None,
             events_format: EventFormat::Json,
+            event_phases: EventPhase::ALL.to_vec(),
             dead_letter_topic: None,
             max_message_bytes: 1 << 20,
             properties: BTreeMap::new(),
@@ -287,6 +311,12 @@ impl ServeConfig {
         if k.topics.is_empty() {
             return Err(Error::config("kafka.topics", "name at least one topic"));
         }
+        if k.events_topic.is_some() && k.event_phases.is_empty() {
+            return Err(Error::config(
+                "kafka.event_phases",
+                "is empty: name opened, escalated or closed, or leave kafka.events_topic unset",
+            ));
+        }
         if k.max_message_bytes == 0 {
             return Err(Error::config("kafka.max_message_bytes", "must be positive"));
         }
@@ -391,6 +421,25 @@ mod tests {
         assert_eq!(config.scoring, ScoringConfig::default());
         assert_eq!(config.http.listen.port(), 9898);
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn event_phases_default_to_all_are_read_by_name_and_may_not_be_empty() {
+        let base = "[kafka]\ntopics = [\"m\"]\nevents_topic = \"e\"\n";
+        let config = parse(base).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.kafka.event_phases, EventPhase::ALL.to_vec());
+        let closed = parse(&format!("{base}event_phases = [\"closed\"]\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(closed.kafka.event_phases, vec![EventPhase::Closed]);
+        let unknown = parse(&format!("{base}event_phases = [\"started\"]\n"))
+            .map_or_else(|e| e, |_| "parsed".into());
+        assert!(unknown.contains("started"), "{unknown}");
+        let none = parse(&format!("{base}event_phases = []\n")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            refusal(&none).contains("kafka.event_phases"),
+            "{}",
+            refusal(&none)
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{HttpConfig, KafkaConfig, ModelSource, ScoringConfig, ServeConfig};
+use crate::config::{EventPhase, HttpConfig, KafkaConfig, ModelSource, ScoringConfig, ServeConfig};
 use crate::data::{CsvOptions, Series};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
@@ -282,7 +282,7 @@ pub async fn run(options: DemoOptions, on_tick: &mut dyn FnMut(&str)) -> Result<
             let labelled: Vec<Range<usize>> = injections.iter().map(|i| i.span()).collect();
             let spans: Vec<(usize, usize)> = events
                 .iter()
-                .filter(|e| &e.series == name)
+                .filter(|e| &e.series == name && e.phase == EventPhase::Closed)
                 .map(|e| (row_of(e.start), row_of(e.end)))
                 .collect();
             // An event is credited when it starts before the anomaly has

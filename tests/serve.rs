@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use anomalyd::config::{KafkaConfig, ModelSource, ScoringConfig, ServeConfig};
+use anomalyd::config::{EventPhase, KafkaConfig, ModelSource, ScoringConfig, ServeConfig};
 use anomalyd::model::{DenseAeConfig, ModelConfig};
 use anomalyd::serve::AnomalyEvent;
 use anomalyd::train::{Center, TimeOfDay, TrainRequest, train};
@@ -286,7 +286,11 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         0.0,
         "{body}"
     );
-    let escalations = offline_escalations(&model_dir, &spiky);
+    let expected = offline_messages(&model_dir, &spiky);
+    let escalations = expected
+        .iter()
+        .filter(|(phase, _)| *phase == EventPhase::Escalated)
+        .count();
     assert!(escalations >= 1, "offline detection escalates the event");
     assert_eq!(
         metric(&body, r#"anomalyd_escalations_total{series="spiky"}"#),
@@ -354,30 +358,52 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         "serve did not stop cleanly: {outcome:?}"
     );
 
-    // The events topic holds one event for the spiky series around the spike.
-    let events: Vec<AnomalyEvent> = read_topic(&brokers, "events", 1, |message| {
+    // The events topic holds, in order, each event's opened, escalated and
+    // closed messages, at the rows offline detection gives them, as eval
+    // counts them: from the first row of the window that opened it to its
+    // last flagged row so far (the merge gap after it is not part of it).
+    let events: Vec<AnomalyEvent> = read_topic(&brokers, "events", expected.len(), |message| {
         serde_json::from_slice(message.payload().unwrap_or_default())
             .unwrap_or_else(|e| panic!("event JSON: {e}"))
     });
+    assert_eq!(
+        watermark(&brokers, "events", 0) as usize,
+        expected.len(),
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| e.series == "spiky"), "{events:?}");
+    let row_of = |time: f64| ((time * 1000.0 - START_MS as f64) / STEP_MS as f64).round() as usize;
+    let served: Vec<(EventPhase, (usize, usize, usize))> = events
+        .iter()
+        .map(|e| {
+            (
+                e.phase,
+                (row_of(e.window_start), row_of(e.start), row_of(e.end)),
+            )
+        })
+        .collect();
+    assert_eq!(served, expected, "{events:?}");
+    // An event's peak and end so far only grow from message to message.
+    for pair in events.windows(2).filter(|p| p[0].start == p[1].start) {
+        assert!(pair[0].peak_score <= pair[1].peak_score, "{events:?}");
+        assert!(pair[0].end <= pair[1].end, "{events:?}");
+    }
     let spike_time = (START_MS + SPIKE_AT as i64 * STEP_MS) as f64 / 1000.0;
     assert!(
-        events.iter().any(|e| e.series == "spiky"
+        events.iter().any(|e| e.phase == EventPhase::Closed
             && e.start <= spike_time + STEP_MS as f64 / 1000.0
             && e.end >= spike_time
             && e.peak_score > 0.5
             && e.top_features.first().map(|f| f.feature.as_str()) == Some("v0")),
         "{events:?}"
     );
-    assert!(events.iter().all(|e| e.series == "spiky"), "{events:?}");
-    // Each event spans the rows offline detection gives it, as eval counts
-    // them: from the first row of the window that opened it to its last
-    // flagged row (the merge gap after it is not part of it).
-    let row_of = |time: f64| ((time * 1000.0 - START_MS as f64) / STEP_MS as f64).round() as usize;
-    let served: Vec<(usize, usize, usize)> = events
-        .iter()
-        .map(|e| (row_of(e.window_start), row_of(e.start), row_of(e.end)))
-        .collect();
-    assert_eq!(served, offline_events(&model_dir, &spiky), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.phase == EventPhase::Opened)
+            .all(|e| e.peak_score > 0.5),
+        "{events:?}"
+    );
 
     // Every invalid message reached the dead-letter topic with its reason.
     let mut reasons = read_topic(&brokers, "dead", 5, |message| {
@@ -403,7 +429,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     // Every produced message is on the topic, and every consumed message
     // was committed: the group's offsets sit at the end of both partitions.
     let on_topic: usize = (0..2)
-        .map(|partition| high_watermark(&brokers, partition) as usize)
+        .map(|partition| watermark(&brokers, "samples", partition) as usize)
         .sum();
     assert_eq!(
         on_topic,
@@ -440,56 +466,43 @@ fn offline_errors(model: &anomalyd::model::artifact::TrainedModel, values: &[f64
     }
 }
 
-/// Offline detection of `values` with the daemon's default detector: the
-/// model, its decisions and its events.
-fn offline_detection(
+/// The messages the daemon should write about `values`' events, in order,
+/// from offline detection with the daemon's default detector: phase and
+/// (window start, start, end) rows. An event is opened and escalated at
+/// the row that does it, which is then its end so far; it closes at the
+/// first row past the merge gap, if the stream reaches it.
+fn offline_messages(
     model_dir: &std::path::Path,
     values: &[f64],
-) -> (
-    anomalyd::model::artifact::TrainedModel,
-    Vec<Option<anomalyd::detect::Decision>>,
-    Vec<anomalyd::detect::Event>,
-) {
+) -> Vec<(EventPhase, (usize, usize, usize))> {
+    use anomalyd::detect::EventChange;
     let model = anomalyd::model::artifact::TrainedModel::load(model_dir, &common::test_device())
         .unwrap_or_else(|e| panic!("{e}"));
     let offline = offline_errors(&model, values);
-    let (decisions, events) = anomalyd::score::detect_rows(
+    let (decisions, _) = anomalyd::score::detect_rows(
         &ServeConfig::default().detector,
         &model,
         &offline.errors,
         offline.coarse.as_deref(),
         Some(&offline.points),
     );
-    (model, decisions, events)
-}
-
-/// How many times offline detection escalates an open event in `values`.
-fn offline_escalations(model_dir: &std::path::Path, values: &[f64]) -> usize {
-    let (_, decisions, _) = offline_detection(model_dir, values);
+    // Decisions count scored rows; their events' indices are mapped back.
+    let scored: Vec<usize> = (0..decisions.len())
+        .filter(|&row| decisions[row].is_some())
+        .collect();
+    let rows = |start: usize, end: usize| {
+        let start = scored[start];
+        (anomalyd::score::window_first_row(&model, start), start, end)
+    };
     decisions
         .iter()
-        .flatten()
-        .filter(|d| {
-            matches!(
-                d.event,
-                Some(anomalyd::detect::EventChange::Escalated { .. })
-            )
-        })
-        .count()
-}
-
-/// (window start, start, end) rows of the events offline detection with
-/// the daemon's default detector finds in `values` and closes before the
-/// stream ends (the daemon writes an event when it closes).
-fn offline_events(model_dir: &std::path::Path, values: &[f64]) -> Vec<(usize, usize, usize)> {
-    let (model, _, events) = offline_detection(model_dir, values);
-    let detector = ServeConfig::default().detector;
-    events
-        .iter()
-        .filter(|e| e.end + detector.events.merge_gap < values.len() - 1)
-        .map(|e| {
-            let first = anomalyd::score::window_first_row(&model, e.start);
-            (first, e.start, e.end)
+        .enumerate()
+        .filter_map(|(row, decision)| match decision.as_ref()?.event? {
+            EventChange::Started { start } => Some((EventPhase::Opened, rows(start, row))),
+            EventChange::Escalated { start } => Some((EventPhase::Escalated, rows(start, row))),
+            EventChange::Ended(event) => {
+                Some((EventPhase::Closed, rows(event.start, scored[event.end])))
+            }
         })
         .collect()
 }
@@ -565,13 +578,14 @@ async fn until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-fn high_watermark(brokers: &str, partition: i32) -> i64 {
+/// The high watermark of `topic`'s `partition`: how many messages it holds.
+fn watermark(brokers: &str, topic: &str, partition: i32) -> i64 {
     let client: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .create()
         .unwrap_or_else(|e| panic!("{e}"));
     client
-        .fetch_watermarks("samples", partition, Duration::from_secs(10))
+        .fetch_watermarks(topic, partition, Duration::from_secs(10))
         .map_or(0, |(_, high)| high)
 }
 
@@ -590,7 +604,7 @@ fn committed_to_the_end(brokers: &str, group: &str) -> Result<(), String> {
         .committed_offsets(wanted, Duration::from_secs(10))
         .map_err(|e| format!("committed offsets: {e}"))?;
     for element in committed.elements() {
-        let high = high_watermark(brokers, element.partition());
+        let high = watermark(brokers, "samples", element.partition());
         // A partition that received nothing has nothing to commit.
         if high > 0 && element.offset() != Offset::Offset(high) {
             return Err(format!(

@@ -34,7 +34,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{EventFormat, SeriesPattern, ServeConfig};
+use crate::config::{EventFormat, EventPhase, SeriesPattern, ServeConfig};
 use crate::detect::{DetectorConfig, EventChange, ValueRange};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
@@ -434,10 +434,14 @@ fn kafka_error(context: &str, e: impl std::fmt::Display) -> Error {
     Error::Backend(format!("kafka {context}: {e}"))
 }
 
-/// The event written to `kafka.events_topic`.
+/// A message written to `kafka.events_topic` about one event: when it
+/// opens, escalates or closes (`phase`). `series` and `start` identify the
+/// event across its messages.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct AnomalyEvent {
     pub series: String,
+    #[serde(default)]
+    pub phase: EventPhase,
     /// The sample whose window was first flagged (seconds since the epoch).
     pub start: f64,
     /// The first sample of that window: the data the first flag judged
@@ -445,9 +449,10 @@ pub struct AnomalyEvent {
     /// scores an event from this point.
     #[serde(default)]
     pub window_start: f64,
-    /// The last flagged sample. The event is written when the merge gap
-    /// after it has passed unflagged.
+    /// The last flagged sample so far: when the event closes, the last
+    /// one (the merge gap after it passed unflagged).
     pub end: f64,
+    /// The highest score so far and the threshold at it.
     pub peak_score: f64,
     pub threshold: f64,
     pub model: String,
@@ -463,6 +468,12 @@ impl AnomalyEvent {
             series: self.series.clone(),
             start_ms: (self.start * 1000.0).round() as i64,
             window_start_ms: (self.window_start * 1000.0).round() as i64,
+            phase: match self.phase {
+                EventPhase::Opened => crate::proto::EventPhase::Opened,
+                EventPhase::Escalated => crate::proto::EventPhase::Escalated,
+                EventPhase::Closed => crate::proto::EventPhase::Closed,
+            }
+            .into(),
             end_ms: (self.end * 1000.0).round() as i64,
             peak_score: self.peak_score,
             threshold: self.threshold,
@@ -1144,9 +1155,6 @@ impl Pipeline {
                 self.metrics
                     .sample_lag_seconds
                     .observe((now - job.time).max(0.0));
-                if matches!(decision.event, Some(EventChange::Escalated { .. })) {
-                    self.metrics.escalations.with_label_values(&[label]).inc();
-                }
                 if matches!(decision.event, Some(EventChange::Started { .. })) {
                     self.metrics.anomalies.with_label_values(&[label]).inc();
                     state.open_event = Some(OpenEvent {
@@ -1174,10 +1182,26 @@ impl Pipeline {
                         .map(|&c| f64::from(c))
                         .collect();
                 }
-                if matches!(decision.event, Some(EventChange::Ended(_)))
-                    && let Some(open) = state.open_event.take()
+                // After the peak took this point in, so that an opened or
+                // escalated message carries it.
+                let phase = match decision.event {
+                    Some(EventChange::Started { .. }) => Some(EventPhase::Opened),
+                    Some(EventChange::Escalated { .. }) => {
+                        self.metrics.escalations.with_label_values(&[label]).inc();
+                        Some(EventPhase::Escalated)
+                    }
+                    Some(EventChange::Ended(_)) => Some(EventPhase::Closed),
+                    None => None,
+                };
+                let open = match phase {
+                    Some(EventPhase::Closed) => state.open_event.take(),
+                    Some(_) => state.open_event.clone(),
+                    None => None,
+                };
+                if let (Some(phase), Some(open)) = (phase, open)
+                    && self.config.kafka.event_phases.contains(&phase)
                 {
-                    events.push(self.event(model, &job.series, open));
+                    events.push(self.event(model, &job.series, phase, open));
                 }
             }
         }
@@ -1209,7 +1233,13 @@ impl Pipeline {
         }
     }
 
-    fn event(&self, model: usize, series: &str, open: OpenEvent) -> AnomalyEvent {
+    fn event(
+        &self,
+        model: usize,
+        series: &str,
+        phase: EventPhase,
+        open: OpenEvent,
+    ) -> AnomalyEvent {
         let served = &self.models[model];
         let mut top: Vec<FeatureContribution> = open
             .peak_contributions
@@ -1224,6 +1254,7 @@ impl Pipeline {
         top.truncate(5);
         AnomalyEvent {
             series: series.to_owned(),
+            phase,
             start: open.start_time,
             window_start: open.window_start.unwrap_or(open.start_time),
             end: open.last_flagged.unwrap_or(open.start_time),
@@ -1316,5 +1347,48 @@ fn infer_loop(
         if scored.blocking_send(message).is_err() {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escalated() -> AnomalyEvent {
+        AnomalyEvent {
+            series: "db-1/latency".into(),
+            phase: EventPhase::Escalated,
+            start: 1_700_000_300.0,
+            window_start: 1_700_000_000.0,
+            end: 1_700_000_600.5,
+            peak_score: 0.9,
+            threshold: 0.03,
+            model: "m".into(),
+            kind: "dense".into(),
+            top_features: vec![FeatureContribution {
+                feature: "v0".into(),
+                error: 1.5,
+            }],
+        }
+    }
+
+    #[test]
+    fn the_phase_travels_in_both_encodings_and_old_json_reads_as_closed() {
+        let event = escalated();
+        let bytes = event.to_proto().encode_to_vec();
+        let decoded = crate::proto::AnomalyEvent::decode(bytes.as_slice())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(decoded.phase(), crate::proto::EventPhase::Escalated);
+        assert_eq!(decoded.start_ms, 1_700_000_300_000);
+        assert_eq!(decoded.end_ms, 1_700_000_600_500);
+
+        let json = serde_json::to_value(&event).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(json["phase"], "escalated");
+        let mut old = json;
+        if let Some(fields) = old.as_object_mut() {
+            fields.remove("phase");
+        }
+        let read: AnomalyEvent = serde_json::from_value(old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.phase, EventPhase::Closed);
     }
 }
