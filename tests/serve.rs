@@ -178,24 +178,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     let brokers = cluster.bootstrap_servers();
 
     let clean = common::seasonal(ROWS, 1, 21, &[]);
-    // A small spike 40 rows before the large one opens a marginal event,
-    // which the large one, inside its merge gap, escalates: the daemon
-    // counts it as offline detection does.
-    let spiky = common::seasonal(
-        ROWS,
-        1,
-        22,
-        &[
-            common::Injection::Spike {
-                at: SPIKE_AT - 40,
-                size: 0.8,
-            },
-            common::Injection::Spike {
-                at: SPIKE_AT,
-                size: 4.0,
-            },
-        ],
-    );
+    let spiky = spiky_series();
     let mut messages = Vec::new();
     for row in 0..ROWS {
         messages.push(sample("clean", row, clean[row]));
@@ -286,7 +269,7 @@ async fn samples_become_metrics_events_and_committed_offsets() {
         0.0,
         "{body}"
     );
-    let expected = offline_messages(&model_dir, &spiky);
+    let expected = offline_messages(&model_dir, &spiky, &ServeConfig::default().detector);
     let escalations = expected
         .iter()
         .filter(|(phase, _)| *phase == EventPhase::Escalated)
@@ -362,27 +345,9 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     // closed messages, at the rows offline detection gives them, as eval
     // counts them: from the first row of the window that opened it to its
     // last flagged row so far (the merge gap after it is not part of it).
-    let events: Vec<AnomalyEvent> = read_topic(&brokers, "events", expected.len(), |message| {
-        serde_json::from_slice(message.payload().unwrap_or_default())
-            .unwrap_or_else(|e| panic!("event JSON: {e}"))
-    });
-    assert_eq!(
-        watermark(&brokers, "events", 0) as usize,
-        expected.len(),
-        "{events:?}"
-    );
+    let events = read_events(&brokers, expected.len());
     assert!(events.iter().all(|e| e.series == "spiky"), "{events:?}");
-    let row_of = |time: f64| ((time * 1000.0 - START_MS as f64) / STEP_MS as f64).round() as usize;
-    let served: Vec<(EventPhase, (usize, usize, usize))> = events
-        .iter()
-        .map(|e| {
-            (
-                e.phase,
-                (row_of(e.window_start), row_of(e.start), row_of(e.end)),
-            )
-        })
-        .collect();
-    assert_eq!(served, expected, "{events:?}");
+    assert_eq!(event_rows(&events), expected, "{events:?}");
     // An event's peak and end so far only grow from message to message.
     for pair in events.windows(2).filter(|p| p[0].start == p[1].start) {
         assert!(pair[0].peak_score <= pair[1].peak_score, "{events:?}");
@@ -438,6 +403,35 @@ async fn samples_become_metrics_events_and_committed_offsets() {
     assert_committed_to_the_end(&brokers, "anomalyd-test");
 }
 
+/// With `min_length` above 1 an event is confirmed a few points after its
+/// first flag; its messages still start it at that flag, as offline
+/// detection (and so `eval`) does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_confirmed_after_its_first_flag_starts_at_that_flag() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    trained_model(&model_dir);
+    let spiky = spiky_series();
+    let mut detector = ServeConfig::default().detector;
+    detector.events.min_length = 3;
+    let expected = offline_messages(&model_dir, &spiky, &detector);
+    assert!(
+        expected
+            .iter()
+            .any(|(phase, (_, start, end))| *phase == EventPhase::Opened && start < end),
+        "an event confirmed after its first flag: {expected:?}"
+    );
+    let windows = (ROWS - WINDOW + 1) as u64;
+    let daemon = serve_one_series("spiky", &spiky, &model_dir, windows, |config| {
+        config.detector = detector;
+        config.kafka.events_topic = Some("events".into());
+    })
+    .await;
+    let events = read_events(&daemon.cluster.bootstrap_servers(), expected.len());
+    assert_eq!(event_rows(&events), expected, "{events:?}");
+    daemon.stop().await;
+}
+
 /// What offline scoring gives `values`, for [`anomalyd::score::detect_rows`].
 struct Offline {
     /// The main model's per-row totals.
@@ -466,21 +460,66 @@ fn offline_errors(model: &anomalyd::model::artifact::TrainedModel, values: &[f64
     }
 }
 
+/// A small spike 40 rows before a large one: the small one opens a
+/// marginal event, which the large one, inside its merge gap, escalates.
+fn spiky_series() -> Vec<f64> {
+    common::seasonal(
+        ROWS,
+        1,
+        22,
+        &[
+            common::Injection::Spike {
+                at: SPIKE_AT - 40,
+                size: 0.8,
+            },
+            common::Injection::Spike {
+                at: SPIKE_AT,
+                size: 4.0,
+            },
+        ],
+    )
+}
+
+/// Reads the events topic until `want` messages: what a daemon wrote.
+fn read_events(brokers: &str, want: usize) -> Vec<AnomalyEvent> {
+    let events: Vec<AnomalyEvent> = read_topic(brokers, "events", want, |message| {
+        serde_json::from_slice(message.payload().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("event JSON: {e}"))
+    });
+    assert_eq!(watermark(brokers, "events", 0) as usize, want, "{events:?}");
+    events
+}
+
+/// Each message's phase and (window start, start, end) rows.
+fn event_rows(events: &[AnomalyEvent]) -> Vec<(EventPhase, (usize, usize, usize))> {
+    let row_of = |time: f64| ((time * 1000.0 - START_MS as f64) / STEP_MS as f64).round() as usize;
+    events
+        .iter()
+        .map(|e| {
+            (
+                e.phase,
+                (row_of(e.window_start), row_of(e.start), row_of(e.end)),
+            )
+        })
+        .collect()
+}
+
 /// The messages the daemon should write about `values`' events, in order,
-/// from offline detection with the daemon's default detector: phase and
+/// from offline detection with `detector` as the daemon has it: phase and
 /// (window start, start, end) rows. An event is opened and escalated at
 /// the row that does it, which is then its end so far; it closes at the
 /// first row past the merge gap, if the stream reaches it.
 fn offline_messages(
     model_dir: &std::path::Path,
     values: &[f64],
+    detector: &anomalyd::detect::DetectorConfig,
 ) -> Vec<(EventPhase, (usize, usize, usize))> {
     use anomalyd::detect::EventChange;
     let model = anomalyd::model::artifact::TrainedModel::load(model_dir, &common::test_device())
         .unwrap_or_else(|e| panic!("{e}"));
     let offline = offline_errors(&model, values);
     let (decisions, _) = anomalyd::score::detect_rows(
-        &ServeConfig::default().detector,
+        detector,
         &model,
         &offline.errors,
         offline.coarse.as_deref(),
@@ -1145,7 +1184,7 @@ async fn a_strided_daemon_judges_the_points_it_skips() {
 
 /// A daemon serving one series on its own mock cluster.
 struct OneSeries {
-    _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     running: anomalyd::serve::Running,
     shutdown: CancellationToken,
 }
@@ -1170,6 +1209,7 @@ async fn serve_one_series(
 ) -> OneSeries {
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
     cluster.create_topic("samples", 1, 1).ok();
+    cluster.create_topic("events", 1, 1).ok();
     let brokers = cluster.bootstrap_servers();
     let messages = values
         .iter()
@@ -1192,7 +1232,7 @@ async fn serve_one_series(
         metrics.windows_scored.get()
     );
     OneSeries {
-        _cluster: cluster,
+        cluster,
         running,
         shutdown,
     }

@@ -29,6 +29,20 @@ pub struct EventConfig {
     pub cooldown: usize,
 }
 
+impl EventConfig {
+    /// The most points by which an event's first flag can precede the
+    /// point that confirms it: a run of `min_length` whose flags lie up to
+    /// `merge_gap` apart. None at `min_length` 1, which confirms an event
+    /// at its first flag.
+    pub fn confirmation_lag(&self) -> usize {
+        if self.min_length <= 1 {
+            0
+        } else {
+            self.min_length - 1 + self.merge_gap
+        }
+    }
+}
+
 impl Default for EventConfig {
     fn default() -> Self {
         Self {
@@ -192,6 +206,22 @@ mod tests {
             .enumerate()
             .map(|(i, &(flagged, score))| tracker.update(i, flagged, score).1)
             .collect()
+    }
+
+    #[test]
+    fn an_event_is_confirmed_at_most_its_confirmation_lag_after_its_first_flag() {
+        let config = EventConfig {
+            min_length: 3,
+            merge_gap: 2,
+            cooldown: 0,
+        };
+        // Two flags, then the third as late as the merge gap allows.
+        let flags = [true, true, false, false, true];
+        let points: Vec<(bool, f64)> = flags.iter().map(|&f| (f, 0.6)).collect();
+        let confirmed = changes(config, &points);
+        assert_eq!(confirmed[4], Some(EventChange::Started { start: 0 }));
+        assert_eq!(config.confirmation_lag(), 4);
+        assert_eq!(EventConfig::default().confirmation_lag(), 0);
     }
 
     #[test]

@@ -636,6 +636,12 @@ impl Detector {
         }
     }
 
+    /// How many decisions ago point `index` was judged (0: the latest),
+    /// as an event's `start` names it.
+    pub fn decisions_since(&self, index: usize) -> usize {
+        self.index.saturating_sub(1).saturating_sub(index)
+    }
+
     /// Judges the next (fine) error; a missing error (no full window yet)
     /// is `None` and leaves the state alone. With a coarse scale, a point
     /// is flagged when either scale's latest point is, and its score is the

@@ -1155,11 +1155,22 @@ impl Pipeline {
                 self.metrics
                     .sample_lag_seconds
                     .observe((now - job.time).max(0.0));
+                // An event confirmed after its first flag starts there.
+                let back = match decision.event {
+                    Some(EventChange::Started { start }) => state.detector.decisions_since(start),
+                    _ => 0,
+                };
+                let (start_time, window_start) = state.judged(
+                    job.time,
+                    job.window_start,
+                    self.config.detector.events.confirmation_lag(),
+                    back,
+                );
                 if matches!(decision.event, Some(EventChange::Started { .. })) {
                     self.metrics.anomalies.with_label_values(&[label]).inc();
                     state.open_event = Some(OpenEvent {
-                        start_time: job.time,
-                        window_start: Some(job.window_start),
+                        start_time,
+                        window_start: Some(window_start),
                         last_flagged: Some(job.time),
                         peak_score: 0.0,
                         peak_threshold: decision.threshold.unwrap_or(f64::NAN),
@@ -1376,8 +1387,8 @@ mod tests {
     fn the_phase_travels_in_both_encodings_and_old_json_reads_as_closed() {
         let event = escalated();
         let bytes = event.to_proto().encode_to_vec();
-        let decoded = crate::proto::AnomalyEvent::decode(bytes.as_slice())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let decoded =
+            crate::proto::AnomalyEvent::decode(bytes.as_slice()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(decoded.phase(), crate::proto::EventPhase::Escalated);
         assert_eq!(decoded.start_ms, 1_700_000_300_000);
         assert_eq!(decoded.end_ms, 1_700_000_600_500);

@@ -160,9 +160,39 @@ pub struct SeriesState {
     coarse: Option<CoarseBuffer>,
     pub detector: Detector,
     pub open_event: Option<OpenEvent>,
+    /// Time and window start of the latest decisions, newest last, as far
+    /// back as an event's first flag can precede its confirmation
+    /// (`EventConfig::confirmation_lag`; empty at the default `min_length`
+    /// 1): where an event confirmed late starts.
+    #[serde(default)]
+    recent_decisions: VecDeque<(f64, f64)>,
     /// The partition the series last arrived on, to drop state on revoke.
     pub partition: (String, i32),
     last_seen: u64,
+}
+
+impl SeriesState {
+    /// Records the decision just made on the window ending at `time` and
+    /// starting at `window_start`, keeping `lag` before it; returns the
+    /// time and window start of the decision `back` decisions ago (this
+    /// one at 0), or this one's when it is no longer kept (a state file
+    /// written before it was).
+    pub fn judged(&mut self, time: f64, window_start: f64, lag: usize, back: usize) -> (f64, f64) {
+        if lag == 0 {
+            self.recent_decisions.clear();
+            return (time, window_start);
+        }
+        self.recent_decisions.push_back((time, window_start));
+        while self.recent_decisions.len() > lag + 1 {
+            self.recent_decisions.pop_front();
+        }
+        self.recent_decisions
+            .len()
+            .checked_sub(back + 1)
+            .and_then(|i| self.recent_decisions.get(i))
+            .copied()
+            .unwrap_or((time, window_start))
+    }
 }
 
 /// What a saved series needs of its model to be resumed: the same
@@ -300,6 +330,7 @@ impl SeriesTable {
                     }
                     .with_range(&detector, shape.range.cloned()),
                     open_event: None,
+                    recent_decisions: VecDeque::new(),
                     partition: (partition.0.to_owned(), partition.1),
                     last_seen: self.clock,
                 },
