@@ -6,7 +6,8 @@ anomalyd did not write (confluent-kafka's Python client).
 1. Train a model with `anomalyd train` on a clean synthetic series.
 2. Produce a clean and an anomalous series (a spike, later a stuck
    stretch) to tansu.
-3. Run `anomalyd serve`; let Prometheus scrape it; assert through
+3. Run `anomalyd serve`; the events topic gets the anomalous series'
+   opened event; let Prometheus scrape it; assert through
    Prometheus's query API that the anomaly counter rose for the anomalous
    series and not for the clean one; `promtool check metrics` on a scrape.
 4. SIGTERM: exit 0, committed offsets at the end of what was produced, and
@@ -89,6 +90,21 @@ def http(url):
             return r.status, r.read().decode()
     except Exception as e:  # noqa: BLE001 - any failure means "not yet"
         return 0, str(e)
+
+
+def read_all(brokers, topic):
+    """Every message on `topic`, from the start, as JSON."""
+    reader = Consumer({"bootstrap.servers": brokers, "group.id": f"e2e-{topic}-reader",
+                       "auto.offset.reset": "earliest"})
+    reader.subscribe([topic])
+    messages, quiet_since, deadline = [], time.time(), time.time() + 30
+    while time.time() < deadline and (not messages or time.time() - quiet_since < 3):
+        message = reader.poll(0.5)
+        if message is not None and message.error() is None:
+            messages.append(json.loads(message.value()))
+            quiet_since = time.time()
+    reader.close()
+    return messages
 
 
 def samples_read(body):
@@ -242,6 +258,18 @@ def main():
         check(code == 0, "SIGTERM: serve drained and exited 0")
         check(os.path.getsize(state_file) > 0 if os.path.exists(state_file) else False,
               "SIGTERM: the series state was saved to --state-file")
+
+        events = read_all(brokers, "events")
+        opened = [e for e in events if e.get("phase") == "opened"]
+        spike_time = (START_MS + SPIKE_AT * 60_000) / 1000
+        check(len(opened) >= 1 and all(e["series"] == "anomalous" for e in events)
+              and any(e["start"] <= spike_time + 60 for e in opened),
+              f"the events topic holds an opened event for the anomalous series by the spike, and nothing for the clean one: {events}")
+        firsts = {}
+        for e in events:
+            firsts.setdefault((e["series"], e["start"]), e["phase"])
+        check(all(phase == "opened" for phase in firsts.values()),
+              f"each event's first message on the topic is its opened one: {firsts}")
 
         reader = Consumer({"bootstrap.servers": brokers, "group.id": "e2e"})
         committed = reader.committed([TopicPartition("samples", p) for p in (0, 1)], timeout=20)
