@@ -55,6 +55,7 @@ fn model(dir: &Path, config: ModelConfig, default_shape: bool) {
             aggregate: anomalyd::train::Aggregate::Rows(1),
             coarse: if default_shape { 4 } else { 1 },
             center: Default::default(),
+            detrend: false,
             time_of_day: if default_shape {
                 anomalyd::train::TimeOfDay::Auto
             } else {

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use anomalyd::config::ServeConfig;
+use anomalyd::data::window::Centering;
 use anomalyd::data::{CsvOptions, FillPolicy, OrderPolicy, ScalerKind, Series};
 use anomalyd::detect::{
     self, DetectorConfig, EventConfig, SmoothingConfig, ThresholdConfig, ThresholdKind,
@@ -173,6 +174,11 @@ pub struct ModelArgs {
     /// both. For series whose level wanders (random walks, trends).
     #[arg(long, value_enum, default_value_t = Center::Off)]
     pub center: Center,
+    /// Where windows are centred, take out each window's least-squares line
+    /// (level and slope) rather than its mean alone: for series that trend,
+    /// or whose slow cycles a window sees as a ramp.
+    #[arg(long)]
+    pub detrend: bool,
     /// Which models also take the time of day (UTC; two inputs derived
     /// from each row's timestamp), so that they learn what each hour looks
     /// like: the coarse model of a multi-scale artifact (`coarse`), every
@@ -259,6 +265,7 @@ impl ModelArgs {
             aggregate: self.aggregate,
             coarse: self.coarse,
             center: self.center,
+            detrend: self.detrend,
             time_of_day: self.time_of_day,
         }
     }
@@ -1138,10 +1145,10 @@ async fn wait_for_signal(shutdown: CancellationToken, reload: std::sync::Arc<tok
 }
 
 fn centring(windowing: &anomalyd::model::artifact::WindowingSpec) -> &'static str {
-    if windowing.centered {
-        ", centred (each window less its mean)"
-    } else {
-        ""
+    match windowing.centering() {
+        Centering::Off => "",
+        Centering::Mean => ", centred (each window less its mean)",
+        Centering::Trend => ", detrended (each window less its least-squares line)",
     }
 }
 

@@ -131,6 +131,7 @@ fn train_model(options: &DemoOptions) -> Result<PathBuf> {
             aggregate: crate::train::Aggregate::Rows(1),
             coarse: crate::train::DEFAULT_COARSE,
             center: Default::default(),
+            detrend: false,
             time_of_day: Default::default(),
         },
         model: ModelConfig::Dense(DenseAeConfig::new(32, 1, 8)),

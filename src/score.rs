@@ -119,7 +119,7 @@ pub fn score_series(
         1,
         spec.feature_names.len(),
     )
-    .centered(spec.centered);
+    .centered(spec.centering());
     let errors = window_errors(
         &model.network,
         &windows,

@@ -19,7 +19,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::data::calendar;
-use crate::data::window::{Segment, to_tensor};
+use crate::data::window::{Centering, Segment, to_tensor};
 use crate::data::{Scaler, ScalerKind, Series, WindowSet};
 use crate::detect::ValueRange;
 use crate::error::{Error, Result};
@@ -342,6 +342,9 @@ pub struct DataConfig {
     /// Which models see centred windows.
     #[serde(default)]
     pub center: Center,
+    /// A centred window loses its least-squares line, not only its mean.
+    #[serde(default)]
+    pub detrend: bool,
     /// Which models also take the time of day.
     #[serde(default)]
     pub time_of_day: TimeOfDay,
@@ -367,7 +370,18 @@ impl DataConfig {
         if !(0.0..1.0).contains(&self.val_fraction) {
             return Err(Error::config("--val-fraction", "must lie in [0, 1)"));
         }
+        if self.detrend && self.center == Center::Off {
+            return Err(Error::config(
+                "--detrend",
+                "applies to centred windows: add --center main or all",
+            ));
+        }
         Ok(())
+    }
+
+    /// What comes out of the main (`true`) or the coarse model's windows.
+    pub fn centering(&self, main: bool) -> Centering {
+        Centering::new(self.center.applies_to(main), self.detrend)
     }
 }
 
@@ -445,10 +459,10 @@ fn prepare_scaled(
             into.push(Segment { values });
         }
     }
-    let centered = config.center.applies_to(is_main);
-    let train = WindowSet::new(train, config.window, config.stride, features).centered(centered);
+    let centering = config.centering(is_main);
+    let train = WindowSet::new(train, config.window, config.stride, features).centered(centering);
     let validation =
-        WindowSet::new(validation, config.window, config.stride, features).centered(centered);
+        WindowSet::new(validation, config.window, config.stride, features).centered(centering);
     if train.is_empty() {
         let rows: usize = series.iter().map(Series::rows).sum();
         return Err(Error::TooFewRows {
@@ -1110,7 +1124,8 @@ fn train_scale(
             val_fraction: request.data.val_fraction,
             feature_names: data.feature_names.clone(),
             aggregate: rows_per_point,
-            centered: data.train.is_centered(),
+            centered: data.train.centering().is_on(),
+            detrended: data.train.centering() == Centering::Trend,
             time_of_day,
         },
         data.scaler.clone(),

@@ -258,18 +258,31 @@ fn an_aggregating_model_scores_the_row_that_completes_each_point() {
 
 /// A model of centred windows judges shape, not level: it scores a series
 /// and the same series shifted by a constant alike (after a round trip
-/// through the artifact), where a model of levels does not. PCA is fitted
-/// on the centred windows too.
+/// through the artifact), where a model of levels does not; a detrended
+/// one also scores the series tilted by a ramp alike, where a model of
+/// mean-centred windows does not. PCA is fitted on the centred windows too.
 #[test]
 fn a_centred_model_scores_a_shifted_series_as_the_series() {
     let device = common::test_device();
     let data = series("train.csv", &common::seasonal(600, 1, 3, &[]), 1);
     let live = common::seasonal(300, 1, 17, &[]);
     let shifted: Vec<f64> = live.iter().map(|v| v + 2.5).collect();
+    let tilted: Vec<f64> = live
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + 0.05 * i as f64)
+        .collect();
     let errors = |model: &TrainedModel, values: &[f64]| -> Vec<f64> {
         let rows = score_series(model, &series("live.csv", values, 1), &device, 64)
             .unwrap_or_else(|e| panic!("{e}"));
         rows.into_iter().flatten().map(|e| e.total).collect()
+    };
+    let largest_change = |a: &[f64], b: &[f64]| {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs() / a.max(1e-9))
+            .fold(0.0f64, f64::max)
     };
     let pca = ModelConfig::Pca(anomalyd::model::PcaConfig {
         window: WINDOW,
@@ -277,10 +290,15 @@ fn a_centred_model_scores_a_shifted_series_as_the_series() {
         components: 3,
     });
     for model in [ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)), pca] {
-        for center in [Center::Off, Center::All] {
+        for (center, detrend) in [
+            (Center::Off, false),
+            (Center::All, false),
+            (Center::All, true),
+        ] {
             let request = TrainRequest {
                 data: anomalyd::train::DataConfig {
                     center,
+                    detrend,
                     ..data_config()
                 },
                 model: model.clone(),
@@ -291,25 +309,50 @@ fn a_centred_model_scores_a_shifted_series_as_the_series() {
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
             saved(&mut trained, dir.path());
             let loaded = TrainedModel::load(dir.path(), &device).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(loaded.manifest.windowing.centered, center == Center::All);
-            let (plain, moved) = (errors(&loaded, &live), errors(&loaded, &shifted));
-            assert_eq!(plain.len(), moved.len());
-            let largest_change = plain
-                .iter()
-                .zip(&moved)
-                .map(|(a, b)| (a - b).abs() / a.max(1e-9))
-                .fold(0.0f64, f64::max);
-            match center {
-                Center::All => assert!(
-                    largest_change < 1e-3,
-                    "{model:?}: a centred model's errors moved by {largest_change:.2e} with the level"
+            assert_eq!(
+                loaded.manifest.windowing.centering(),
+                request.data.centering(true)
+            );
+            let plain = errors(&loaded, &live);
+            let moved = largest_change(&plain, &errors(&loaded, &shifted));
+            let tilt = largest_change(&plain, &errors(&loaded, &tilted));
+            let case = format!("{model:?} {center:?} detrend {detrend}");
+            match (center, detrend) {
+                (Center::Off, _) => assert!(
+                    moved > 0.5,
+                    "{case}: a model of levels should see the shift ({moved:.2e})"
                 ),
-                _ => assert!(
-                    largest_change > 0.5,
-                    "{model:?}: a model of levels should see the shift ({largest_change:.2e})"
+                (_, false) => {
+                    assert!(
+                        moved < 1e-3,
+                        "{case}: a centred model's errors moved by {moved:.2e} with the level"
+                    );
+                    assert!(
+                        tilt > 0.5,
+                        "{case}: a mean-centred model should see the ramp ({tilt:.2e})"
+                    );
+                }
+                (_, true) => assert!(
+                    moved < 1e-3 && tilt < 1e-3,
+                    "{case}: a detrended model's errors moved by {moved:.2e} with the level \
+                     and {tilt:.2e} with the ramp"
                 ),
             }
         }
+    }
+}
+
+/// `--detrend` without centred windows has nothing to act on: refused,
+/// naming the flag.
+#[test]
+fn detrending_without_centring_is_refused_by_flag() {
+    let config = anomalyd::train::DataConfig {
+        detrend: true,
+        ..data_config()
+    };
+    match config.validate() {
+        Err(anomalyd::Error::Config { field, .. }) => assert_eq!(field, "--detrend"),
+        other => panic!("expected a --detrend error, got {other:?}"),
     }
 }
 
@@ -325,6 +368,7 @@ fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
         data: anomalyd::train::DataConfig {
             coarse: 4,
             center: Default::default(),
+            detrend: false,
             time_of_day: anomalyd::train::TimeOfDay::Coarse,
             ..data_config()
         },

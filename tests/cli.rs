@@ -424,7 +424,10 @@ fn train_with_the_time_of_day_records_it_and_score_derives_it() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap_or_default())
             .unwrap_or_else(|e| panic!("manifest: {e}"));
-    assert_eq!(manifest["format_version"], 7);
+    assert_eq!(
+        manifest["format_version"],
+        anomalyd::model::artifact::FORMAT_VERSION
+    );
     assert_eq!(manifest["windowing"]["time_of_day"], true);
     assert_eq!(
         manifest["windowing"]["feature_names"],

@@ -880,14 +880,21 @@ async fn routes_send_each_series_to_its_model() {
 /// `score` does, so a series' final score is the offline one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multiscale_model_scores_coarse_windows_as_offline_detection_does() {
-    multiscale_daemon_matches_offline(Center::Off, TimeOfDay::Off).await;
+    multiscale_daemon_matches_offline(Center::Off, false, TimeOfDay::Off).await;
 }
 
 /// The same with the main model's windows centred and the coarse model's
 /// not: the daemon centres each network's windows as its artifact says.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_centred_main_model_scores_as_offline_detection_does() {
-    multiscale_daemon_matches_offline(Center::Main, TimeOfDay::Off).await;
+    multiscale_daemon_matches_offline(Center::Main, false, TimeOfDay::Off).await;
+}
+
+/// The same with every window detrended (`--detrend`): the daemon takes
+/// each window's least-squares line out as training did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detrended_model_scores_as_offline_detection_does() {
+    multiscale_daemon_matches_offline(Center::All, true, TimeOfDay::Off).await;
 }
 
 /// The same with models that take the time of day, the coarse one alone
@@ -897,11 +904,11 @@ async fn a_centred_main_model_scores_as_offline_detection_does() {
 /// only the data's features in the error and its checks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn models_that_take_the_time_of_day_score_as_offline_detection_does() {
-    multiscale_daemon_matches_offline(Center::Off, TimeOfDay::Coarse).await;
-    multiscale_daemon_matches_offline(Center::Off, TimeOfDay::All).await;
+    multiscale_daemon_matches_offline(Center::Off, false, TimeOfDay::Coarse).await;
+    multiscale_daemon_matches_offline(Center::Off, false, TimeOfDay::All).await;
 }
 
-async fn multiscale_daemon_matches_offline(center: Center, time_of_day: TimeOfDay) {
+async fn multiscale_daemon_matches_offline(center: Center, detrend: bool, time_of_day: TimeOfDay) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
     let MultiscaleCase {
@@ -911,7 +918,7 @@ async fn multiscale_daemon_matches_offline(center: Center, time_of_day: TimeOfDa
         smoothed,
         out_of_range,
         flatlines,
-    } = multiscale_case(&model_dir, center, time_of_day);
+    } = multiscale_case(&model_dir, center, detrend, time_of_day);
     let rows = values.len();
     assert!(
         (both - alone).abs() > 1e-3,
@@ -957,7 +964,7 @@ async fn multiscale_daemon_matches_offline(center: Center, time_of_day: TimeOfDa
         // The same models without the clock cut a series' points otherwise:
         // a reload of them is rejected, and these keep serving.
         let plain = dir.path().join("plain");
-        multiscale_case(&plain, center, TimeOfDay::Off);
+        multiscale_case(&plain, center, detrend, TimeOfDay::Off);
         std::fs::remove_dir_all(&model_dir).ok();
         std::fs::rename(&plain, &model_dir).unwrap_or_else(|e| panic!("{e}"));
         daemon.running.reload.notify_one();
@@ -990,15 +997,18 @@ struct MultiscaleCase {
 fn multiscale_case(
     model_dir: &std::path::Path,
     center: Center,
+    detrend: bool,
     time_of_day: TimeOfDay,
 ) -> MultiscaleCase {
     let device = common::test_device();
     let data = anomalyd::train::DataConfig {
         coarse: 4,
         center,
+        detrend,
         time_of_day,
         ..data_config()
     };
+    let centering = (data.centering(true), Some(data.centering(false)));
     let request = TrainRequest {
         model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 6)),
         data,
@@ -1026,11 +1036,14 @@ fn multiscale_case(
         ),
         "what the artifact records for {time_of_day:?}"
     );
-    let coarse_centered = model.coarse.as_ref().map(|c| c.manifest.windowing.centered);
+    let coarse_centering = model
+        .coarse
+        .as_ref()
+        .map(|c| c.manifest.windowing.centering());
     assert_eq!(
-        (model.manifest.windowing.centered, coarse_centered),
-        (center.applies_to(true), Some(center.applies_to(false))),
-        "what the artifact records for {center:?}"
+        (model.manifest.windowing.centering(), coarse_centering),
+        centering,
+        "what the artifact records for {center:?}, detrend {detrend}"
     );
     // As `anomalyd train` does: offline detection and the daemon must both
     // raise k by it.
@@ -1274,7 +1287,7 @@ async fn a_restart_resumes_every_series_from_the_state_file() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let model_dir = dir.path().join("model");
     let MultiscaleCase { values, both, .. } =
-        multiscale_case(&model_dir, Center::Off, TimeOfDay::Coarse);
+        multiscale_case(&model_dir, Center::Off, false, TimeOfDay::Coarse);
     let (rows, half) = (values.len(), values.len() / 2);
     let state_file = dir.path().join("state.bin");
     let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));

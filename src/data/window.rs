@@ -3,6 +3,71 @@
 //! files nor the train/validation cut.
 
 use burn::tensor::{Device, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+/// What is taken out of each window before a model sees it, so that the
+/// model judges shape rather than level (`--center`, `--detrend`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Centering {
+    /// Nothing: the model sees levels.
+    #[default]
+    Off,
+    /// Each feature's mean over the window.
+    Mean,
+    /// Each feature's least-squares line over the window: its level and
+    /// its slope, so that a trend, or a slow cycle that a window sees as
+    /// one, does not move the window's error.
+    Trend,
+}
+
+impl Centering {
+    /// `Mean` or `Trend` where `centered`, by `detrend`; `Off` otherwise.
+    pub fn new(centered: bool, detrend: bool) -> Self {
+        match (centered, detrend) {
+            (false, _) => Self::Off,
+            (true, false) => Self::Mean,
+            (true, true) => Self::Trend,
+        }
+    }
+
+    pub fn is_on(self) -> bool {
+        self != Self::Off
+    }
+
+    /// Applies it to one window, in place (`window` row-major `[T, F]`).
+    pub fn apply(self, window: &mut [f32], features: usize) {
+        let features = features.max(1);
+        let rows = window.len() / features;
+        if self == Self::Off || rows == 0 {
+            return;
+        }
+        let middle = (rows as f32 - 1.0) / 2.0;
+        // Σ (i − middle)² over the rows: the slope's denominator.
+        let spread: f32 = (0..rows).map(|i| (i as f32 - middle).powi(2)).sum();
+        for feature in 0..features {
+            let column = || window.iter().skip(feature).step_by(features);
+            let mean = column().sum::<f32>() / rows as f32;
+            let slope = if self == Self::Trend && spread > 0.0 {
+                column()
+                    .enumerate()
+                    .map(|(i, v)| (i as f32 - middle) * v)
+                    .sum::<f32>()
+                    / spread
+            } else {
+                0.0
+            };
+            for (i, value) in window
+                .iter_mut()
+                .skip(feature)
+                .step_by(features)
+                .enumerate()
+            {
+                *value -= mean + slope * (i as f32 - middle);
+            }
+        }
+    }
+}
 
 /// Normalised rows of one contiguous stretch of a series.
 #[derive(Debug, Clone)]
@@ -19,7 +84,7 @@ pub struct WindowSet {
     starts: Vec<(usize, usize)>,
     window: usize,
     features: usize,
-    centered: bool,
+    centering: Centering,
 }
 
 impl WindowSet {
@@ -37,14 +102,13 @@ impl WindowSet {
             starts,
             window,
             features,
-            centered: false,
+            centering: Centering::Off,
         }
     }
 
-    /// The same windows, each with its own per-feature mean subtracted as
-    /// it is gathered (see [`center_window`]).
-    pub fn centered(mut self, centered: bool) -> Self {
-        self.centered = centered;
+    /// The same windows, each centred as it is gathered.
+    pub fn centered(mut self, centering: Centering) -> Self {
+        self.centering = centering;
         self
     }
 
@@ -56,8 +120,8 @@ impl WindowSet {
         self.starts.is_empty()
     }
 
-    pub fn is_centered(&self) -> bool {
-        self.centered
+    pub fn centering(&self) -> Centering {
+        self.centering
     }
 
     pub fn window(&self) -> usize {
@@ -82,9 +146,7 @@ impl WindowSet {
         for &id in ids {
             let start = out.len();
             out.extend_from_slice(self.window_values(id));
-            if self.centered {
-                center_window(&mut out[start..], self.features);
-            }
+            self.centering.apply(&mut out[start..], self.features);
         }
     }
 
@@ -93,18 +155,6 @@ impl WindowSet {
         let mut flat = Vec::new();
         self.gather(ids, &mut flat);
         to_tensor(flat, [ids.len(), self.window, self.features], device)
-    }
-}
-
-/// Subtracts each feature's mean over the window from its values, in
-/// place (`window` row-major `[T, F]`).
-pub fn center_window(window: &mut [f32], features: usize) {
-    let rows = (window.len() / features.max(1)).max(1) as f32;
-    for feature in 0..features {
-        let mean = window.iter().skip(feature).step_by(features).sum::<f32>() / rows;
-        for value in window.iter_mut().skip(feature).step_by(features) {
-            *value -= mean;
-        }
     }
 }
 
@@ -121,12 +171,12 @@ mod tests {
     fn a_centred_window_keeps_its_shape_less_each_features_mean() {
         // Two features, three rows: means 2 and 20.
         let mut window = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0];
-        center_window(&mut window, 2);
+        Centering::Mean.apply(&mut window, 2);
         assert_eq!(window, [-1.0, -10.0, 0.0, 0.0, 1.0, 10.0]);
         let segment = Segment {
             values: vec![5.0, 6.0, 7.0, 9.0],
         };
-        let set = WindowSet::new(vec![segment], 2, 1, 1).centered(true);
+        let set = WindowSet::new(vec![segment], 2, 1, 1).centered(Centering::Mean);
         let mut gathered = Vec::new();
         set.gather(&[0, 2], &mut gathered);
         assert_eq!(gathered, [-0.5, 0.5, -1.0, 1.0]);
@@ -135,6 +185,20 @@ mod tests {
             [7.0, 9.0],
             "stored values stay as they are"
         );
+    }
+
+    #[test]
+    fn a_detrended_window_keeps_what_its_least_squares_line_does_not_explain() {
+        // Feature 0 is a line (nothing left); feature 1 is 1, 3, 2: mean 2,
+        // slope 0.5, so the line is 1.5, 2, 2.5.
+        let mut window = [4.0, 1.0, 6.0, 3.0, 8.0, 2.0];
+        Centering::Trend.apply(&mut window, 2);
+        assert_eq!(window, [0.0, -0.5, 0.0, 1.0, 0.0, -0.5]);
+        let mut unchanged = [4.0, 1.0];
+        Centering::Off.apply(&mut unchanged, 1);
+        assert_eq!(unchanged, [4.0, 1.0]);
+        assert_eq!(Centering::new(true, true), Centering::Trend);
+        assert_eq!(Centering::new(false, true), Centering::Off);
     }
 
     #[test]

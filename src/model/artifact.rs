@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::data::Scaler;
+use crate::data::window::Centering;
 use crate::detect::{DetectorConfig, ValueRange};
 use crate::error::{Error, Result};
 use crate::model::{ModelConfig, Network};
@@ -30,8 +31,9 @@ use crate::train::{EpochStats, TrainConfig, quantile};
 /// `windowing.centered` (absent: not centred). Format 6 adds
 /// `threshold.k_factor` (absent: mean-std's k as configured). Format 7 adds
 /// `windowing.time_of_day` (absent: no derived features), whose model takes
-/// two inputs more than the data has columns.
-pub const FORMAT_VERSION: u32 = 7;
+/// two inputs more than the data has columns. Format 8 adds
+/// `windowing.detrended` (absent: a centred window loses its mean alone).
+pub const FORMAT_VERSION: u32 = 8;
 /// Version 1 lacks `windowing.aggregate`, which then means one row per point.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -52,6 +54,10 @@ pub struct WindowingSpec {
     /// sees it (and in the error), so the model judges shape, not level.
     #[serde(default)]
     pub centered: bool,
+    /// A centred window loses its least-squares line, not its mean alone
+    /// ([`Centering::Trend`]).
+    #[serde(default)]
+    pub detrended: bool,
     /// The last entries of `feature_names` are the time-of-day features
     /// ([`crate::data::calendar`]), derived from each row's timestamp.
     #[serde(default)]
@@ -59,6 +65,11 @@ pub struct WindowingSpec {
 }
 
 impl WindowingSpec {
+    /// What comes out of each window before the model sees it.
+    pub fn centering(&self) -> Centering {
+        Centering::new(self.centered, self.detrended)
+    }
+
     /// The features read from data, which the error and the detector's
     /// checks count; the derived ones follow them in the model's input.
     pub fn scored_features(&self) -> usize {

@@ -35,6 +35,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{EventFormat, EventPhase, SeriesPattern, ServeConfig};
+use crate::data::window::Centering;
 use crate::detect::{DetectorConfig, EventChange, ValueRange};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
@@ -204,8 +205,8 @@ struct ServedModel {
     coarse: Option<ServedCoarse>,
     /// The training range, normalised (artifacts of format 4 on).
     range: Option<ValueRange>,
-    /// Windows are centred before the main network sees them.
-    centered: bool,
+    /// What comes out of each window before the main network sees it.
+    centering: Centering,
     /// Values per point in a series' buffers: the data's columns and, when
     /// a model takes the time of day, its two inputs, derived from each
     /// sample's time. The coarse network takes them all; the main network
@@ -221,7 +222,7 @@ struct ServedCoarse {
     /// Its network's index on the inference thread (after the main models').
     slot: usize,
     shape: CoarseShape,
-    centered: bool,
+    centering: Centering,
 }
 
 impl ServedModel {
@@ -251,7 +252,7 @@ impl ServedModel {
                         window: member.manifest.windowing.window,
                         threshold: member.manifest.threshold.value,
                     },
-                    centered: member.manifest.windowing.centered,
+                    centering: member.manifest.windowing.centering(),
                 });
         Self {
             path: path.to_path_buf(),
@@ -268,7 +269,7 @@ impl ServedModel {
             calibrated_for: manifest.threshold.calibrated_for,
             coarse,
             range: manifest.point_range(),
-            centered: manifest.windowing.centered,
+            centering: manifest.windowing.centering(),
             scored_features: manifest.windowing.scored_features(),
         }
     }
@@ -307,7 +308,14 @@ impl ServedModel {
             feature_names: self.feature_names.clone(),
             rows_per_point: self.rows_per_point,
             coarse: self.coarse.map(|c| (c.shape.multiple, c.shape.window)),
-            centered: (self.centered, self.coarse.is_some_and(|c| c.centered)),
+            centered: (
+                self.centering.is_on(),
+                self.coarse.is_some_and(|c| c.centering.is_on()),
+            ),
+            detrended: (
+                self.centering == Centering::Trend,
+                self.coarse.is_some_and(|c| c.centering == Centering::Trend),
+            ),
             clock: self.takes_clock(),
         }
     }
@@ -371,7 +379,7 @@ fn resume(table: &mut SeriesTable, path: &Path, models: &[ServedModel]) {
 struct NetworkInput {
     window: usize,
     features: usize,
-    centered: bool,
+    centering: Centering,
 }
 
 /// The input of every network on the inference thread, by slot: the main
@@ -383,7 +391,7 @@ fn network_shapes(models: &[ServedModel]) -> Vec<NetworkInput> {
         .map(|m| NetworkInput {
             window: m.window,
             features: m.feature_names.len(),
-            centered: m.centered,
+            centering: m.centering,
         })
         .collect();
     let mut coarse: Vec<(usize, NetworkInput)> = models
@@ -393,7 +401,7 @@ fn network_shapes(models: &[ServedModel]) -> Vec<NetworkInput> {
                 let input = NetworkInput {
                     window: c.shape.window,
                     features: m.point_width,
-                    centered: c.centered,
+                    centering: c.centering,
                 };
                 (c.slot, input)
             })
@@ -1327,9 +1335,9 @@ fn infer_loop(
             };
             let count = part.jobs.len();
             let mut windows = part.windows.clone();
-            if shape.centered {
+            if shape.centering.is_on() {
                 for window in windows.chunks_exact_mut(shape.window * shape.features) {
-                    crate::data::window::center_window(window, shape.features);
+                    shape.centering.apply(window, shape.features);
                 }
             }
             let input = crate::data::window::to_tensor(

@@ -210,6 +210,9 @@ pub struct ModelKey {
     /// errors, and so the detectors' histories, are on another scale.
     #[serde(default)]
     pub centered: (bool, bool),
+    /// Whether their centring takes out each window's slope as well.
+    #[serde(default)]
+    pub detrended: (bool, bool),
     /// Whether the buffers' points carry the time of day.
     #[serde(default)]
     pub clock: bool,
@@ -724,6 +727,7 @@ mod tests {
             rows_per_point: 1,
             coarse: None,
             centered: (false, false),
+            detrended: (false, false),
             clock: false,
         }
     }

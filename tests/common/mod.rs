@@ -52,6 +52,7 @@ pub fn data_config() -> DataConfig {
         aggregate: anomalyd::train::Aggregate::Rows(1),
         coarse: 1,
         center: Default::default(),
+        detrend: false,
         time_of_day: anomalyd::train::TimeOfDay::Off,
     }
 }
