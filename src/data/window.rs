@@ -43,12 +43,18 @@ impl Centering {
             return;
         }
         let middle = (rows as f32 - 1.0) / 2.0;
-        // Σ (i − middle)² over the rows: the slope's denominator.
-        let spread: f32 = (0..rows).map(|i| (i as f32 - middle).powi(2)).sum();
+        // Σ (i − middle)² over the rows: the slope's denominator, which
+        // only `Trend` needs (this runs on every window a centred model
+        // scores).
+        let spread: f32 = if self == Self::Trend {
+            (0..rows).map(|i| (i as f32 - middle).powi(2)).sum()
+        } else {
+            0.0
+        };
         for feature in 0..features {
             let column = || window.iter().skip(feature).step_by(features);
             let mean = column().sum::<f32>() / rows as f32;
-            let slope = if self == Self::Trend && spread > 0.0 {
+            let slope = if spread > 0.0 {
                 column()
                     .enumerate()
                     .map(|(i, v)| (i as f32 - middle) * v)
