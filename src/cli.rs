@@ -171,8 +171,11 @@ pub struct ModelArgs {
     /// Centre each window (subtract its per-feature mean) before the model
     /// sees it, so that the model judges shape rather than level: `main`
     /// for the main model only (the coarse model keeps levels), `all` for
-    /// both. For series whose level wanders (random walks, trends).
-    #[arg(long, value_enum, default_value_t = Center::Off)]
+    /// both; `auto` fits the main model on levels and on detrended windows
+    /// and keeps the detrended fit when its median validation error is
+    /// under 0.7 times the other's (series whose level wanders: random
+    /// walks, trends); an LSTM keeps levels.
+    #[arg(long, value_enum, default_value_t = Center::default())]
     pub center: Center,
     /// Where windows are centred, take out each window's least-squares line
     /// (level and slope) rather than its mean alone: for series that trend,
@@ -811,7 +814,8 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     let device = args.device.build()?;
     tracing::info!(kind = ?args.model.kind, device = %args.device, files = series.len(), "training");
     let fits_per_model = if request.train.refit_drop > 0.0 { 2 } else { 1 };
-    let mut progress = EpochProgress::new(request.train.epochs, fits_per_model);
+    let main_fits = request.data.main_candidates(&request.model).len();
+    let mut progress = EpochProgress::new(request.train.epochs, fits_per_model, main_fits);
     let mut trained = train(&series, &request, &device, &mut |stats| {
         progress.update(stats)
     })?;
@@ -844,12 +848,14 @@ struct EpochProgress {
     /// 2 when each model is refitted (`--refit-drop`); a multi-scale model
     /// fits its coarse model after the main one.
     fits_per_model: usize,
+    /// Main models fitted before the coarse one (2 under `--center auto`).
+    main_fits: usize,
     fits_seen: usize,
     last_epoch: Option<usize>,
 }
 
 impl EpochProgress {
-    fn new(epochs: usize, fits_per_model: usize) -> Self {
+    fn new(epochs: usize, fits_per_model: usize, main_fits: usize) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(epochs as u64);
             let style = ProgressStyle::with_template("{bar:30} epoch {pos}/{len} {msg} eta {eta}")
@@ -860,6 +866,7 @@ impl EpochProgress {
         Self {
             bar,
             fits_per_model: fits_per_model.max(1),
+            main_fits,
             fits_seen: 0,
             last_epoch: None,
         }
@@ -872,6 +879,9 @@ impl EpochProgress {
             self.fits_seen += 1;
             let note = match (fit / self.fits_per_model, fit % self.fits_per_model) {
                 (0, 0) => None,
+                (model, 0) if model < self.main_fits => {
+                    Some("training the main model again, on detrended windows (--center auto)")
+                }
                 (_, 0) => Some("training the coarse model (multi-scale)"),
                 _ => Some("refitting without the training windows reconstructed worst"),
             };

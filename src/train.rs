@@ -239,15 +239,23 @@ impl std::fmt::Display for Aggregate {
 pub const DEFAULT_COARSE: usize = 4;
 
 /// Which models see their windows centred: each window less its own
-/// per-feature mean, so that the model (and its error) judges the shape of
-/// a window, not its level. For series whose level wanders (random walks,
-/// trends) a model of levels spends itself on levels it has not seen; see
-/// the README for what each choice measured.
+/// per-feature mean (or line, with `detrend`), so that the model (and its
+/// error) judges the shape of a window, not its level. For series whose
+/// level wanders (random walks, trends) a model of levels spends itself on
+/// levels it has not seen; see the README for what each choice measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Center {
-    /// Every model sees levels.
+    /// The data decide: the main model is fitted on levels and on
+    /// detrended windows, and the detrended fit is kept when its median
+    /// validation window error is below [`AUTO_DETREND_RATIO`] times the
+    /// other's, which says that levels and slopes it has not seen are most
+    /// of what the model of levels gets wrong. The coarse model keeps
+    /// levels. An LSTM keeps levels without the second fit: detrended, it
+    /// lost the level anomalies NAB labels, and it is the slow kind to fit.
     #[default]
+    Auto,
+    /// Every model sees levels.
     Off,
     /// The main model judges shape; a multi-scale artifact's coarse model
     /// keeps levels.
@@ -256,11 +264,18 @@ pub enum Center {
     All,
 }
 
+/// `--center auto` keeps the detrended main model when its median
+/// validation window error is below this fraction of the model of levels'
+/// (README, "Detrended windows": 0.5 to 0.7 measured alike).
+pub const AUTO_DETREND_RATIO: f64 = 0.7;
+
 impl Center {
-    /// Whether the main (`true`) or the coarse model is centred.
+    /// Whether the main (`true`) or the coarse model is centred. `Auto`
+    /// is resolved by [`train`] into `Off` or a detrended `Main`; left
+    /// unresolved it means levels.
     pub fn applies_to(self, main: bool) -> bool {
         match self {
-            Self::Off => false,
+            Self::Off | Self::Auto => false,
             Self::Main => main,
             Self::All => true,
         }
@@ -370,13 +385,29 @@ impl DataConfig {
         if !(0.0..1.0).contains(&self.val_fraction) {
             return Err(Error::config("--val-fraction", "must lie in [0, 1)"));
         }
-        if self.detrend && self.center == Center::Off {
+        if self.detrend && !matches!(self.center, Center::Main | Center::All) {
             return Err(Error::config(
                 "--detrend",
-                "applies to centred windows: add --center main or all",
+                "applies to centred windows: add --center main or all (--center auto chooses for itself)",
             ));
         }
         Ok(())
+    }
+
+    /// The settings the main model is fitted under, in order: this one, or
+    /// under `--center auto` levels and then a detrended main model, for
+    /// [`train`] to choose between (see [`Center::Auto`]).
+    pub fn main_candidates(&self, model: &ModelConfig) -> Vec<DataConfig> {
+        let with = |center, detrend| DataConfig {
+            center,
+            detrend,
+            ..self.clone()
+        };
+        match (self.center, model) {
+            (Center::Auto, ModelConfig::Lstm(_)) => vec![with(Center::Off, false)],
+            (Center::Auto, _) => vec![with(Center::Off, false), with(Center::Main, true)],
+            _ => vec![self.clone()],
+        }
     }
 
     /// What comes out of the main (`true`) or the coarse model's windows.
@@ -1025,11 +1056,10 @@ pub fn train(
     if multiple > 1 {
         tracing::debug!(rows_per_point, "training the main model");
     }
-    let mut main = train_scale(
+    let mut main = train_main(
         input(main_clock),
         request,
         rows_per_point,
-        None,
         main_clock,
         device,
         on_epoch,
@@ -1058,6 +1088,52 @@ pub fn train(
         }
     }
     Ok(main)
+}
+
+/// Trains the main model under each of [`DataConfig::main_candidates`] and
+/// keeps, of levels and detrended windows, the detrended fit when its median
+/// validation window error is under [`AUTO_DETREND_RATIO`] times the other's.
+fn train_main(
+    series: &[Series],
+    request: &TrainRequest,
+    rows_per_point: usize,
+    time_of_day: bool,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochStats),
+) -> Result<TrainedModel> {
+    let mut fits = Vec::new();
+    for data in request.data.main_candidates(&request.model) {
+        let candidate = TrainRequest {
+            data,
+            ..request.clone()
+        };
+        fits.push(train_scale(
+            series,
+            &candidate,
+            rows_per_point,
+            None,
+            time_of_day,
+            device,
+            on_epoch,
+        )?);
+    }
+    let detrended = fits.pop();
+    let Some(levels) = fits.pop() else {
+        return detrended.ok_or_else(|| Error::config("--center", "no model to fit"));
+    };
+    let Some(detrended) = detrended else {
+        return Ok(levels);
+    };
+    let median = |fit: &TrainedModel| fit.manifest.validation_errors.median();
+    let (levels_error, detrended_error) = (median(&levels), median(&detrended));
+    let keep_detrended = detrended_error < AUTO_DETREND_RATIO * levels_error;
+    tracing::info!(
+        levels_error,
+        detrended_error,
+        detrended = keep_detrended,
+        "--center auto: median validation window error of the main model on levels and detrended"
+    );
+    Ok(if keep_detrended { detrended } else { levels })
 }
 
 /// Trains one model on points of `rows_per_point` rows; with

@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 
 use anomalyd::data::Series;
+use anomalyd::data::window::Centering;
 use anomalyd::model::artifact::{FORMAT_VERSION, MANIFEST_FILE, TrainedModel, WEIGHTS_FILE};
 use anomalyd::model::{DenseAeConfig, LstmAeConfig, ModelConfig};
 use anomalyd::score::score_series;
@@ -342,18 +343,76 @@ fn a_centred_model_scores_a_shifted_series_as_the_series() {
     }
 }
 
-/// `--detrend` without centred windows has nothing to act on: refused,
-/// naming the flag.
+/// `--detrend` without centred windows has nothing to act on, and
+/// `--center auto` decides detrending itself: both refused, naming the flag.
 #[test]
 fn detrending_without_centring_is_refused_by_flag() {
-    let config = anomalyd::train::DataConfig {
-        detrend: true,
-        ..data_config()
-    };
-    match config.validate() {
-        Err(anomalyd::Error::Config { field, .. }) => assert_eq!(field, "--detrend"),
-        other => panic!("expected a --detrend error, got {other:?}"),
+    for center in [Center::Off, Center::Auto] {
+        let config = anomalyd::train::DataConfig {
+            center,
+            detrend: true,
+            ..data_config()
+        };
+        match config.validate() {
+            Err(anomalyd::Error::Config { field, .. }) => assert_eq!(field, "--detrend"),
+            other => panic!("expected a --detrend error with {center:?}, got {other:?}"),
+        }
     }
+}
+
+/// `--center auto`, the default, fits the main model on levels and on
+/// detrended windows and keeps the detrended fit where the level wanders
+/// (a random walk under the cycle: the model of levels meets levels in
+/// validation it never saw), levels where it does not (the cycle alone);
+/// an LSTM keeps levels, fitted once.
+#[test]
+fn center_auto_detrends_where_the_level_wanders_and_keeps_levels_elsewhere() {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    let device = common::test_device();
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut normal = move || rng.sample::<f64, _>(rand_distr::StandardNormal);
+    // Noise a window's line cannot take: the steady series' errors are
+    // mostly noise either way.
+    let steady: Vec<f64> = common::seasonal(1200, 1, 3, &[])
+        .into_iter()
+        .map(|value| value + 0.5 * normal())
+        .collect();
+    let mut level = 0.0;
+    let wandering: Vec<f64> = steady
+        .iter()
+        .map(|value| {
+            level += 0.3 * normal();
+            value + level
+        })
+        .collect();
+    let fitted = |values: &[f64], model: ModelConfig| {
+        let request = TrainRequest {
+            data: anomalyd::train::DataConfig {
+                center: Center::Auto,
+                ..data_config()
+            },
+            model,
+            train: train_config(30),
+        };
+        let mut fits = 0;
+        let trained = train(
+            &[series("train.csv", values, 1)],
+            &request,
+            &device,
+            &mut |stats| fits += usize::from(stats.epoch == 0),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        (trained.manifest.windowing.centering(), fits)
+    };
+    let dense = ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4));
+    let lstm = ModelConfig::Lstm(LstmAeConfig::new(WINDOW, 1, 8));
+    let (wandering_centering, dense_fits) = fitted(&wandering, dense.clone());
+    assert_eq!(wandering_centering, Centering::Trend, "the random walk");
+    assert_eq!(fitted(&steady, dense).0, Centering::Off, "the cycle alone");
+    let (lstm_centering, lstm_fits) = fitted(&wandering, lstm);
+    assert_eq!(lstm_centering, Centering::Off, "the LSTM");
+    assert_eq!(dense_fits, 2 * lstm_fits, "the dense model is fitted twice");
 }
 
 /// A multi-scale artifact: the coarse model lives in `coarse/`, averages
@@ -367,7 +426,7 @@ fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
     let request = TrainRequest {
         data: anomalyd::train::DataConfig {
             coarse: 4,
-            center: Default::default(),
+            center: Center::Off,
             detrend: false,
             time_of_day: anomalyd::train::TimeOfDay::Coarse,
             ..data_config()

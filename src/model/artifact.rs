@@ -123,6 +123,11 @@ impl ErrorStats {
             quantiles,
         }
     }
+
+    /// The median error (NaN in stats written without it).
+    pub fn median(&self) -> f64 {
+        self.quantiles.get("q0.5").copied().unwrap_or(f64::NAN)
+    }
 }
 
 /// The default decision threshold on the window error.
