@@ -814,7 +814,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     let device = args.device.build()?;
     tracing::info!(kind = ?args.model.kind, device = %args.device, files = series.len(), "training");
     let fits_per_model = if request.train.refit_drop > 0.0 { 2 } else { 1 };
-    let main_fits = request.data.main_candidates(&request.model).len();
+    let main_fits = request.data.candidates(&request.model, true).len();
     let mut progress = EpochProgress::new(request.train.epochs, fits_per_model, main_fits);
     let mut trained = train(&series, &request, &device, &mut |stats| {
         progress.update(stats)

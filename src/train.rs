@@ -394,17 +394,21 @@ impl DataConfig {
         Ok(())
     }
 
-    /// The settings the main model is fitted under, in order: this one, or
-    /// under `--center auto` levels and then a detrended main model, for
-    /// [`train`] to choose between (see [`Center::Auto`]).
-    pub fn main_candidates(&self, model: &ModelConfig) -> Vec<DataConfig> {
+    /// The settings the main (`true`) or the coarse model is fitted under,
+    /// in order: this one, or under `--center auto` levels and then, for a
+    /// main model other than an LSTM, detrended windows, for [`train`] to
+    /// choose between (see [`Center::Auto`]).
+    pub fn candidates(&self, model: &ModelConfig, main: bool) -> Vec<DataConfig> {
         let with = |center, detrend| DataConfig {
             center,
             detrend,
             ..self.clone()
         };
         match (self.center, model) {
+            // The coarse model keeps levels: detrended by the same rule it
+            // lost NAB's level anomalies (README, *Detrended windows*).
             (Center::Auto, ModelConfig::Lstm(_)) => vec![with(Center::Off, false)],
+            (Center::Auto, _) if !main => vec![with(Center::Off, false)],
             (Center::Auto, _) => vec![with(Center::Off, false), with(Center::Main, true)],
             _ => vec![self.clone()],
         }
@@ -1056,10 +1060,11 @@ pub fn train(
     if multiple > 1 {
         tracing::debug!(rows_per_point, "training the main model");
     }
-    let mut main = train_main(
+    let mut main = train_candidates(
         input(main_clock),
         request,
         rows_per_point,
+        None,
         main_clock,
         device,
         on_epoch,
@@ -1070,7 +1075,7 @@ pub fn train(
             "training the coarse model (multi-scale)"
         );
         let scaler = main.manifest.scaler.clone();
-        match train_scale(
+        match train_candidates(
             input(coarse_clock),
             request,
             rows_per_point * multiple,
@@ -1090,19 +1095,22 @@ pub fn train(
     Ok(main)
 }
 
-/// Trains the main model under each of [`DataConfig::main_candidates`] and
-/// keeps, of levels and detrended windows, the detrended fit when its median
-/// validation window error is under [`AUTO_DETREND_RATIO`] times the other's.
-fn train_main(
+/// Trains the main model (no `scaler`: it fits one) or the coarse one
+/// under each of [`DataConfig::candidates`] and keeps, of levels and
+/// detrended windows, the detrended fit when its median validation window
+/// error is under [`AUTO_DETREND_RATIO`] times the other's.
+fn train_candidates(
     series: &[Series],
     request: &TrainRequest,
     rows_per_point: usize,
+    scaler: Option<&Scaler>,
     time_of_day: bool,
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochStats),
 ) -> Result<TrainedModel> {
+    let main = scaler.is_none();
     let mut fits = Vec::new();
-    for data in request.data.main_candidates(&request.model) {
+    for data in request.data.candidates(&request.model, main) {
         let candidate = TrainRequest {
             data,
             ..request.clone()
@@ -1111,7 +1119,7 @@ fn train_main(
             series,
             &candidate,
             rows_per_point,
-            None,
+            scaler,
             time_of_day,
             device,
             on_epoch,
@@ -1128,10 +1136,11 @@ fn train_main(
     let (levels_error, detrended_error) = (median(&levels), median(&detrended));
     let keep_detrended = detrended_error < AUTO_DETREND_RATIO * levels_error;
     tracing::info!(
+        model = if main { "main" } else { "coarse" },
         levels_error,
         detrended_error,
         detrended = keep_detrended,
-        "--center auto: median validation window error of the main model on levels and detrended"
+        "--center auto: median validation window error on levels and detrended"
     );
     Ok(if keep_detrended { detrended } else { levels })
 }

@@ -886,3 +886,58 @@ fn the_time_of_day_finds_a_daily_pattern_that_changed_level() {
     );
     assert_eq!(without["tp"], 0, "values alone: {without}");
 }
+
+/// `--center auto`, the default, decides per series, and the report says
+/// what it chose: the main model of a random walk under the cycle judges
+/// detrended windows, that of the cycle alone levels; the coarse model
+/// keeps levels.
+#[test]
+fn center_auto_chooses_per_series_and_the_report_says_what() {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let spike = 1500;
+    let mut rng = StdRng::seed_from_u64(9);
+    let mut level = 0.0;
+    let mut walk: Vec<f64> = seasonal(2000, 1, 31, &[])
+        .into_iter()
+        .map(|value| {
+            level += 0.3 * rng.sample::<f64, _>(rand_distr::StandardNormal);
+            value + level
+        })
+        .collect();
+    walk[spike] += 4.0;
+    point_labelled_dataset(&root, "walk", &walk, &[spike]);
+    std::fs::write(
+        root.join("data/g/steady.csv"),
+        csv_text(&seasonal(2000, 1, 32, &[]), 1),
+    )
+    .ok();
+    let labels = serde_json::json!({
+        "g/walk.csv": [[stamp(spike), stamp(spike)]],
+        "g/steady.csv": [],
+    });
+    std::fs::write(
+        root.join("labels/combined_windows.json"),
+        labels.to_string(),
+    )
+    .ok();
+    let out = dir.path().join("out");
+    let args = ["--window", "32", "--epochs", "10", "--no-plots"];
+    let report = eval_report(&root, &out, &args);
+    let chosen = |key: &str| {
+        report["series"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["key"] == key))
+            .map(|s| (s["centering"].clone(), s["coarse_centering"].clone()))
+    };
+    let (trend, off) = (serde_json::json!("trend"), serde_json::json!("off"));
+    assert_eq!(chosen("g/walk.csv"), Some((trend, off.clone())), "{report}");
+    assert_eq!(chosen("g/steady.csv"), Some((off.clone(), off)), "{report}");
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap_or_default();
+    assert!(
+        markdown.contains("1 of 2 series: g/walk.csv"),
+        "report.md: {markdown}"
+    );
+}

@@ -17,6 +17,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::data::csv::{epoch_seconds, parse_timestamp};
+use crate::data::window::Centering;
 use crate::data::{CsvOptions, Series};
 use crate::detect::{Decision, DetectorConfig, Event, EventChange, KCalibration, detect_all};
 use crate::error::{Error, Result};
@@ -212,6 +213,10 @@ pub struct SeriesOutcome {
     /// k calibrated on the train file or the probationary period, when it
     /// was.
     pub calibration: Option<KCalibration>,
+    /// What the first model's main and coarse networks took out of each
+    /// window (what `--center auto` chose for this series).
+    pub centering: Option<Centering>,
+    pub coarse_centering: Option<Centering>,
     pub input: InputNotes,
 }
 
@@ -486,6 +491,8 @@ impl SeriesOutcome {
             detected,
             skipped: Some(reason),
             calibration: None,
+            centering: None,
+            coarse_centering: None,
             input: InputNotes::default(),
         }
     }
@@ -670,6 +677,11 @@ fn detect_series(
         point,
         skipped: None,
         calibration,
+        centering: first.as_ref().map(|m| m.manifest.windowing.centering()),
+        coarse_centering: first
+            .as_ref()
+            .and_then(|m| m.coarse.as_ref())
+            .map(|c| c.manifest.windowing.centering()),
         input: InputNotes::default(),
     })
 }
@@ -725,6 +737,14 @@ pub struct SeriesReport {
     /// `--k`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<KCalibration>,
+    /// What the main model took out of each window: `off` (levels),
+    /// `mean` or `trend` (`--center`, `--detrend`; `auto` chooses per
+    /// series).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub centering: Option<Centering>,
+    /// The same for the coarse model of a multi-scale artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coarse_centering: Option<Centering>,
     #[serde(flatten)]
     pub input: InputNotes,
 }
@@ -819,6 +839,8 @@ impl Report {
                 detections: o.detected.len(),
                 skipped: o.skipped.clone(),
                 calibration: o.calibration,
+                centering: o.centering,
+                coarse_centering: o.coarse_centering,
                 input: o.input.clone(),
             })
             .collect();
@@ -906,6 +928,20 @@ impl Report {
                     ));
                 }
             }
+        }
+        let detrended: Vec<&str> = self
+            .series
+            .iter()
+            .filter(|s| s.centering == Some(Centering::Trend))
+            .map(|s| s.key.as_str())
+            .collect();
+        if !detrended.is_empty() {
+            md.push_str(&format!(
+                "\nMain model on detrended windows (`--center auto` chose it, or `--detrend`): {} of {} series: {}\n",
+                detrended.len(),
+                self.series.len(),
+                detrended.join(", ")
+            ));
         }
         if !self.unlabelled.is_empty() {
             md.push_str(&format!(

@@ -306,6 +306,8 @@ mod tests {
             times,
             skipped: None,
             calibration: None,
+            centering: None,
+            coarse_centering: None,
             input: crate::eval::InputNotes::default(),
         }
     }
