@@ -174,7 +174,7 @@ pub struct ModelArgs {
     /// both; `auto` fits the main model on levels and on detrended windows
     /// and keeps the detrended fit when its median validation error is
     /// under 0.7 times the other's (series whose level wanders: random
-    /// walks, trends); an LSTM keeps levels.
+    /// walks, trends); deep, conv and LSTM models keep levels.
     #[arg(long, value_enum, default_value_t = Center::default())]
     pub center: Center,
     /// Where windows are centred, take out each window's least-squares line

@@ -251,8 +251,11 @@ pub enum Center {
     /// validation window error is below [`AUTO_DETREND_RATIO`] times the
     /// other's, which says that levels and slopes it has not seen are most
     /// of what the model of levels gets wrong. The coarse model keeps
-    /// levels. An LSTM keeps levels without the second fit: detrended, it
-    /// lost the level anomalies NAB labels, and it is the slow kind to fit.
+    /// levels, and so, without the second fit, do the kinds that lost
+    /// more than they gained by it on the sets measured (README,
+    /// *Detrended windows*): deep, conv and the LSTM, whose detrended fits
+    /// lost level anomalies, the LSTM's on NAB, the conv's on the NASA-like
+    /// set.
     #[default]
     Auto,
     /// Every model sees levels.
@@ -396,7 +399,7 @@ impl DataConfig {
 
     /// The settings the main (`true`) or the coarse model is fitted under,
     /// in order: this one, or under `--center auto` levels and then, for a
-    /// main model other than an LSTM, detrended windows, for [`train`] to
+    /// dense, VAE or PCA main model, detrended windows, for [`train`] to
     /// choose between (see [`Center::Auto`]).
     pub fn candidates(&self, model: &ModelConfig, main: bool) -> Vec<DataConfig> {
         let with = |center, detrend| DataConfig {
@@ -407,9 +410,12 @@ impl DataConfig {
         match (self.center, model) {
             // The coarse model keeps levels: detrended by the same rule it
             // lost NAB's level anomalies (README, *Detrended windows*).
-            (Center::Auto, ModelConfig::Lstm(_)) => vec![with(Center::Off, false)],
-            (Center::Auto, _) if !main => vec![with(Center::Off, false)],
-            (Center::Auto, _) => vec![with(Center::Off, false), with(Center::Main, true)],
+            (Center::Auto, ModelConfig::Dense(_) | ModelConfig::Vae(_) | ModelConfig::Pca(_))
+                if main =>
+            {
+                vec![with(Center::Off, false), with(Center::Main, true)]
+            }
+            (Center::Auto, _) => vec![with(Center::Off, false)],
             _ => vec![self.clone()],
         }
     }

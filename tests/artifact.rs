@@ -364,7 +364,7 @@ fn detrending_without_centring_is_refused_by_flag() {
 /// detrended windows and keeps the detrended fit where the level wanders
 /// (a random walk under the cycle: the model of levels meets levels in
 /// validation it never saw), levels where it does not (the cycle alone);
-/// an LSTM keeps levels, fitted once.
+/// an LSTM (as deep and conv models) keeps levels, fitted once.
 #[test]
 fn center_auto_detrends_where_the_level_wanders_and_keeps_levels_elsewhere() {
     use rand::rngs::StdRng;
