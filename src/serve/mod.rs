@@ -288,10 +288,49 @@ impl ServedModel {
         }
     }
 
-    /// Whether `model` cuts series into the same windows: a reload must,
-    /// since the series' buffers and detectors are kept.
-    fn windows_like(&self, model: &TrainedModel) -> bool {
-        Self::new(&self.path, model, 0).key() == self.key()
+    /// What `model` would change of what the series' buffers and
+    /// detectors depend on (empty: a reload may swap it in, since they are
+    /// kept): the reasons a reload of it is rejected.
+    fn reload_changes(&self, model: &TrainedModel) -> Vec<String> {
+        let (old, new) = (self.key(), Self::new(&self.path, model, 0).key());
+        let centring = |centered: bool, detrended: bool| match (centered, detrended) {
+            (false, _) => "levels",
+            (true, false) => "centred",
+            (true, true) => "detrended",
+        };
+        let pair = |key: &ModelKey| {
+            format!(
+                "main {}, coarse {}",
+                centring(key.centered.0, key.detrended.0),
+                centring(key.centered.1, key.detrended.1)
+            )
+        };
+        let mut changes = Vec::new();
+        let mut differs = |what: &str, before: String, after: String| {
+            if before != after {
+                changes.push(format!("{what} {before} -> {after}"));
+            }
+        };
+        differs("window", old.window.to_string(), new.window.to_string());
+        differs(
+            "features",
+            old.feature_names.join(","),
+            new.feature_names.join(","),
+        );
+        differs(
+            "rows per point",
+            old.rows_per_point.to_string(),
+            new.rows_per_point.to_string(),
+        );
+        differs(
+            "coarse model (multiple, window)",
+            format!("{:?}", old.coarse),
+            format!("{:?}", new.coarse),
+        );
+        // `--center auto` decides this per training run.
+        differs("centring", pair(&old), pair(&new));
+        differs("time of day", old.clock.to_string(), new.clock.to_string());
+        changes
     }
 
     /// Whether a model takes the time of day: the points carry more than
@@ -813,13 +852,15 @@ impl Pipeline {
             let served = &self.models[index];
             let rejected = match &loaded {
                 Err(e) => Some(e.to_string()),
-                Ok(model) if !served.windows_like(model) => {
-                    Some(
-                        "a reload must keep the window, the aggregation, the coarse model, the centring, the time of day and the features; restart to change them"
-                            .into(),
-                    )
+                Ok(model) => {
+                    let changes = served.reload_changes(model);
+                    (!changes.is_empty()).then(|| {
+                        format!(
+                            "a reload must keep the window, the aggregation, the coarse model, the centring, the time of day and the features; restart to change them (this artifact changes: {}; pin `train --center` and `--time-of-day` to keep them across retraining)",
+                            changes.join("; ")
+                        )
+                    })
                 }
-                Ok(_) => None,
             };
             let model = match (rejected, loaded) {
                 (None, Ok(model)) => model,
@@ -1372,6 +1413,63 @@ fn infer_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A PCA model (fitted in milliseconds) of a seasonal series, with
+    /// windows taken as `center` and `detrend` say.
+    fn pca_model(center: crate::train::Center, detrend: bool) -> TrainedModel {
+        use crate::train::{Aggregate, DataConfig, TimeOfDay, TrainConfig, TrainRequest};
+        let values = crate::synthetic::seasonal(400, 1, 3, &[]);
+        let mut text = String::from("t,value\n");
+        for (row, value) in values.iter().enumerate() {
+            text.push_str(&format!("{row},{value}\n"));
+        }
+        let series = crate::data::Series::from_bytes(
+            Path::new("train.csv"),
+            text.as_bytes(),
+            &Default::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let request = TrainRequest {
+            data: DataConfig {
+                window: 16,
+                stride: 1,
+                val_fraction: 0.2,
+                scaler: crate::data::ScalerKind::Zscore,
+                aggregate: Aggregate::Rows(1),
+                coarse: 1,
+                center,
+                detrend,
+                time_of_day: TimeOfDay::Off,
+            },
+            model: crate::model::ModelConfig::Pca(crate::model::PcaConfig {
+                window: 16,
+                features: 1,
+                components: 3,
+            }),
+            train: TrainConfig::default(),
+        };
+        let device = DeviceSpec::Cpu.build().unwrap_or_else(|e| panic!("{e}"));
+        crate::train::train(&[series], &request, &device, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A retrained artifact whose centring `--center auto` chose otherwise
+    /// is refused on reload with a reason that says so; the same shape is
+    /// not.
+    #[test]
+    fn a_reload_names_what_the_new_artifact_changes() {
+        use crate::train::Center;
+        let served = ServedModel::new(Path::new("m"), &pca_model(Center::Off, false), 0);
+        assert!(
+            served
+                .reload_changes(&pca_model(Center::Off, false))
+                .is_empty()
+        );
+        assert_eq!(
+            served.reload_changes(&pca_model(Center::Main, true)),
+            ["centring main levels, coarse levels -> main detrended, coarse levels"]
+        );
+    }
 
     fn escalated() -> AnomalyEvent {
         AnomalyEvent {
