@@ -1131,13 +1131,15 @@ fn train_candidates(
             on_epoch,
         )?);
     }
-    let detrended = fits.pop();
-    let Some(levels) = fits.pop() else {
-        return detrended.ok_or_else(|| Error::config("--center", "no model to fit"));
+    // One fit, or under `auto` levels then detrended: `candidates`' order.
+    let mut fits = fits.into_iter();
+    let (Some(only_or_levels), detrended) = (fits.next(), fits.next()) else {
+        return Err(Error::config("--center", "no model to fit"));
     };
     let Some(detrended) = detrended else {
-        return Ok(levels);
+        return Ok(only_or_levels);
     };
+    let levels = only_or_levels;
     let median = |fit: &TrainedModel| fit.manifest.validation_errors.median();
     let (levels_error, detrended_error) = (median(&levels), median(&detrended));
     let keep_detrended = detrended_error < AUTO_DETREND_RATIO * levels_error;
