@@ -251,11 +251,10 @@ pub enum Center {
     /// validation window error is below [`AUTO_DETREND_RATIO`] times the
     /// other's, which says that levels and slopes it has not seen are most
     /// of what the model of levels gets wrong. The coarse model keeps
-    /// levels, and so, without the second fit, do the kinds that lost
-    /// more than they gained by it on the sets measured (README,
-    /// *Detrended windows*): deep, conv and the LSTM, whose detrended fits
-    /// lost level anomalies, the LSTM's on NAB, the conv's on the NASA-like
-    /// set.
+    /// levels, and so, without the second fit, do the kinds that did not
+    /// gain by it on the sets measured (README, *Detrended windows*): the
+    /// LSTM (detrended, it lost NAB's level anomalies), conv (lost on
+    /// average) and deep (drew).
     #[default]
     Auto,
     /// Every model sees levels.
@@ -269,7 +268,7 @@ pub enum Center {
 
 /// `--center auto` keeps the detrended main model when its median
 /// validation window error is below this fraction of the model of levels'
-/// (README, "Detrended windows": 0.5 to 0.7 measured alike).
+/// (README, "Detrended windows": 0.5 to 0.7 simulated alike).
 pub const AUTO_DETREND_RATIO: f64 = 0.7;
 
 impl Center {

@@ -293,6 +293,9 @@ impl ServedModel {
     /// kept): the reasons a reload of it is rejected.
     fn reload_changes(&self, model: &TrainedModel) -> Vec<String> {
         let (old, new) = (self.key(), Self::new(&self.path, model, 0).key());
+        if old == new {
+            return Vec::new();
+        }
         let centring = |centered: bool, detrended: bool| match (centered, detrended) {
             (false, _) => "levels",
             (true, false) => "centred",
@@ -330,6 +333,10 @@ impl ServedModel {
         // `--center auto` decides this per training run.
         differs("centring", pair(&old), pair(&new));
         differs("time of day", old.clock.to_string(), new.clock.to_string());
+        if changes.is_empty() {
+            // The key is what decides; the list above only names its parts.
+            changes.push("what the series' buffers and detectors depend on".to_owned());
+        }
         changes
     }
 
