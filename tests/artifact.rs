@@ -403,15 +403,35 @@ fn center_auto_detrends_where_the_level_wanders_and_keeps_levels_elsewhere() {
             &mut |stats| fits += usize::from(stats.epoch == 0),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        (trained.manifest.windowing.centering(), fits)
+        (trained, fits)
     };
     let dense = ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4));
     let lstm = ModelConfig::Lstm(LstmAeConfig::new(WINDOW, 1, 8));
-    let (wandering_centering, dense_fits) = fitted(&wandering, dense.clone());
-    assert_eq!(wandering_centering, Centering::Trend, "the random walk");
-    assert_eq!(fitted(&steady, dense).0, Centering::Off, "the cycle alone");
-    let (lstm_centering, lstm_fits) = fitted(&wandering, lstm);
-    assert_eq!(lstm_centering, Centering::Off, "the LSTM");
+    let (mut walk_model, dense_fits) = fitted(&wandering, dense.clone());
+    assert_eq!(
+        walk_model.manifest.windowing.centering(),
+        Centering::Trend,
+        "the random walk"
+    );
+    // Both fits are seeded, so the choice and the artifact are repeatable.
+    let dirs = [(); 2].map(|_| tempfile::tempdir().unwrap_or_else(|e| panic!("{e}")));
+    saved(&mut walk_model, dirs[0].path());
+    saved(&mut fitted(&wandering, dense.clone()).0, dirs[1].path());
+    for file in [MANIFEST_FILE, WEIGHTS_FILE] {
+        assert_eq!(
+            read(&dirs[0].path().join(file)),
+            read(&dirs[1].path().join(file)),
+            "{file} differs between two runs with one seed"
+        );
+    }
+    let centering = |model: &TrainedModel| model.manifest.windowing.centering();
+    assert_eq!(
+        centering(&fitted(&steady, dense).0),
+        Centering::Off,
+        "the cycle alone"
+    );
+    let (lstm_model, lstm_fits) = fitted(&wandering, lstm);
+    assert_eq!(centering(&lstm_model), Centering::Off, "the LSTM");
     assert_eq!(dense_fits, 2 * lstm_fits, "the dense model is fitted twice");
 }
 
