@@ -168,12 +168,67 @@ fn orion_and_streaming_reports_find_the_injected_anomalies() {
     let markdown = std::fs::read_to_string(out.join("report.md")).unwrap_or_default();
     assert!(markdown.contains("| spiky |"), "{markdown}");
 
-    let report = run_eval(&root, &dir.path().join("streaming"), "streaming");
+    let out = dir.path().join("streaming");
+    let report = run_eval(&root, &out, "streaming");
     assert_eq!(report["protocol"], "streaming");
     for profile in ["standard", "reward_low_fp", "reward_low_fn"] {
         let score = report["nab"][profile].as_f64().unwrap_or(f64::NAN);
         assert!(score > 0.0 && score <= 100.0, "NAB {profile}: {score}");
     }
+    // The per-row tables carry what NAB's scorer was handed: scored again
+    // from them alone, every profile comes out as the report says.
+    let tables: Vec<_> = ["spiky__a", "spiky__b", "shifty__c", "quiet__q"]
+        .iter()
+        .map(|name| nab_input_from_table(&out.join("series").join(format!("{name}.csv"))))
+        .collect();
+    assert!(
+        tables
+            .iter()
+            .any(|(_, scores)| scores.iter().any(|&s| s > 0.0)),
+        "no row was reported to NAB"
+    );
+    for profile in anomalyd::eval::nab::PROFILES {
+        let again = anomalyd::eval::nab::score_corpus(&tables, &profile).normalized;
+        let reported = report["nab"][profile.name].as_f64().unwrap_or(f64::NAN);
+        assert!(
+            (again - reported).abs() < 1e-9,
+            "{}: {again} from the tables, {reported} in the report",
+            profile.name
+        );
+    }
+}
+
+/// A series table from `eval` (OUTDIR/series/*.csv) as NAB's scorer takes
+/// it: its rows' times with the labelled windows (runs of `labelled` rows),
+/// and the `reported` column (blank = 0).
+fn nab_input_from_table(path: &Path) -> (anomalyd::eval::nab::NabSeries, Vec<f64>) {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let header = reader.headers().cloned().unwrap_or_default();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("{path:?} has no {name} column: {header:?}"))
+    };
+    let (time, labelled, reported) = (column("time"), column("labelled"), column("reported"));
+    let (mut times, mut scores, mut windows) = (Vec::new(), Vec::new(), Vec::<(f64, f64)>::new());
+    let mut inside = false;
+    for record in reader.records() {
+        let record = record.unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let t: f64 = record[time].parse().unwrap_or(f64::NAN);
+        match (&record[labelled] == "1", inside, windows.last_mut()) {
+            (true, true, Some(window)) => window.1 = t,
+            (true, _, _) => windows.push((t, t)),
+            _ => {}
+        }
+        inside = &record[labelled] == "1";
+        times.push(t);
+        scores.push(record[reported].parse().unwrap_or(0.0));
+    }
+    (
+        anomalyd::eval::nab::NabSeries::new(&times, &windows),
+        scores,
+    )
 }
 
 #[test]

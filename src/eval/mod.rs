@@ -281,7 +281,9 @@ impl SeriesOutcome {
     /// Writes one row per input row: time (seconds), the first feature,
     /// the raw and smoothed error, the threshold, the score, whether the
     /// point crossed the threshold, whether it lies in a detected event and
-    /// whether it lies in a labelled window. Rows without a decision (no
+    /// whether it lies in a labelled window, and the score handed to NAB's
+    /// scorer where an event starts or escalates (`nab_reports`): with it,
+    /// NAB's own scorer can be run on these files. Rows without a decision (no
     /// full window yet, or the inside of an averaged point) leave the
     /// detector's columns empty. This is what the plots are drawn from, in
     /// a form other tools can read.
@@ -299,8 +301,10 @@ impl SeriesOutcome {
                 "flagged",
                 "anomalous",
                 "labelled",
+                "reported",
             ])
             .map_err(failed)?;
+        let reported = nab_reports(&self.decisions);
         let inside =
             |t: f64, intervals: &[Interval]| intervals.iter().any(|&(a, b)| a <= t && t <= b);
         for (row, &time) in self.times.iter().enumerate() {
@@ -317,6 +321,13 @@ impl SeriesOutcome {
             }
             record.push(u8::from(inside(time, &self.detected)).to_string());
             record.push(u8::from(inside(time, &self.truth)).to_string());
+            // Blank where nothing was reported, as NAB's results files hold 0.
+            let nab = reported[row];
+            record.push(if nab > 0.0 {
+                format!("{nab:.6}")
+            } else {
+                String::new()
+            });
             writer.write_record(&record).map_err(failed)?;
         }
         writer.flush().map_err(|e| Error::io(path, e))
