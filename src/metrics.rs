@@ -36,6 +36,7 @@ pub struct Metrics {
     pub series_folded: IntCounter,
     pub model_info: IntGaugeVec,
     pub model_reloads: IntCounterVec,
+    pub detector_restarts: IntCounter,
     pub consumer_lag: IntGaugeVec,
     pub offsets_committed: IntCounter,
     pub ready: Gauge,
@@ -244,6 +245,14 @@ impl Metrics {
                         "Model reloads (SIGHUP), by outcome.",
                     ),
                     &["outcome"],
+                )
+                .map_err(fail)?,
+            )?,
+            detector_restarts: register(
+                r,
+                IntCounter::new(
+                    "anomalyd_detector_restarts_total",
+                    "Series whose detector started afresh (warming up again) because a reloaded model centres its windows otherwise.",
                 )
                 .map_err(fail)?,
             )?,

@@ -442,6 +442,19 @@ struct Offline {
     points: Vec<f32>,
 }
 
+impl Offline {
+    /// What a detector started at row `from` sees: no error before it.
+    fn started_at(mut self, from: usize) -> Self {
+        let before = from.min(self.errors.len());
+        self.errors[..before].fill(None);
+        if let Some(coarse) = &mut self.coarse {
+            let before = from.min(coarse.len());
+            coarse[..before].fill(None);
+        }
+        self
+    }
+}
+
 fn offline_errors(model: &anomalyd::model::artifact::TrainedModel, values: &[f64]) -> Offline {
     let device = common::test_device();
     let live = series("live.csv", values, 1);
@@ -514,10 +527,21 @@ fn offline_messages(
     values: &[f64],
     detector: &anomalyd::detect::DetectorConfig,
 ) -> Vec<(EventPhase, (usize, usize, usize))> {
+    offline_messages_from(model_dir, values, detector, 0)
+}
+
+/// [`offline_messages`] of a detector that starts at row `from`, the
+/// series' windows before it taken as they come.
+fn offline_messages_from(
+    model_dir: &std::path::Path,
+    values: &[f64],
+    detector: &anomalyd::detect::DetectorConfig,
+    from: usize,
+) -> Vec<(EventPhase, (usize, usize, usize))> {
     use anomalyd::detect::EventChange;
     let model = anomalyd::model::artifact::TrainedModel::load(model_dir, &common::test_device())
         .unwrap_or_else(|e| panic!("{e}"));
-    let offline = offline_errors(&model, values);
+    let offline = offline_errors(&model, values).started_at(from);
     let (decisions, _) = anomalyd::score::detect_rows(
         detector,
         &model,
@@ -972,6 +996,136 @@ async fn multiscale_daemon_matches_offline(center: Center, detrend: bool, time_o
         let body = wait_for(daemon.running.http_addr, rejected, 1.0).await;
         assert_eq!(metric(&body, rejected), 1.0, "{body}");
     }
+    daemon.stop().await;
+}
+
+/// A retrained artifact that centres its windows otherwise (as `--center
+/// auto` may decide anew on each training run) is taken on SIGHUP, where
+/// the detectors' histories would misjudge its errors: the series keeps its
+/// windows, the event open under the old model closes where it stood, and
+/// the detector starts afresh, so that from the reload on the daemon judges
+/// and reports as offline detection with the new model does from that row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_centres_otherwise_restarts_the_series_detectors() {
+    const RELOAD_AT: usize = 320;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    let detrended = dir.path().join("detrended");
+    let MultiscaleCase { values, .. } =
+        multiscale_case(&model_dir, Center::Off, false, TimeOfDay::Off);
+    multiscale_case(&detrended, Center::Main, true, TimeOfDay::Off);
+    let detector = ServeConfig::default().detector;
+    let before = offline_messages(&model_dir, &values[..RELOAD_AT], &detector);
+    let opened = before
+        .iter()
+        .rposition(|(phase, _)| *phase == EventPhase::Opened)
+        .unwrap_or_else(|| panic!("the spike at row 300 opens an event: {before:?}"));
+    assert!(
+        before[opened..]
+            .iter()
+            .all(|(phase, _)| *phase != EventPhase::Closed),
+        "the event is still open at the reload: {before:?}"
+    );
+    // It closes where its last flag stood before the reload.
+    let old = anomalyd::model::artifact::TrainedModel::load(&model_dir, &common::test_device())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let offline = offline_errors(&old, &values[..RELOAD_AT]);
+    let (decisions, _) = anomalyd::score::detect_rows(
+        &detector,
+        &old,
+        &offline.errors,
+        offline.coarse.as_deref(),
+        Some(&offline.points),
+    );
+    let last_flagged = decisions
+        .iter()
+        .rposition(|d| d.is_some_and(|d| d.flagged))
+        .unwrap_or(0);
+    let (_, (window_start, start, _)) = before[opened];
+    let after = offline_messages_from(&detrended, &values, &detector, RELOAD_AT);
+    let expected: Vec<_> = before
+        .iter()
+        .copied()
+        .chain([(EventPhase::Closed, (window_start, start, last_flagged))])
+        .chain(after)
+        .collect();
+
+    let daemon = serve_one_series(
+        "ms",
+        &values[..RELOAD_AT],
+        &model_dir,
+        multiscale_windows(RELOAD_AT),
+        |config| config.kafka.events_topic = Some("events".into()),
+    )
+    .await;
+    std::fs::remove_dir_all(&model_dir).ok();
+    std::fs::rename(&detrended, &model_dir).unwrap_or_else(|e| panic!("{e}"));
+    daemon.running.reload.notify_one();
+    let ok = r#"anomalyd_model_reloads_total{outcome="ok"}"#;
+    let body = wait_for(daemon.running.http_addr, ok, 1.0).await;
+    assert_eq!(metric(&body, ok), 1.0, "{body}");
+    let metrics = daemon.running.metrics.clone();
+    assert_eq!(
+        metrics.detector_restarts.get(),
+        1,
+        "the one series restarted"
+    );
+    let brokers = daemon.cluster.bootstrap_servers();
+    produce(
+        &brokers,
+        (RELOAD_AT..values.len())
+            .map(|row| sample("ms", row, values[row]))
+            .collect(),
+    )
+    .await;
+    let windows = multiscale_windows(values.len());
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= windows)
+        .await,
+        "scored {} of {windows}",
+        metrics.windows_scored.get()
+    );
+
+    let events = read_events(&brokers, expected.len());
+    assert_eq!(event_rows(&events), expected, "{events:?}");
+    // The threshold tells a restarted detector from one that kept the old
+    // model's errors in its history.
+    let new = anomalyd::model::artifact::TrainedModel::load(&model_dir, &common::test_device())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let last_threshold = |offline: &Offline| {
+        let (decisions, _) = anomalyd::score::detect_rows(
+            &detector,
+            &new,
+            &offline.errors,
+            offline.coarse.as_deref(),
+            Some(&offline.points),
+        );
+        decisions
+            .iter()
+            .rev()
+            .flatten()
+            .next()
+            .and_then(|d| d.threshold)
+            .unwrap_or(f64::NAN)
+    };
+    let restarted = last_threshold(&offline_errors(&new, &values).started_at(RELOAD_AT));
+    let mut kept = offline_errors(&new, &values);
+    let old_errors = offline_errors(&old, &values);
+    kept.errors[..RELOAD_AT].copy_from_slice(&old_errors.errors[..RELOAD_AT]);
+    if let (Some(kept), Some(old)) = (&mut kept.coarse, &old_errors.coarse) {
+        kept[..RELOAD_AT].copy_from_slice(&old[..RELOAD_AT]);
+    }
+    let kept = last_threshold(&kept);
+    let served = metrics.threshold.with_label_values(&["ms"]).get();
+    assert!(
+        (served - restarted).abs() <= 1e-6 * restarted.abs(),
+        "the daemon's last threshold {served}, offline from the reload {restarted} (kept across it {kept})"
+    );
+    assert!(
+        (kept - restarted).abs() > 1e-3 * restarted.abs(),
+        "the old errors should move the threshold: {kept} vs {restarted}"
+    );
     daemon.stop().await;
 }
 

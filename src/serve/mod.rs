@@ -288,14 +288,22 @@ impl ServedModel {
         }
     }
 
-    /// What `model` would change of what the series' buffers and
-    /// detectors depend on (empty: a reload may swap it in, since they are
-    /// kept): the reasons a reload of it is rejected.
-    fn reload_changes(&self, model: &TrainedModel) -> Vec<String> {
+    /// What a reload of `model` in this one's place does to its series.
+    fn reload_plan(&self, model: &TrainedModel) -> ReloadPlan {
         let (old, new) = (self.key(), Self::new(&self.path, model, 0).key());
         if old == new {
-            return Vec::new();
+            return ReloadPlan::Swap;
         }
+        let changes = Self::key_changes(&old, &new);
+        if old.same_buffers(&new) {
+            ReloadPlan::SwapAndRestart(changes.join("; "))
+        } else {
+            ReloadPlan::Reject(changes)
+        }
+    }
+
+    /// What differs between two keys, named for an operator.
+    fn key_changes(old: &ModelKey, new: &ModelKey) -> Vec<String> {
         let centring = |centered: bool, detrended: bool| match (centered, detrended) {
             (false, _) => "levels",
             (true, false) => "centred",
@@ -331,7 +339,7 @@ impl ServedModel {
             format!("{:?}", new.coarse),
         );
         // `--center auto` decides this per training run.
-        differs("centring", pair(&old), pair(&new));
+        differs("centring", pair(old), pair(new));
         differs("time of day", old.clock.to_string(), new.clock.to_string());
         if changes.is_empty() {
             // The key is what decides; the list above only names its parts.
@@ -364,6 +372,28 @@ impl ServedModel {
             ),
             clock: self.takes_clock(),
         }
+    }
+
+    /// How its main network takes its windows.
+    fn main_input(&self) -> NetworkInput {
+        NetworkInput {
+            window: self.window,
+            features: self.feature_names.len(),
+            centering: self.centering,
+        }
+    }
+
+    /// Its coarse network's slot and how it takes its windows: points of
+    /// the full width (with the clock, where the coarse model takes it).
+    fn coarse_input(&self) -> Option<(usize, NetworkInput)> {
+        self.coarse.map(|c| {
+            let input = NetworkInput {
+                window: c.shape.window,
+                features: self.point_width,
+                centering: c.centering,
+            };
+            (c.slot, input)
+        })
     }
 
     fn shape(&self, model: usize) -> ModelShape<'_> {
@@ -420,6 +450,21 @@ fn resume(table: &mut SeriesTable, path: &Path, models: &[ServedModel]) {
     }
 }
 
+/// What a reload does with a model's new artifact.
+#[derive(Debug, Clone, PartialEq)]
+enum ReloadPlan {
+    /// Swap it in; the series keep their windows and detectors.
+    Swap,
+    /// Swap it in and start its series' detectors afresh, keeping their
+    /// windows: the new artifact centres its windows otherwise (as `--center
+    /// auto` may decide anew on each training run), so its errors are on
+    /// another scale than the detectors' histories. Names the change.
+    SwapAndRestart(String),
+    /// Keep the old one: the series' windows would not fit the new one.
+    /// What it changes.
+    Reject(Vec<String>),
+}
+
 /// How a network on the inference thread takes its windows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct NetworkInput {
@@ -432,26 +477,10 @@ struct NetworkInput {
 /// models' first, then the coarse models'. A reload keeps them (see
 /// `ServedModel::key`).
 fn network_shapes(models: &[ServedModel]) -> Vec<NetworkInput> {
-    let mut shapes: Vec<NetworkInput> = models
-        .iter()
-        .map(|m| NetworkInput {
-            window: m.window,
-            features: m.feature_names.len(),
-            centering: m.centering,
-        })
-        .collect();
+    let mut shapes: Vec<NetworkInput> = models.iter().map(ServedModel::main_input).collect();
     let mut coarse: Vec<(usize, NetworkInput)> = models
         .iter()
-        .filter_map(|m| {
-            m.coarse.map(|c| {
-                let input = NetworkInput {
-                    window: c.shape.window,
-                    features: m.point_width,
-                    centering: c.centering,
-                };
-                (c.slot, input)
-            })
-        })
+        .filter_map(ServedModel::coarse_input)
         .collect();
     coarse.sort_by_key(|&(slot, _)| slot);
     shapes.extend(coarse.into_iter().map(|(_, shape)| shape));
@@ -766,7 +795,7 @@ impl Pipeline {
                 _ = shutdown.cancelled() => break,
                 _ = reload.notified() => {
                     if let Some(tx) = &batch_tx {
-                        self.reload(tx).await?;
+                        self.reload(tx, &consumer, &mut scored_rx, &mut in_flight).await?;
                     }
                 }
                 Some(scored) = scored_rx.recv() => {
@@ -846,10 +875,20 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Loads every artifact again. One that fails to load, or that
-    /// windows differently, is rejected and counted, and its old version
-    /// keeps serving; the others are swapped in between two batches.
-    async fn reload(&mut self, work: &mpsc::Sender<Work>) -> Result<()> {
+    /// Loads every artifact again. One that fails to load, or whose
+    /// windows its series' buffers would not fit, is rejected and counted,
+    /// and its old version keeps serving; the others are swapped in between
+    /// two batches. Where a new artifact centres its windows otherwise, the
+    /// batches in flight are first judged as the old one scored them, and
+    /// then its series' detectors start afresh (`ReloadPlan`).
+    async fn reload(
+        &mut self,
+        work: &mpsc::Sender<Work>,
+        consumer: &StreamConsumer<ServeContext>,
+        scored: &mut mpsc::Receiver<Result<Scored>>,
+        in_flight: &mut usize,
+    ) -> Result<()> {
+        let stopped = || Error::Backend("the inference thread stopped".into());
         for index in 0..self.models.len() {
             let path = self.models[index].path.clone();
             let device = self.device.clone();
@@ -857,47 +896,53 @@ impl Pipeline {
                 .await
                 .map_err(|e| Error::Backend(format!("model reload task: {e}")))?;
             let served = &self.models[index];
-            let rejected = match &loaded {
-                Err(e) => Some(e.to_string()),
-                Ok(model) => {
-                    let changes = served.reload_changes(model);
-                    (!changes.is_empty()).then(|| {
-                        format!(
-                            "a reload must keep the window, the aggregation, the coarse model, the centring, the time of day and the features; restart to change them (this artifact changes: {}; pin `train --center` and `--time-of-day` to keep them across retraining)",
+            let (model, restart) = match loaded.map(|model| {
+                let plan = served.reload_plan(&model);
+                (model, plan)
+            }) {
+                Ok((model, ReloadPlan::Swap)) => (model, None),
+                Ok((model, ReloadPlan::SwapAndRestart(change))) => (model, Some(change)),
+                Ok((_, ReloadPlan::Reject(changes))) => {
+                    self.reject_reload(
+                        index,
+                        &format!(
+                            "a reload must keep the window, the aggregation, the coarse model, the time of day and the features; restart to change them (this artifact changes: {}; pin `train --time-of-day` to keep it across retraining)",
                             changes.join("; ")
-                        )
-                    })
-                }
-            };
-            let model = match (rejected, loaded) {
-                (None, Ok(model)) => model,
-                (reason, _) => {
-                    self.metrics
-                        .model_reloads
-                        .with_label_values(&["rejected"])
-                        .inc();
-                    tracing::error!(
-                        model = %served.name,
-                        reason = reason.unwrap_or_default(),
-                        "model reload rejected; the old model keeps serving"
+                        ),
                     );
                     continue;
                 }
+                Err(e) => {
+                    self.reject_reload(index, &e.to_string());
+                    continue;
+                }
             };
+            if restart.is_some() {
+                self.settle(consumer, scored, in_flight).await?;
+            }
+            let served = &self.models[index];
             let coarse_slot = served.coarse.map_or(0, |c| c.slot);
             let replacement = ServedModel::new(&served.path.clone(), &model, coarse_slot);
-            work.send(Work::Swap(index, Box::new(model.network)))
-                .await
-                .map_err(|_| Error::Backend("the inference thread stopped".into()))?;
-            if let Some(coarse) = model.coarse {
-                work.send(Work::Swap(coarse_slot, Box::new(coarse.network)))
+            work.send(Work::Swap(
+                index,
+                Box::new(model.network),
+                replacement.main_input(),
+            ))
+            .await
+            .map_err(|_| stopped())?;
+            if let (Some(coarse), Some((slot, input))) = (model.coarse, replacement.coarse_input())
+            {
+                work.send(Work::Swap(slot, Box::new(coarse.network), input))
                     .await
-                    .map_err(|_| Error::Backend("the inference thread stopped".into()))?;
+                    .map_err(|_| stopped())?;
             }
             self.models[index] = replacement;
             self.metrics.model_reloads.with_label_values(&["ok"]).inc();
             tracing::info!(model = %self.models[index].name, "model reloaded");
             self.models[index].warn_if_factor_measured_elsewhere(&self.config.detector);
+            if let Some(change) = restart {
+                self.restart_detectors(index, &change).await;
+            }
         }
         self.metrics.model_info.reset();
         for model in &self.models {
@@ -907,6 +952,88 @@ impl Pipeline {
                 .set(1);
         }
         Ok(())
+    }
+
+    /// Counts and logs a reload of model `index` that was not taken.
+    fn reject_reload(&self, index: usize, reason: &str) {
+        self.metrics
+            .model_reloads
+            .with_label_values(&["rejected"])
+            .inc();
+        tracing::error!(
+            model = %self.models[index].name,
+            reason,
+            "model reload rejected; the old model keeps serving"
+        );
+    }
+
+    /// Waits for the batches in flight and judges them, so that nothing
+    /// sent before now meets a detector restarted after it.
+    async fn settle(
+        &mut self,
+        consumer: &StreamConsumer<ServeContext>,
+        scored: &mut mpsc::Receiver<Result<Scored>>,
+        in_flight: &mut usize,
+    ) -> Result<()> {
+        while *in_flight > 0 {
+            let batch = scored
+                .recv()
+                .await
+                .ok_or_else(|| Error::Backend("the inference thread stopped".into()))?;
+            *in_flight -= 1;
+            self.finish_batch(consumer, batch?).await;
+        }
+        Ok(())
+    }
+
+    /// Starts afresh the detectors of model `index`'s series, which a
+    /// reload gave errors on another scale (`change` says how), and closes
+    /// their open events where they stand: what follows is judged anew.
+    async fn restart_detectors(&mut self, index: usize, change: &str) {
+        let (restarted, ended) = self
+            .table
+            .restart_detectors(&self.models[index].shape(index));
+        self.metrics.detector_restarts.inc_by(restarted as u64);
+        tracing::warn!(
+            model = %self.models[index].name,
+            change,
+            series = restarted,
+            closed_events = ended.len(),
+            "the reloaded model centres its windows otherwise, so its errors are on another scale: its series' detectors start afresh (warming up again) and their open events close"
+        );
+        let events = if self.config.kafka.event_phases.contains(&EventPhase::Closed) {
+            ended
+                .into_iter()
+                .map(|(series, open)| self.event(index, &series, EventPhase::Closed, open))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.publish(events).await;
+    }
+
+    /// Writes `events` to the events topic, if there is one.
+    async fn publish(&self, events: Vec<AnomalyEvent>) {
+        let (Some(producer), Some(topic)) = (&self.producer, &self.config.kafka.events_topic)
+        else {
+            return;
+        };
+        for event in events {
+            let payload = match self.config.kafka.events_format {
+                EventFormat::Json => match serde_json::to_vec(&event) {
+                    Ok(payload) => payload,
+                    Err(e) => {
+                        tracing::error!(error = %e, "event encoding failed");
+                        continue;
+                    }
+                },
+                EventFormat::Protobuf => event.to_proto().encode_to_vec(),
+            };
+            let record = FutureRecord::to(topic).key(&event.series).payload(&payload);
+            if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
+                tracing::error!(error = %e, series = %event.series, "event delivery failed");
+            }
+        }
     }
 
     /// Forgets the series of revoked partitions, and after a resume, the
@@ -1275,24 +1402,7 @@ impl Pipeline {
         self.metrics
             .windows_scored
             .inc_by(scored.batch.windows as u64);
-        if let (Some(producer), Some(topic)) = (&self.producer, &self.config.kafka.events_topic) {
-            for event in events {
-                let payload = match self.config.kafka.events_format {
-                    EventFormat::Json => match serde_json::to_vec(&event) {
-                        Ok(payload) => payload,
-                        Err(e) => {
-                            tracing::error!(error = %e, "event encoding failed");
-                            continue;
-                        }
-                    },
-                    EventFormat::Protobuf => event.to_proto().encode_to_vec(),
-                };
-                let record = FutureRecord::to(topic).key(&event.series).payload(&payload);
-                if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
-                    tracing::error!(error = %e, series = %event.series, "event delivery failed");
-                }
-            }
-        }
+        self.publish(events).await;
         for ((topic, partition), offset) in &scored.batch.offsets {
             if let Err(e) = consumer.store_offset(topic, *partition, *offset) {
                 tracing::debug!(error = %e, topic, partition, "offset not stored (partition revoked?)");
@@ -1337,9 +1447,9 @@ impl Pipeline {
 /// What the inference thread is asked to do, in order.
 enum Work {
     Score(Batch),
-    /// Replace model `.0`'s network (a reload); batches after it use the
-    /// new one.
-    Swap(usize, Box<Network>),
+    /// Replace the network in slot `.0` and how it takes its windows (a
+    /// reload); batches after it use the new ones.
+    Swap(usize, Box<Network>, NetworkInput),
 }
 
 /// Closes the open batch and queues it; returns how many batches went.
@@ -1358,7 +1468,7 @@ async fn send_batch(tx: &mpsc::Sender<Work>, batch: &mut Batch) -> Result<usize>
 fn infer_loop(
     mut networks: Vec<Network>,
     device: Device,
-    shapes: Vec<NetworkInput>,
+    mut shapes: Vec<NetworkInput>,
     mut work: mpsc::Receiver<Work>,
     scored: mpsc::Sender<Result<Scored>>,
     metrics: Arc<Metrics>,
@@ -1366,9 +1476,11 @@ fn infer_loop(
     while let Some(next) = work.blocking_recv() {
         let batch = match next {
             Work::Score(batch) => batch,
-            Work::Swap(model, replacement) => {
-                if let Some(slot) = networks.get_mut(model) {
-                    *slot = *replacement;
+            Work::Swap(slot, replacement, input) => {
+                if let (Some(network), Some(shape)) = (networks.get_mut(slot), shapes.get_mut(slot))
+                {
+                    *network = *replacement;
+                    *shape = input;
                 }
                 continue;
             }
@@ -1422,8 +1534,8 @@ mod tests {
     use super::*;
 
     /// A PCA model (fitted in milliseconds) of a seasonal series, with
-    /// windows taken as `center` and `detrend` say.
-    fn pca_model(center: crate::train::Center, detrend: bool) -> TrainedModel {
+    /// `window`s taken as `center` and `detrend` say.
+    fn pca_model(center: crate::train::Center, detrend: bool, window: usize) -> TrainedModel {
         use crate::train::{Aggregate, DataConfig, TimeOfDay, TrainConfig, TrainRequest};
         let values = crate::synthetic::seasonal(400, 1, 3, &[]);
         let mut text = String::from("t,value\n");
@@ -1438,7 +1550,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let request = TrainRequest {
             data: DataConfig {
-                window: 16,
+                window,
                 stride: 1,
                 val_fraction: 0.2,
                 scaler: crate::data::ScalerKind::Zscore,
@@ -1449,7 +1561,7 @@ mod tests {
                 time_of_day: TimeOfDay::Off,
             },
             model: crate::model::ModelConfig::Pca(crate::model::PcaConfig {
-                window: 16,
+                window,
                 features: 1,
                 components: 3,
             }),
@@ -1461,20 +1573,29 @@ mod tests {
     }
 
     /// A retrained artifact whose centring `--center auto` chose otherwise
-    /// is refused on reload with a reason that says so; the same shape is
-    /// not.
+    /// is swapped in with its series' detectors restarted, and the reload
+    /// names the change; the same shape is swapped in as it is; another
+    /// window is refused, with the changes named.
     #[test]
     fn a_reload_names_what_the_new_artifact_changes() {
         use crate::train::Center;
-        let served = ServedModel::new(Path::new("m"), &pca_model(Center::Off, false), 0);
-        assert!(
-            served
-                .reload_changes(&pca_model(Center::Off, false))
-                .is_empty()
+        let served = ServedModel::new(Path::new("m"), &pca_model(Center::Off, false, 16), 0);
+        assert_eq!(
+            served.reload_plan(&pca_model(Center::Off, false, 16)),
+            ReloadPlan::Swap
         );
         assert_eq!(
-            served.reload_changes(&pca_model(Center::Main, true)),
-            ["centring main levels, coarse levels -> main detrended, coarse levels"]
+            served.reload_plan(&pca_model(Center::Main, true, 16)),
+            ReloadPlan::SwapAndRestart(
+                "centring main levels, coarse levels -> main detrended, coarse levels".into()
+            )
+        );
+        assert_eq!(
+            served.reload_plan(&pca_model(Center::Main, true, 12)),
+            ReloadPlan::Reject(vec![
+                "window 16 -> 12".into(),
+                "centring main levels, coarse levels -> main detrended, coarse levels".into()
+            ])
         );
     }
 

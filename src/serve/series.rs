@@ -218,6 +218,21 @@ pub struct ModelKey {
     pub clock: bool,
 }
 
+impl ModelKey {
+    /// Whether a series' buffers fit `other` as they fit this: everything
+    /// but the centring, which only the networks' input and the errors'
+    /// scale depend on. A field added to the key counts here unless it is
+    /// named below.
+    pub fn same_buffers(&self, other: &ModelKey) -> bool {
+        let with_other_centring = ModelKey {
+            centered: other.centered,
+            detrended: other.detrended,
+            ..self.clone()
+        };
+        with_other_centring == *other
+    }
+}
+
 /// The whole table as saved on a graceful stop.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TableSnapshot {
@@ -303,7 +318,7 @@ impl SeriesTable {
             if self.series.len() >= self.max_series {
                 self.evict();
             }
-            let detector = self.detector.for_model(shape.k_factor);
+            let detector = self.fresh_detector(&shape);
             self.series.insert(
                 series.to_owned(),
                 SeriesState {
@@ -321,17 +336,7 @@ impl SeriesTable {
                     coarse: shape
                         .coarse
                         .map(|coarse| CoarseBuffer::new(coarse, shape.features)),
-                    detector: match shape.coarse {
-                        Some(coarse) => Detector::with_coarse(
-                            &detector,
-                            shape.threshold,
-                            shape.window,
-                            coarse.multiple,
-                            coarse.threshold,
-                        ),
-                        None => Detector::new(&detector, shape.threshold, shape.window),
-                    }
-                    .with_range(&detector, shape.range.cloned()),
+                    detector,
                     open_event: None,
                     recent_decisions: VecDeque::new(),
                     partition: (partition.0.to_owned(), partition.1),
@@ -413,6 +418,48 @@ impl SeriesTable {
         let coarse = state.coarse.as_mut().and_then(|c| c.ready.take());
         let start = state.point_starts.front().copied().unwrap_or(time);
         Admission::Window(state.buffer.iter().copied().collect(), coarse, start, fresh)
+    }
+
+    /// A detector for a series of `shape`'s model, as it starts: warming up.
+    fn fresh_detector(&self, shape: &ModelShape<'_>) -> Detector {
+        let config = self.detector.for_model(shape.k_factor);
+        match shape.coarse {
+            Some(coarse) => Detector::with_coarse(
+                &config,
+                shape.threshold,
+                shape.window,
+                coarse.multiple,
+                coarse.threshold,
+            ),
+            None => Detector::new(&config, shape.threshold, shape.window),
+        }
+        .with_range(&config, shape.range.cloned())
+    }
+
+    /// Starts the detector of every series of `shape.model` afresh, keeping
+    /// their windows: for a reloaded model whose errors are on another
+    /// scale, which the detectors' histories would misjudge. Returns how
+    /// many series restarted, and the events that were open, which end
+    /// here, by series.
+    pub fn restart_detectors(
+        &mut self,
+        shape: &ModelShape<'_>,
+    ) -> (usize, Vec<(String, OpenEvent)>) {
+        let fresh = self.fresh_detector(shape);
+        let (mut restarted, mut ended) = (0, Vec::new());
+        for (series, state) in &mut self.series {
+            if state.model != shape.model {
+                continue;
+            }
+            restarted += 1;
+            state.detector = fresh.clone();
+            state.recent_decisions.clear();
+            if let Some(open) = state.open_event.take() {
+                ended.push((series.clone(), open));
+            }
+        }
+        ended.sort_by(|a, b| a.0.cmp(&b.0));
+        (restarted, ended)
     }
 
     /// Drops the least recently seen tenth of the table (at least one).
