@@ -1089,6 +1089,19 @@ async fn a_reload_that_centres_otherwise_restarts_the_series_detectors() {
 
     let events = read_events(&brokers, expected.len());
     assert_eq!(event_rows(&events), expected, "{events:?}");
+    // The stuck stretch (rows 420..450) raised its event through the
+    // stillness check, and its messages say so: its window's errors are
+    // small.
+    let stillness: Vec<_> = event_rows(&events)
+        .into_iter()
+        .zip(&events)
+        .filter(|(_, event)| event.cause == anomalyd::detect::Cause::Stillness)
+        .map(|((_, (_, start, _)), _)| start)
+        .collect();
+    assert!(
+        !stillness.is_empty() && stillness.iter().all(|row| (420..450).contains(row)),
+        "{events:?}"
+    );
     // The threshold tells a restarted detector from one that kept the old
     // model's errors in its history.
     let new = anomalyd::model::artifact::TrainedModel::load(&model_dir, &common::test_device())

@@ -381,6 +381,24 @@ enum ThresholdState {
     Spot(Spot),
 }
 
+/// Which check gave a point its score: what an event's peak says raised
+/// it. Where the range or stillness check scored, the reconstruction
+/// errors say little about what happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cause {
+    /// The main model's smoothed reconstruction error against its threshold.
+    #[default]
+    Error,
+    /// The coarse model's.
+    Coarse,
+    /// Values outside the training data's range (see [`range`]).
+    Range,
+    /// A window that moved less than any training window (see
+    /// [`stillness`]).
+    Stillness,
+}
+
 /// The detector's output for one point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decision {
@@ -400,6 +418,8 @@ pub struct Decision {
     /// The point lies in a confirmed anomaly event.
     pub anomalous: bool,
     pub event: Option<EventChange>,
+    /// Which check's score `score` is (the main scale's on a tie).
+    pub cause: Cause,
 }
 
 /// One resolution's smoother and threshold.
@@ -654,10 +674,21 @@ impl Detector {
         let stillness = self.pending_stillness.take();
         let flatline = stillness.is_some_and(|s| s.flagged);
         let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged) || out_of_range || flatline;
-        let score = coarse
-            .map_or(fine.score, |c| fine.score.max(c.score))
-            .max(range.map_or(0.0, |r| r.score))
-            .max(stillness.map_or(0.0, |s| s.score));
+        let coarse_score = coarse.map(|c| c.score);
+        let range_score = range.map(|r| r.score);
+        let stillness_score = stillness.map(|s| s.score);
+        let score = coarse_score
+            .map_or(fine.score, |c| fine.score.max(c))
+            .max(range_score.unwrap_or(0.0))
+            .max(stillness_score.unwrap_or(0.0));
+        let cause = [
+            (Cause::Coarse, coarse_score),
+            (Cause::Range, range_score),
+            (Cause::Stillness, stillness_score),
+        ]
+        .into_iter()
+        .find(|&(_, s)| fine.score < score && s == Some(score))
+        .map_or(Cause::Error, |(cause, _)| cause);
         let (anomalous, event) = self.events.update(self.index, flagged, score);
         self.index += 1;
         Decision {
@@ -669,6 +700,7 @@ impl Detector {
             flatline,
             anomalous,
             event,
+            cause,
         }
     }
 
@@ -1000,6 +1032,8 @@ mod tests {
         // The window of 8 points holds only 0.2s from point 27 on.
         assert_eq!(flat, [27]);
         assert!(decisions[27].flagged && decisions[27].score > 0.99);
+        assert_eq!(decisions[27].cause, Cause::Stillness);
+        assert_eq!(decisions[26].cause, Cause::Error);
         let off = DetectorConfig {
             flatline_ratio: 0.0,
             ..config
@@ -1027,6 +1061,19 @@ mod tests {
         let flags: Vec<bool> = decisions.iter().map(|d| d.out_of_range).collect();
         assert_eq!(flags, [false, false, true, false, false]);
         assert!(decisions[2].flagged && decisions[2].score > 0.5);
+        // 1.05 is within the tolerance, unflagged, yet scored by the range
+        // check above the error's 1/11.
+        let causes: Vec<Cause> = decisions.iter().map(|d| d.cause).collect();
+        assert_eq!(
+            causes,
+            [
+                Cause::Error,
+                Cause::Range,
+                Cause::Range,
+                Cause::Error,
+                Cause::Error
+            ]
+        );
         assert!(matches!(
             decisions[2].event,
             Some(EventChange::Started { .. })
@@ -1155,6 +1202,7 @@ mod tests {
         for row in 403..=406 {
             let (with, without) = (decisions[row], alone[row]);
             assert!(with.is_some_and(|d| d.score > 0.5), "{with:?}");
+            assert_eq!(with.map(|d| d.cause), Some(Cause::Coarse));
             // The fine scale's own figures are unchanged.
             assert_eq!(with.map(|d| d.threshold), without.map(|d| d.threshold));
         }

@@ -991,6 +991,7 @@ mod tests {
                 flatline: false,
                 anomalous: true,
                 event,
+                cause: crate::detect::Cause::Error,
             })
         };
         let decisions = [

@@ -285,6 +285,7 @@ mod tests {
                     flatline: false,
                     anomalous: (118..=126).contains(&r),
                     event: None,
+                    cause: crate::detect::Cause::Error,
                 })
             })
             .collect();

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{EventFormat, EventPhase, SeriesPattern, ServeConfig};
 use crate::data::window::Centering;
-use crate::detect::{DetectorConfig, EventChange, ValueRange};
+use crate::detect::{Cause, DetectorConfig, EventChange, ValueRange};
 use crate::device::DeviceSpec;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -542,6 +542,11 @@ pub struct AnomalyEvent {
     pub kind: String,
     /// Features by their share of the peak window's error, largest first.
     pub top_features: Vec<FeatureContribution>,
+    /// Which check scored the peak: where it is `range` or `stillness`,
+    /// the values did what training never saw and `top_features` say
+    /// little. (`error` in messages written before it was.)
+    #[serde(default)]
+    pub cause: Cause,
 }
 
 impl AnomalyEvent {
@@ -570,6 +575,13 @@ impl AnomalyEvent {
                     error: f.error,
                 })
                 .collect(),
+            cause: match self.cause {
+                Cause::Error => crate::proto::Cause::Error,
+                Cause::Coarse => crate::proto::Cause::Coarse,
+                Cause::Range => crate::proto::Cause::Range,
+                Cause::Stillness => crate::proto::Cause::Stillness,
+            }
+            .into(),
         }
     }
 }
@@ -1358,6 +1370,7 @@ impl Pipeline {
                         peak_score: 0.0,
                         peak_threshold: decision.threshold.unwrap_or(f64::NAN),
                         peak_contributions: Vec::new(),
+                        peak_cause: decision.cause,
                     });
                 }
                 if let Some(open) = state.open_event.as_mut()
@@ -1370,6 +1383,7 @@ impl Pipeline {
                     && decision.score >= open.peak_score
                 {
                     open.peak_score = decision.score;
+                    open.peak_cause = decision.cause;
                     open.peak_threshold = decision.threshold.unwrap_or(f64::NAN);
                     open.peak_contributions = contributions[..scored]
                         .iter()
@@ -1440,6 +1454,7 @@ impl Pipeline {
             model: served.name.clone(),
             kind: served.kind.clone(),
             top_features: top,
+            cause: open.peak_cause,
         }
     }
 }
@@ -1614,26 +1629,30 @@ mod tests {
                 feature: "v0".into(),
                 error: 1.5,
             }],
+            cause: Cause::Stillness,
         }
     }
 
     #[test]
-    fn the_phase_travels_in_both_encodings_and_old_json_reads_as_closed() {
+    fn phase_and_cause_travel_in_both_encodings_and_old_json_reads_as_closed_by_error() {
         let event = escalated();
         let bytes = event.to_proto().encode_to_vec();
         let decoded =
             crate::proto::AnomalyEvent::decode(bytes.as_slice()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(decoded.phase(), crate::proto::EventPhase::Escalated);
+        assert_eq!(decoded.cause(), crate::proto::Cause::Stillness);
         assert_eq!(decoded.start_ms, 1_700_000_300_000);
         assert_eq!(decoded.end_ms, 1_700_000_600_500);
 
         let json = serde_json::to_value(&event).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(json["phase"], "escalated");
+        assert_eq!(json["cause"], "stillness");
         let mut old = json;
         if let Some(fields) = old.as_object_mut() {
             fields.remove("phase");
+            fields.remove("cause");
         }
         let read: AnomalyEvent = serde_json::from_value(old).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(read.phase, EventPhase::Closed);
+        assert_eq!((read.phase, read.cause), (EventPhase::Closed, Cause::Error));
     }
 }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use crate::data::Scaler;
-use crate::detect::{Detector, DetectorConfig, ValueRange};
+use crate::detect::{Cause, Detector, DetectorConfig, ValueRange};
 
 /// What a new sample did to its series.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +46,9 @@ pub struct OpenEvent {
     pub peak_threshold: f64,
     /// Per-feature errors at the peak.
     pub peak_contributions: Vec<f64>,
+    /// Which check scored the peak (the error, in older state files).
+    #[serde(default)]
+    pub peak_cause: Cause,
 }
 
 /// What the table needs to know about the model a series is routed to.
