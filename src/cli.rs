@@ -428,6 +428,10 @@ pub struct DetectorArgs {
     /// Points after an event during which new flags are ignored.
     #[arg(long, default_value_t = detect::DEFAULT_EVENTS.cooldown)]
     pub cooldown: usize,
+    /// The score a run of flags must reach to become an event (0.5: the
+    /// threshold, any flag).
+    #[arg(long, value_name = "SCORE", default_value_t = detect::DEFAULT_EVENTS.min_peak)]
+    pub min_peak: f64,
     /// A point whose values leave the model's training range (widened by
     /// every point since) by more than this fraction of it is flagged;
     /// 0 turns the check off.
@@ -481,6 +485,7 @@ impl DetectorArgs {
                 min_length: self.min_length,
                 merge_gap: self.merge_gap,
                 cooldown: self.cooldown,
+                min_peak: self.min_peak,
             },
             min_history: self.min_history,
             range_tolerance: self.range_tolerance,

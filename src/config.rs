@@ -484,6 +484,21 @@ mod tests {
         assert!(off.validate().is_ok());
     }
 
+    /// An `[detector.events]` written before `min_peak` was takes the
+    /// default; one under 0.5 (below the threshold) is refused by name.
+    #[test]
+    fn events_without_min_peak_take_the_default_and_one_under_a_half_is_named() {
+        let base = "[kafka]\ntopics = [\"m\"]\n[model]\npath = \"m\"\n[detector.events]\nmin_length = 1\nmerge_gap = 50\ncooldown = 100\n";
+        let older = parse(base).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            older.detector.events.min_peak,
+            crate::detect::DEFAULT_MIN_PEAK
+        );
+        let low = parse(&format!("{base}min_peak = 0.45\n")).unwrap_or_else(|e| panic!("{e}"));
+        let message = refusal(&low);
+        assert!(message.contains("events.min_peak"), "{message}");
+    }
+
     #[test]
     fn the_shipped_example_parses_validates_and_matches_the_defaults() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/anomalyd.toml");

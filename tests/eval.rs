@@ -700,7 +700,8 @@ fn k_is_calibrated_on_the_train_file_so_normal_cycles_raise_no_events() {
     cycles_dataset(&root, &live, 2000..=2119);
     // The cycles' length has nothing to do with the clock, but a coarse
     // model that also takes the time of day raises none of those events
-    // here: off, so that what is measured is the calibration.
+    // here, nor do they clear the default `--min-peak`: both off, so that
+    // what is measured is the calibration.
     let args = [
         "--window",
         "16",
@@ -708,6 +709,8 @@ fn k_is_calibrated_on_the_train_file_so_normal_cycles_raise_no_events() {
         "30",
         "--time-of-day",
         "off",
+        "--min-peak",
+        "0.5",
         "--no-plots",
     ];
     let (calibrated, fixed) =

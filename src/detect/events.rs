@@ -16,8 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Event rules, all in points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Event rules, in points, and the score a run must reach.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventConfig {
     /// Flags needed before a run counts as an event.
@@ -27,9 +27,25 @@ pub struct EventConfig {
     /// Points after an event's end during which new flags are ignored,
     /// unless they score higher than the event did.
     pub cooldown: usize,
+    /// The score a run of flags must reach before it counts as an event
+    /// (0.5 is the threshold itself, which every flag passes): a run that
+    /// only grazes its threshold stays a run. Where a configuration, state
+    /// file or artifact leaves it out, the default, as for the detector's
+    /// other settings.
+    #[serde(default = "EventConfig::default_min_peak")]
+    pub min_peak: f64,
 }
 
 impl EventConfig {
+    /// `min_peak` that asks nothing beyond a flag.
+    pub const fn at_the_threshold() -> f64 {
+        0.5
+    }
+
+    fn default_min_peak() -> f64 {
+        super::DEFAULT_MIN_PEAK
+    }
+
     /// The most points by which an event's first flag can precede the
     /// point that confirms it: a run of `min_length` whose flags lie up to
     /// `merge_gap` apart. None at `min_length` 1, which confirms an event
@@ -49,6 +65,7 @@ impl Default for EventConfig {
             min_length: 1,
             merge_gap: 0,
             cooldown: 0,
+            min_peak: Self::at_the_threshold(),
         }
     }
 }
@@ -96,6 +113,10 @@ pub struct EventTracker {
     /// The peak score of the event whose cool-down runs.
     #[serde(default)]
     quiet_peak: f64,
+    /// Whether the current run holds a flag that needs no margin (see
+    /// [`EventTracker::update_with`]).
+    #[serde(default)]
+    run_certain: bool,
 }
 
 impl EventTracker {
@@ -107,6 +128,7 @@ impl EventTracker {
             quiet_until: None,
             peak: 0.0,
             quiet_peak: 0.0,
+            run_certain: false,
         }
     }
 
@@ -120,6 +142,20 @@ impl EventTracker {
         flagged: bool,
         score: f64,
     ) -> (bool, Option<EventChange>) {
+        self.update_with(index, flagged, score, false)
+    }
+
+    /// [`EventTracker::update`] for a point whose flag may be `certain`:
+    /// raised against a fixed bound (the range or stillness check, whose
+    /// tolerance is its margin) rather than a threshold learnt from noisy
+    /// errors, so its run needs no `min_peak` to count.
+    pub fn update_with(
+        &mut self,
+        index: usize,
+        flagged: bool,
+        score: f64,
+        certain: bool,
+    ) -> (bool, Option<EventChange>) {
         let mut change = None;
         if let Some((start, last)) = self.run {
             if flagged {
@@ -129,6 +165,7 @@ impl EventTracker {
                     change = Some(EventChange::Escalated { start });
                 }
                 self.peak = self.peak.max(score);
+                self.run_certain |= certain;
             } else if index - last > self.config.merge_gap {
                 self.run = None;
                 if self.confirmed {
@@ -144,11 +181,13 @@ impl EventTracker {
         {
             self.run = Some((index, index));
             self.peak = score;
+            self.run_certain = certain;
         }
         if let Some((start, last)) = self.run
             && flagged
             && !self.confirmed
             && last + 1 - start >= self.config.min_length.max(1)
+            && (self.peak >= self.config.min_peak || self.run_certain)
         {
             self.confirmed = true;
             change = Some(EventChange::Started { start });
@@ -213,7 +252,7 @@ mod tests {
         let config = EventConfig {
             min_length: 3,
             merge_gap: 2,
-            cooldown: 0,
+            ..EventConfig::default()
         };
         // Two flags, then the third as late as the merge gap allows.
         let flags = [true, true, false, false, true];
@@ -298,6 +337,55 @@ mod tests {
                 Some(EventChange::Escalated { start: 0 }),
                 None,
             ]
+        );
+    }
+
+    /// A run whose score stays under `min_peak` is no event, nor does it
+    /// start a cool-down; one that reaches it is confirmed there and starts
+    /// at its first flag; a certain flag needs no margin.
+    #[test]
+    fn a_run_becomes_an_event_once_it_clears_min_peak() {
+        let config = EventConfig {
+            merge_gap: 1,
+            cooldown: 10,
+            min_peak: 0.52,
+            ..EventConfig::default()
+        };
+        let points = [
+            (true, 0.51),
+            (false, 0.4),
+            (false, 0.4),
+            (true, 0.505),
+            (true, 0.53),
+            (true, 0.51),
+            (false, 0.4),
+            (false, 0.4),
+        ];
+        assert_eq!(
+            changes(config, &points),
+            [
+                None,
+                None,
+                None,
+                None,
+                Some(EventChange::Started { start: 3 }),
+                None,
+                None,
+                Some(EventChange::Ended(Event { start: 3, end: 5 })),
+            ]
+        );
+        let mut tracker = EventTracker::new(config);
+        assert_eq!(
+            tracker.update_with(0, true, 0.51, true),
+            (true, Some(EventChange::Started { start: 0 }))
+        );
+        let at_the_threshold = EventConfig {
+            min_peak: EventConfig::at_the_threshold(),
+            ..config
+        };
+        assert_eq!(
+            changes(at_the_threshold, &points[..1]),
+            [Some(EventChange::Started { start: 0 })]
         );
     }
 

@@ -186,15 +186,20 @@ pub struct DetectorConfig {
 /// The default method, chosen by measurement on NAB (see the README):
 /// trailing mean + 4σ over 2000 points on the EWMA(0.3)-smoothed error,
 /// its largest 1% and up to two model windows of flagged points left out,
-/// with flags up to 50 points apart merged into one event and 100 quiet
-/// points after each event.
+/// with flags up to 50 points apart merged into one event, which a run
+/// becomes once its score reaches 0.52, and 100 quiet points after each
+/// event.
 pub const DEFAULT_THRESHOLD: ThresholdKind = ThresholdKind::MeanStd;
 pub const DEFAULT_ALPHA: f64 = 0.3;
 pub const DEFAULT_EVENTS: EventConfig = EventConfig {
     min_length: 1,
     merge_gap: 50,
     cooldown: 100,
+    min_peak: DEFAULT_MIN_PEAK,
 };
+/// The score a run of flags must reach to be an event: its smoothed error
+/// 1/12 over its threshold (README, "A run must clear its threshold").
+pub const DEFAULT_MIN_PEAK: f64 = 0.52;
 pub const DEFAULT_MIN_HISTORY: usize = 100;
 /// The default `range_tolerance` (see the README's "Values beyond the
 /// training range").
@@ -322,6 +327,12 @@ impl DetectorConfig {
             return Err(Error::config(
                 "range_tolerance",
                 "must be a fraction of the range, at least 0 (0: off)",
+            ));
+        }
+        if !(EventConfig::at_the_threshold()..1.0).contains(&self.events.min_peak) {
+            return Err(Error::config(
+                "events.min_peak",
+                "must lie in [0.5, 1): a score (0.5: the threshold itself)",
             ));
         }
         if !(0.0..1.0).contains(&self.flatline_ratio) {
@@ -689,7 +700,9 @@ impl Detector {
         .into_iter()
         .find(|&(_, s)| fine.score < score && s == Some(score))
         .map_or(Cause::Error, |(cause, _)| cause);
-        let (anomalous, event) = self.events.update(self.index, flagged, score);
+        let (anomalous, event) =
+            self.events
+                .update_with(self.index, flagged, score, out_of_range || flatline);
         self.index += 1;
         Decision {
             smoothed: fine.smoothed,
