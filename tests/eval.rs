@@ -665,6 +665,31 @@ fn a_signal_that_stops_moving_is_found_though_its_error_falls() {
     let (checked, unchecked) =
         eval_on_and_off(&root, dir.path(), &args, &["--flatline-ratio", "0"]);
     assert_only_the_check_finds_it(&checked, &unchecked, "stillness check");
+    // The series table says which check scored each row: the stillness
+    // check inside the flat stretch, and nowhere before it.
+    let table = std::fs::read_to_string(dir.path().join("on/series/g__s.csv")).unwrap_or_default();
+    let causes: Vec<(usize, String)> = table
+        .lines()
+        .skip(1)
+        .enumerate()
+        .filter_map(|(row, line)| Some((row, line.rsplit(',').next()?.to_owned())))
+        .collect();
+    let stillness: Vec<usize> = causes
+        .iter()
+        .filter(|(_, cause)| cause == "stillness")
+        .map(|&(row, _)| row)
+        .collect();
+    assert!(
+        !stillness.is_empty() && stillness.iter().all(|row| (2000..2100).contains(row)),
+        "rows scored by the stillness check: {stillness:?}"
+    );
+    assert!(
+        causes
+            .iter()
+            .all(|(_, cause)| ["", "error", "coarse", "range", "stillness"]
+                .contains(&cause.as_str())),
+        "{causes:?}"
+    );
 }
 
 /// Of one series in group `g`, evaluated with k calibrated and with

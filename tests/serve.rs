@@ -999,23 +999,34 @@ async fn multiscale_daemon_matches_offline(center: Center, detrend: bool, time_o
     daemon.stop().await;
 }
 
-/// A retrained artifact that centres its windows otherwise (as `--center
-/// auto` may decide anew on each training run) is taken on SIGHUP, where
-/// the detectors' histories would misjudge its errors: the series keeps its
-/// windows, the event open under the old model closes where it stood, and
-/// the detector starts afresh, so that from the reload on the daemon judges
-/// and reports as offline detection with the new model does from that row.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_that_centres_otherwise_restarts_the_series_detectors() {
-    const RELOAD_AT: usize = 320;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let model_dir = dir.path().join("model");
-    let detrended = dir.path().join("detrended");
+/// Where [`centring_flip`] changes the model.
+const FLIP_AT: usize = 320;
+
+/// A multi-scale model of levels in `model`, one of detrended windows
+/// (same windows otherwise) in `detrended`, and what a daemon should make
+/// of [`multiscale_case`]'s series when the second replaces the first at
+/// row [`FLIP_AT`] and restarts the series' detector there.
+struct CentringFlip {
+    values: Vec<f64>,
+    model: std::path::PathBuf,
+    detrended: std::path::PathBuf,
+    /// The messages: the first model's up to the flip, the closing of the
+    /// event open then, the second model's from the flip on.
+    messages: Vec<(EventPhase, (usize, usize, usize))>,
+    /// The last threshold of a detector restarted at the flip, and of one
+    /// that kept the first model's errors in its history.
+    restarted: f64,
+    kept: f64,
+}
+
+fn centring_flip(dir: &std::path::Path) -> CentringFlip {
+    let model_dir = dir.join("model");
+    let detrended = dir.join("detrended");
     let MultiscaleCase { values, .. } =
         multiscale_case(&model_dir, Center::Off, false, TimeOfDay::Off);
     multiscale_case(&detrended, Center::Main, true, TimeOfDay::Off);
     let detector = ServeConfig::default().detector;
-    let before = offline_messages(&model_dir, &values[..RELOAD_AT], &detector);
+    let before = offline_messages(&model_dir, &values[..FLIP_AT], &detector);
     let opened = before
         .iter()
         .rposition(|(phase, _)| *phase == EventPhase::Opened)
@@ -1024,12 +1035,16 @@ async fn a_reload_that_centres_otherwise_restarts_the_series_detectors() {
         before[opened..]
             .iter()
             .all(|(phase, _)| *phase != EventPhase::Closed),
-        "the event is still open at the reload: {before:?}"
+        "the event is still open at the flip: {before:?}"
     );
-    // It closes where its last flag stood before the reload.
-    let old = anomalyd::model::artifact::TrainedModel::load(&model_dir, &common::test_device())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let offline = offline_errors(&old, &values[..RELOAD_AT]);
+    // It closes where its last flag stood before the flip.
+    let device = common::test_device();
+    let load = |dir: &std::path::Path| {
+        anomalyd::model::artifact::TrainedModel::load(dir, &device)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (old, new) = (load(&model_dir), load(&detrended));
+    let offline = offline_errors(&old, &values[..FLIP_AT]);
     let (decisions, _) = anomalyd::score::detect_rows(
         &detector,
         &old,
@@ -1042,70 +1057,13 @@ async fn a_reload_that_centres_otherwise_restarts_the_series_detectors() {
         .rposition(|d| d.is_some_and(|d| d.flagged))
         .unwrap_or(0);
     let (_, (window_start, start, _)) = before[opened];
-    let after = offline_messages_from(&detrended, &values, &detector, RELOAD_AT);
-    let expected: Vec<_> = before
+    let after = offline_messages_from(&detrended, &values, &detector, FLIP_AT);
+    let messages = before
         .iter()
         .copied()
         .chain([(EventPhase::Closed, (window_start, start, last_flagged))])
         .chain(after)
         .collect();
-
-    let daemon = serve_one_series(
-        "ms",
-        &values[..RELOAD_AT],
-        &model_dir,
-        multiscale_windows(RELOAD_AT),
-        |config| config.kafka.events_topic = Some("events".into()),
-    )
-    .await;
-    std::fs::remove_dir_all(&model_dir).ok();
-    std::fs::rename(&detrended, &model_dir).unwrap_or_else(|e| panic!("{e}"));
-    daemon.running.reload.notify_one();
-    let ok = r#"anomalyd_model_reloads_total{outcome="ok"}"#;
-    let body = wait_for(daemon.running.http_addr, ok, 1.0).await;
-    assert_eq!(metric(&body, ok), 1.0, "{body}");
-    let metrics = daemon.running.metrics.clone();
-    assert_eq!(
-        metrics.detector_restarts.get(),
-        1,
-        "the one series restarted"
-    );
-    let brokers = daemon.cluster.bootstrap_servers();
-    produce(
-        &brokers,
-        (RELOAD_AT..values.len())
-            .map(|row| sample("ms", row, values[row]))
-            .collect(),
-    )
-    .await;
-    let windows = multiscale_windows(values.len());
-    assert!(
-        until(Duration::from_secs(60), || metrics.windows_scored.get()
-            >= windows)
-        .await,
-        "scored {} of {windows}",
-        metrics.windows_scored.get()
-    );
-
-    let events = read_events(&brokers, expected.len());
-    assert_eq!(event_rows(&events), expected, "{events:?}");
-    // The stuck stretch (rows 420..450) raised its event through the
-    // stillness check, and its messages say so: its window's errors are
-    // small.
-    let stillness: Vec<_> = event_rows(&events)
-        .into_iter()
-        .zip(&events)
-        .filter(|(_, event)| event.cause == anomalyd::detect::Cause::Stillness)
-        .map(|((_, (_, start, _)), _)| start)
-        .collect();
-    assert!(
-        !stillness.is_empty() && stillness.iter().all(|row| (420..450).contains(row)),
-        "{events:?}"
-    );
-    // The threshold tells a restarted detector from one that kept the old
-    // model's errors in its history.
-    let new = anomalyd::model::artifact::TrainedModel::load(&model_dir, &common::test_device())
-        .unwrap_or_else(|e| panic!("{e}"));
     let last_threshold = |offline: &Offline| {
         let (decisions, _) = anomalyd::score::detect_rows(
             &detector,
@@ -1122,24 +1080,142 @@ async fn a_reload_that_centres_otherwise_restarts_the_series_detectors() {
             .and_then(|d| d.threshold)
             .unwrap_or(f64::NAN)
     };
-    let restarted = last_threshold(&offline_errors(&new, &values).started_at(RELOAD_AT));
+    let restarted = last_threshold(&offline_errors(&new, &values).started_at(FLIP_AT));
     let mut kept = offline_errors(&new, &values);
     let old_errors = offline_errors(&old, &values);
-    kept.errors[..RELOAD_AT].copy_from_slice(&old_errors.errors[..RELOAD_AT]);
+    kept.errors[..FLIP_AT].copy_from_slice(&old_errors.errors[..FLIP_AT]);
     if let (Some(kept), Some(old)) = (&mut kept.coarse, &old_errors.coarse) {
-        kept[..RELOAD_AT].copy_from_slice(&old[..RELOAD_AT]);
+        kept[..FLIP_AT].copy_from_slice(&old[..FLIP_AT]);
     }
     let kept = last_threshold(&kept);
-    let served = metrics.threshold.with_label_values(&["ms"]).get();
-    assert!(
-        (served - restarted).abs() <= 1e-6 * restarted.abs(),
-        "the daemon's last threshold {served}, offline from the reload {restarted} (kept across it {kept})"
-    );
     assert!(
         (kept - restarted).abs() > 1e-3 * restarted.abs(),
         "the old errors should move the threshold: {kept} vs {restarted}"
     );
+    CentringFlip {
+        values,
+        model: model_dir,
+        detrended,
+        messages,
+        restarted,
+        kept,
+    }
+}
+
+impl CentringFlip {
+    /// Puts the detrended model where the daemon loads its model from.
+    fn swap_models(&self) {
+        std::fs::remove_dir_all(&self.model).ok();
+        std::fs::rename(&self.detrended, &self.model).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Checks the events topic at `brokers` and the daemon's last
+    /// threshold against the expected ones, and that the stuck stretch
+    /// (rows 420..450) raised its event through the stillness check, as
+    /// its messages say: its window's errors are small.
+    fn check(&self, brokers: &str, served_threshold: f64) {
+        let events = read_events(brokers, self.messages.len());
+        assert_eq!(event_rows(&events), self.messages, "{events:?}");
+        let stillness: Vec<_> = event_rows(&events)
+            .into_iter()
+            .zip(&events)
+            .filter(|(_, event)| event.cause == anomalyd::detect::Cause::Stillness)
+            .map(|((_, (_, start, _)), _)| start)
+            .collect();
+        assert!(
+            !stillness.is_empty() && stillness.iter().all(|row| (420..450).contains(row)),
+            "{events:?}"
+        );
+        assert!(
+            (served_threshold - self.restarted).abs() <= 1e-6 * self.restarted.abs(),
+            "the daemon's last threshold {served_threshold}, offline from the flip {} (kept across it {})",
+            self.restarted,
+            self.kept
+        );
+    }
+}
+
+/// A retrained artifact that centres its windows otherwise (as `--center
+/// auto` may decide anew on each training run) is taken on SIGHUP, where
+/// the detectors' histories would misjudge its errors: the series keeps its
+/// windows, the event open under the old model closes where it stood, and
+/// the detector starts afresh, so that from the reload on the daemon judges
+/// and reports as offline detection with the new model does from that row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_centres_otherwise_restarts_the_series_detectors() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flip = centring_flip(dir.path());
+    let daemon = serve_one_series(
+        "ms",
+        &flip.values[..FLIP_AT],
+        &flip.model,
+        multiscale_windows(FLIP_AT),
+        |config| config.kafka.events_topic = Some("events".into()),
+    )
+    .await;
+    flip.swap_models();
+    daemon.running.reload.notify_one();
+    let ok = r#"anomalyd_model_reloads_total{outcome="ok"}"#;
+    let body = wait_for(daemon.running.http_addr, ok, 1.0).await;
+    assert_eq!(metric(&body, ok), 1.0, "{body}");
+    let metrics = daemon.running.metrics.clone();
+    assert_eq!(
+        metrics.detector_restarts.get(),
+        1,
+        "the one series restarted"
+    );
+    let brokers = daemon.cluster.bootstrap_servers();
+    produce(
+        &brokers,
+        (FLIP_AT..flip.values.len())
+            .map(|row| sample("ms", row, flip.values[row]))
+            .collect(),
+    )
+    .await;
+    let windows = multiscale_windows(flip.values.len());
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= windows)
+        .await,
+        "scored {} of {windows}",
+        metrics.windows_scored.get()
+    );
+    flip.check(&brokers, metrics.threshold.with_label_values(&["ms"]).get());
     daemon.stop().await;
+}
+
+/// The same across a restart with `series.state_file`: the resumed series
+/// keeps its windows (a window for every sample from the first), its
+/// detector restarts, and the event the state held open is closed first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_on_a_model_that_centres_otherwise_restarts_the_resumed_detectors() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let flip = centring_flip(dir.path());
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 1, 1).ok();
+    cluster.create_topic("events", 1, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+    let mut config = plain_config(&brokers, "flip", &flip.model);
+    config.series.state_file = Some(dir.path().join("state.bin"));
+    config.kafka.events_topic = Some("events".into());
+    let rows = |range: std::ops::Range<usize>| {
+        range
+            .map(|row| sample("ms", row, flip.values[row]))
+            .collect()
+    };
+    produce(&brokers, rows(0..FLIP_AT)).await;
+    serve_exactly(config.clone(), multiscale_windows(FLIP_AT)).await;
+    flip.swap_models();
+    let rest = flip.values.len() - FLIP_AT;
+    produce(&brokers, rows(FLIP_AT..flip.values.len())).await;
+    // Every sample completes a main window, every fourth a coarse one.
+    let metrics = serve_exactly(config, (rest + rest / 4) as u64).await;
+    assert_eq!(
+        metrics.detector_restarts.get(),
+        1,
+        "the one series restarted"
+    );
+    flip.check(&brokers, metrics.threshold.with_label_values(&["ms"]).get());
 }
 
 /// What offline detection makes of [`multiscale_case`]'s live series.

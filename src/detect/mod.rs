@@ -410,6 +410,18 @@ pub enum Cause {
     Stillness,
 }
 
+impl Cause {
+    /// Its name, as messages and tables write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Error => "error",
+            Cause::Coarse => "coarse",
+            Cause::Range => "range",
+            Cause::Stillness => "stillness",
+        }
+    }
+}
+
 /// The detector's output for one point.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Decision {

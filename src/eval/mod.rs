@@ -281,9 +281,10 @@ impl SeriesOutcome {
     /// Writes one row per input row: time (seconds), the first feature,
     /// the raw and smoothed error, the threshold, the score, whether the
     /// point crossed the threshold, whether it lies in a detected event and
-    /// whether it lies in a labelled window, and the score handed to NAB's
-    /// scorer where an event starts or escalates (`nab_reports`): with it,
-    /// NAB's own scorer can be run on these files. Rows without a decision (no
+    /// whether it lies in a labelled window, the score handed to NAB's
+    /// scorer where an event starts or escalates (`nab_reports`: with it,
+    /// NAB's own scorer can be run on these files), and which check gave
+    /// the score. Rows without a decision (no
     /// full window yet, or the inside of an averaged point) leave the
     /// detector's columns empty. This is what the plots are drawn from, in
     /// a form other tools can read.
@@ -302,6 +303,7 @@ impl SeriesOutcome {
                 "anomalous",
                 "labelled",
                 "reported",
+                "cause",
             ])
             .map_err(failed)?;
         let reported = nab_reports(&self.decisions);
@@ -328,6 +330,11 @@ impl SeriesOutcome {
             } else {
                 String::new()
             });
+            record.push(
+                self.decisions[row]
+                    .map_or("", |d| d.cause.as_str())
+                    .to_owned(),
+            );
             writer.write_record(&record).map_err(failed)?;
         }
         writer.flush().map_err(|e| Error::io(path, e))

@@ -413,8 +413,17 @@ impl ServedModel {
 /// Takes the series state a graceful stop left at `path`, if any. A state
 /// that cannot be used is reported and dropped: the daemon then warms every
 /// series up, as it would without one, rather than refusing to start.
-fn resume(table: &mut SeriesTable, path: &Path, models: &[ServedModel]) {
+/// Series of a model that now centres its windows otherwise keep their
+/// windows and restart their detectors, as after such a reload; returns
+/// their events that were open, by model and series, to be closed.
+fn resume(
+    table: &mut SeriesTable,
+    path: &Path,
+    models: &[ServedModel],
+    metrics: &Metrics,
+) -> Vec<(usize, String, OpenEvent)> {
     let keys: Vec<ModelKey> = models.iter().map(ServedModel::key).collect();
+    let mut ended = Vec::new();
     match state::take(path) {
         Ok(None) => {}
         Ok(Some(snapshot)) => match table.restore(snapshot, &keys) {
@@ -425,6 +434,20 @@ fn resume(table: &mut SeriesTable, path: &Path, models: &[ServedModel]) {
                     file = %path.display(),
                     "series state resumed"
                 );
+                for &index in &restored.rescaled {
+                    let (restarted, open) = table.restart_detectors(&models[index].shape(index));
+                    metrics.detector_restarts.inc_by(restarted as u64);
+                    tracing::warn!(
+                        model = %models[index].name,
+                        series = restarted,
+                        closed_events = open.len(),
+                        "the model centres its windows otherwise than when the state was saved, so its errors are on another scale: its series keep their windows and start their detectors afresh (warming up again), and their open events close"
+                    );
+                    ended.extend(
+                        open.into_iter()
+                            .map(|(series, event)| (index, series, event)),
+                    );
+                }
                 let shapes: Vec<(usize, Option<&ValueRange>)> = models
                     .iter()
                     .map(|m| (m.window, m.range.as_ref()))
@@ -448,6 +471,7 @@ fn resume(table: &mut SeriesTable, path: &Path, models: &[ServedModel]) {
             "series state not resumed; every series warms up again"
         ),
     }
+    ended
 }
 
 /// What a reload does with a model's new artifact.
@@ -719,8 +743,9 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
         config.series.max_gap_seconds,
         config.detector,
     );
+    let mut closing = Vec::new();
     if let Some(path) = &config.series.state_file {
-        resume(&mut table, path, &models);
+        closing = resume(&mut table, path, &models, &metrics);
         metrics.series_tracked.set(table.len() as i64);
     }
     let resumed = !table.is_empty();
@@ -732,6 +757,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
         producer,
         rebalanced: rebalanced_rx,
         resumed,
+        closing,
         device,
         config,
     };
@@ -756,6 +782,10 @@ struct Pipeline {
     /// The table holds series resumed from a state file, and no partitions
     /// have been assigned since.
     resumed: bool,
+    /// Events open in the state file that the resume closed (their model
+    /// centres its windows otherwise now), by model and series: their
+    /// closed messages go out first.
+    closing: Vec<(usize, String, OpenEvent)>,
     device: Device,
     config: ServeConfig,
 }
@@ -794,6 +824,8 @@ impl Pipeline {
             })
             .map_err(|e| Error::Backend(format!("starting the inference thread: {e}")))?;
 
+        let closing = std::mem::take(&mut self.closing);
+        self.close_events(closing).await;
         let max_wait = Duration::from_millis(self.config.scoring.max_wait_ms);
         let mut batch = Batch::default();
         let mut in_flight = 0usize;
@@ -1013,14 +1045,25 @@ impl Pipeline {
             closed_events = ended.len(),
             "the reloaded model centres its windows otherwise, so its errors are on another scale: its series' detectors start afresh (warming up again) and their open events close"
         );
-        let events = if self.config.kafka.event_phases.contains(&EventPhase::Closed) {
+        self.close_events(
             ended
                 .into_iter()
-                .map(|(series, open)| self.event(index, &series, EventPhase::Closed, open))
-                .collect()
-        } else {
-            Vec::new()
-        };
+                .map(|(series, open)| (index, series, open))
+                .collect(),
+        )
+        .await;
+    }
+
+    /// Writes the closed messages of `ended` events (by model and series),
+    /// which ended because their series' detectors restarted.
+    async fn close_events(&self, ended: Vec<(usize, String, OpenEvent)>) {
+        if !self.config.kafka.event_phases.contains(&EventPhase::Closed) {
+            return;
+        }
+        let events = ended
+            .into_iter()
+            .map(|(model, series, open)| self.event(model, &series, EventPhase::Closed, open))
+            .collect();
         self.publish(events).await;
     }
 

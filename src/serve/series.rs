@@ -247,11 +247,15 @@ pub struct TableSnapshot {
 }
 
 /// What [`SeriesTable::restore`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
     pub series: usize,
-    /// Saved series whose model is no longer served the same way.
+    /// Saved series whose model no longer cuts windows the same way.
     pub skipped: usize,
+    /// Models, by index, whose series were resumed with windows that fit
+    /// but detectors that judged another centring's errors: they must be
+    /// restarted ([`SeriesTable::restart_detectors`]).
+    pub rescaled: Vec<usize>,
 }
 
 /// Counters the table reports back.
@@ -487,8 +491,9 @@ impl SeriesTable {
         }
     }
 
-    /// Takes over the series of `snapshot` whose model is served the same
-    /// way now (`models`, by index); refused whole when the detector or the
+    /// Takes over the series of `snapshot` whose model cuts windows the
+    /// same way now (`models`, by index), and says which of those models
+    /// centre them otherwise; refused whole when the detector or the
     /// stride changed, as every saved detector would then be the wrong one.
     pub fn restore(
         &mut self,
@@ -505,13 +510,17 @@ impl SeriesTable {
             ));
         }
         let total = snapshot.series.len();
+        let fits = |model: usize| match (snapshot.models.get(model), models.get(model)) {
+            (Some(saved), Some(now)) => saved.same_buffers(now),
+            _ => false,
+        };
+        let rescaled: Vec<usize> = (0..models.len())
+            .filter(|&model| fits(model) && snapshot.models.get(model) != models.get(model))
+            .collect();
         let mut kept: Vec<(String, SeriesState)> = snapshot
             .series
             .into_iter()
-            .filter(|(_, state)| {
-                let saved = snapshot.models.get(state.model);
-                saved.is_some() && saved == models.get(state.model)
-            })
+            .filter(|(_, state)| fits(state.model))
             .collect();
         let matching = kept.len();
         // The most recently seen first, should the table be smaller now.
@@ -524,6 +533,7 @@ impl SeriesTable {
         Ok(Restored {
             series,
             skipped: total - matching,
+            rescaled,
         })
     }
 
@@ -795,7 +805,8 @@ mod tests {
             restored,
             Ok(Restored {
                 series: 2,
-                skipped: 0
+                skipped: 0,
+                rescaled: Vec::new(),
             })
         );
         // "a" has its window, and the time it had reached.
@@ -849,7 +860,7 @@ mod tests {
     }
 
     #[test]
-    fn a_restore_skips_series_whose_model_changed_and_refuses_another_detector() {
+    fn a_restore_skips_series_whose_windows_changed_and_refuses_another_detector() {
         let saved = || {
             let mut t = table(1, 10);
             admit(&mut t, "a", 0.0, 1.0);
@@ -864,16 +875,28 @@ mod tests {
             centered: (true, false),
             ..key("m")
         };
-        for models in [vec![key("elsewhere")], vec![wider], vec![centred], vec![]] {
+        for models in [vec![key("elsewhere")], vec![wider], vec![]] {
             assert_eq!(
                 moved.restore(saved(), &models),
                 Ok(Restored {
                     series: 0,
-                    skipped: 1
+                    skipped: 1,
+                    rescaled: Vec::new(),
                 })
             );
         }
         assert!(moved.is_empty());
+        // Centred otherwise, the windows still fit: the series is kept, and
+        // its model named for a restart of its detectors.
+        assert_eq!(
+            moved.restore(saved(), &[centred]),
+            Ok(Restored {
+                series: 1,
+                skipped: 0,
+                rescaled: vec![0],
+            })
+        );
+        assert_eq!(moved.model_of("a"), Some(0));
         let other_detector = DetectorConfig {
             min_history: 7,
             ..DetectorConfig::default()
