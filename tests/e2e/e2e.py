@@ -7,7 +7,8 @@ anomalyd did not write (confluent-kafka's Python client).
 2. Produce a clean and an anomalous series (a spike, later a stuck
    stretch) to tansu.
 3. Run `anomalyd serve`; the events topic gets the anomalous series'
-   opened event; let Prometheus scrape it; assert through
+   event, opened (by the range check), escalated (by the stillness check)
+   and closed, each message naming its cause; let Prometheus scrape it; assert through
    Prometheus's query API that the anomaly counter rose for the anomalous
    series and not for the clean one; `promtool check metrics` on a scrape.
 4. SIGTERM: exit 0, committed offsets at the end of what was produced, and
@@ -51,9 +52,11 @@ ANOMALYD, TANSU, PROMETHEUS, PROMTOOL = sys.argv[1:5]
 RULES = sys.argv[5] if len(sys.argv) > 5 else None
 SCRAPE_OUT = sys.argv[6] if len(sys.argv) > 6 else None
 ROWS = 600
-SPIKE_AT = 450
-# Longer than the model's window (32 points), so that one window is flat.
-STUCK = range(520, 560)
+SPIKE_AT = 400
+# Longer than the model's window (32 points), so that one window is flat;
+# early enough that the merge gap (50) passes before the stream ends, so
+# the event closes.
+STUCK = range(440, 480)
 START_MS = 1_700_000_000_000
 checks = 0
 
@@ -270,6 +273,10 @@ def main():
             firsts.setdefault((e["series"], e["start"]), e["phase"])
         check(all(phase == "opened" for phase in firsts.values()),
               f"each event's first message on the topic is its opened one: {firsts}")
+        closed = [e for e in events if e.get("phase") == "closed"]
+        check(closed and all((e["series"], e["start"]) in firsts for e in closed)
+              and all(e["end"] >= e["start"] for e in closed),
+              f"an event closes once the merge gap passes, under the start it opened with: {[(e['phase'], e['start'], e['end']) for e in events]}")
         stuck_from, stuck_to = ((START_MS + row * 60_000) / 1000 for row in (STUCK.start, STUCK.stop))
         by_stillness = [e for e in events if e.get("cause") == "stillness"]
         check(by_stillness and all(e["end"] >= stuck_from and e["start"] <= stuck_to for e in by_stillness)
