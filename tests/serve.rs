@@ -443,6 +443,23 @@ struct Offline {
 }
 
 impl Offline {
+    /// What offline detection with `detector` decides on each row, both
+    /// scales and the point checks included, as the daemon judges.
+    fn decisions(
+        &self,
+        detector: &anomalyd::detect::DetectorConfig,
+        model: &anomalyd::model::artifact::TrainedModel,
+    ) -> Vec<Option<anomalyd::detect::Decision>> {
+        anomalyd::score::detect_rows(
+            detector,
+            model,
+            &self.errors,
+            self.coarse.as_deref(),
+            Some(&self.points),
+        )
+        .0
+    }
+
     /// What a detector started at row `from` sees: no error before it.
     fn started_at(mut self, from: usize) -> Self {
         let before = from.min(self.errors.len());
@@ -541,14 +558,9 @@ fn offline_messages_from(
     use anomalyd::detect::EventChange;
     let model = anomalyd::model::artifact::TrainedModel::load(model_dir, &common::test_device())
         .unwrap_or_else(|e| panic!("{e}"));
-    let offline = offline_errors(&model, values).started_at(from);
-    let (decisions, _) = anomalyd::score::detect_rows(
-        detector,
-        &model,
-        &offline.errors,
-        offline.coarse.as_deref(),
-        Some(&offline.points),
-    );
+    let decisions = offline_errors(&model, values)
+        .started_at(from)
+        .decisions(detector, &model);
     // Decisions count scored rows; their events' indices are mapped back.
     let scored: Vec<usize> = (0..decisions.len())
         .filter(|&row| decisions[row].is_some())
@@ -1044,15 +1056,8 @@ fn centring_flip(dir: &std::path::Path) -> CentringFlip {
             .unwrap_or_else(|e| panic!("{e}"))
     };
     let (old, new) = (load(&model_dir), load(&detrended));
-    let offline = offline_errors(&old, &values[..FLIP_AT]);
-    let (decisions, _) = anomalyd::score::detect_rows(
-        &detector,
-        &old,
-        &offline.errors,
-        offline.coarse.as_deref(),
-        Some(&offline.points),
-    );
-    let last_flagged = decisions
+    let last_flagged = offline_errors(&old, &values[..FLIP_AT])
+        .decisions(&detector, &old)
         .iter()
         .rposition(|d| d.is_some_and(|d| d.flagged))
         .unwrap_or(0);
@@ -1065,14 +1070,8 @@ fn centring_flip(dir: &std::path::Path) -> CentringFlip {
         .chain(after)
         .collect();
     let last_threshold = |offline: &Offline| {
-        let (decisions, _) = anomalyd::score::detect_rows(
-            &detector,
-            &new,
-            &offline.errors,
-            offline.coarse.as_deref(),
-            Some(&offline.points),
-        );
-        decisions
+        offline
+            .decisions(&detector, &new)
             .iter()
             .rev()
             .flatten()
@@ -1324,13 +1323,7 @@ fn multiscale_case(
     let last = |decisions: &[Option<anomalyd::detect::Decision>]| {
         decisions.iter().rev().flatten().next().copied()
     };
-    let (both, _) = anomalyd::score::detect_rows(
-        &detector,
-        &model,
-        &offline.errors,
-        offline.coarse.as_deref(),
-        Some(&offline.points),
-    );
+    let both = offline.decisions(&detector, &model);
     let (alone, _) = anomalyd::detect::detect_all(
         &detector,
         model.manifest.threshold.value,
