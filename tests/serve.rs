@@ -642,6 +642,17 @@ fn series_rows(names: &[&str], rows: std::ops::Range<usize>) -> Vec<Outgoing> {
         .collect()
 }
 
+/// Waits (up to a minute) until `metrics` count `windows` scored windows.
+async fn wait_until_scored(metrics: &anomalyd::metrics::Metrics, windows: u64) {
+    assert!(
+        until(Duration::from_secs(60), || metrics.windows_scored.get()
+            >= windows)
+        .await,
+        "scored {} of {windows}",
+        metrics.windows_scored.get()
+    );
+}
+
 async fn until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
@@ -1172,13 +1183,7 @@ async fn a_reload_that_centres_otherwise_restarts_the_series_detectors() {
     )
     .await;
     let windows = multiscale_windows(flip.values.len());
-    assert!(
-        until(Duration::from_secs(60), || metrics.windows_scored.get()
-            >= windows)
-        .await,
-        "scored {} of {windows}",
-        metrics.windows_scored.get()
-    );
+    wait_until_scored(&metrics, windows).await;
     flip.check(&brokers, metrics.threshold.with_label_values(&["ms"]).get());
     daemon.stop().await;
 }
@@ -1473,13 +1478,7 @@ async fn serve_one_series(
         .await
         .unwrap_or_else(|e| panic!("start failed: {e}"));
     let metrics = running.metrics.clone();
-    assert!(
-        until(Duration::from_secs(60), || metrics.windows_scored.get()
-            >= windows)
-        .await,
-        "scored {} of {windows}",
-        metrics.windows_scored.get()
-    );
+    wait_until_scored(&metrics, windows).await;
     OneSeries {
         cluster,
         running,
