@@ -965,9 +965,9 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
     if multivariate {
         header.extend(series.feature_names.iter().map(|n| format!("error_{n}")));
     }
-    header.extend(["score", "threshold", "anomaly"].map(str::to_owned));
+    header.extend(["score", "threshold", "anomaly", "cause"].map(str::to_owned));
     writer.write_record(&header)?;
-    let blank = 1 + if multivariate { series.n_features() } else { 0 } + 3;
+    let blank = 1 + if multivariate { series.n_features() } else { 0 } + 4;
     for ((stamp, row), decision) in series.timestamps.iter().zip(&rows).zip(&decisions) {
         let mut record = vec![stamp.clone()];
         match (row, decision) {
@@ -983,6 +983,7 @@ fn run_score(args: &ScoreArgs) -> Result<()> {
                         .map_or_else(String::new, |t| t.to_string()),
                 );
                 record.push(u8::from(decision.anomalous).to_string());
+                record.push(decision.cause.as_str().to_owned());
             }
             _ => record.extend(std::iter::repeat_n(String::new(), blank)),
         }

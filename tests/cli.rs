@@ -84,7 +84,7 @@ fn train_score_inspect_on_a_nab_series() {
         input_rows,
         "one output row per input row, plus the header"
     );
-    assert_eq!(lines[0], "timestamp,error,score,threshold,anomaly");
+    assert_eq!(lines[0], "timestamp,error,score,threshold,anomaly,cause");
     assert!(
         lines[1].starts_with("2014-04-01 00:00:00,,"),
         "{}",
@@ -108,7 +108,7 @@ fn train_score_inspect_on_a_nab_series() {
         "{}",
         lines[48]
     );
-    assert_eq!(&first[2..], ["0.000000", "", "0"], "{}", lines[48]);
+    assert_eq!(&first[2..], ["0.000000", "", "0", "error"], "{}", lines[48]);
     // 100 points (200 rows) later it is warm.
     let warm: Vec<&str> = lines[248].split(',').collect();
     let score = warm[2].parse::<f64>().unwrap_or(-1.0);
@@ -124,10 +124,16 @@ fn train_score_inspect_on_a_nab_series() {
     );
     assert!(matches!(warm[4], "0" | "1"), "{}", lines[248]);
     assert!(
-        lines[2..248].iter().all(|l| !l.ends_with(",1")),
+        ["error", "coarse", "range", "stillness"].contains(&warm[5]),
+        "{}",
+        lines[248]
+    );
+    let in_event = |line: &&str| line.split(',').nth(4) == Some("1");
+    assert!(
+        !lines[2..248].iter().any(in_event),
         "flagged while warming up"
     );
-    let flagged = lines[1..].iter().filter(|l| l.ends_with(",1")).count();
+    let flagged = lines[1..].iter().filter(|line| in_event(line)).count();
     assert!(
         flagged > 0,
         "the jump in art_daily_jumpsup was not flagged at all"
@@ -454,7 +460,7 @@ fn train_with_the_time_of_day_records_it_and_score_derives_it() {
     let written = scored(&model_arg, &data, &scores_arg);
     assert_eq!(
         written.lines().next(),
-        Some("timestamp,error,score,threshold,anomaly")
+        Some("timestamp,error,score,threshold,anomaly,cause")
     );
     let rows_scored = written
         .lines()
