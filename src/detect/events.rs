@@ -1,6 +1,9 @@
 //! Consecutive flagged points become anomaly events.
 //!
-//! A run of flags becomes an event once it is `min_length` points long;
+//! A run of flags becomes an event once it is `min_length` points long
+//! and its score has reached `min_peak` (a run that only grazes a learnt
+//! threshold is within that threshold's own noise: on NAB no such event
+//! touched a labelled window; README, "A run must clear its threshold");
 //! flags at most `merge_gap` points after the last flag extend it; after an
 //! event ends, flags within `cooldown` points are ignored unless they score
 //! higher than that event's peak. The cool-down is there for aftershocks,

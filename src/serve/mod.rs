@@ -436,6 +436,9 @@ fn resume(
                 );
                 for &index in &restored.rescaled {
                     let (restarted, open) = table.restart_detectors(&models[index].shape(index));
+                    if restarted == 0 {
+                        continue;
+                    }
                     metrics.detector_restarts.inc_by(restarted as u64);
                     tracing::warn!(
                         model = %models[index].name,
@@ -981,12 +984,14 @@ impl Pipeline {
                     .map_err(|_| stopped())?;
             }
             self.models[index] = replacement;
-            self.metrics.model_reloads.with_label_values(&["ok"]).inc();
-            tracing::info!(model = %self.models[index].name, "model reloaded");
-            self.models[index].warn_if_factor_measured_elsewhere(&self.config.detector);
+            // Before the reload counts as done: whoever watches the counter
+            // then sees the detectors restarted.
             if let Some(change) = restart {
                 self.restart_detectors(index, &change).await;
             }
+            self.metrics.model_reloads.with_label_values(&["ok"]).inc();
+            tracing::info!(model = %self.models[index].name, "model reloaded");
+            self.models[index].warn_if_factor_measured_elsewhere(&self.config.detector);
         }
         self.metrics.model_info.reset();
         for model in &self.models {

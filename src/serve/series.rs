@@ -225,7 +225,7 @@ impl ModelKey {
     /// Whether a series' buffers fit `other` as they fit this: everything
     /// but the centring, which only the networks' input and the errors'
     /// scale depend on. A field added to the key counts here unless it is
-    /// named below.
+    /// taken from `other` below.
     pub fn same_buffers(&self, other: &ModelKey) -> bool {
         let with_other_centring = ModelKey {
             centered: other.centered,
