@@ -935,7 +935,6 @@ impl Pipeline {
         scored: &mut mpsc::Receiver<Result<Scored>>,
         in_flight: &mut usize,
     ) -> Result<()> {
-        let stopped = || Error::Backend("the inference thread stopped".into());
         for index in 0..self.models.len() {
             let path = self.models[index].path.clone();
             let device = self.device.clone();
@@ -976,12 +975,12 @@ impl Pipeline {
                 replacement.main_input(),
             ))
             .await
-            .map_err(|_| stopped())?;
+            .map_err(|_| inference_stopped())?;
             if let (Some(coarse), Some((slot, input))) = (model.coarse, replacement.coarse_input())
             {
                 work.send(Work::Swap(slot, Box::new(coarse.network), input))
                     .await
-                    .map_err(|_| stopped())?;
+                    .map_err(|_| inference_stopped())?;
             }
             self.models[index] = replacement;
             // Before the reload counts as done: whoever watches the counter
@@ -1025,10 +1024,7 @@ impl Pipeline {
         in_flight: &mut usize,
     ) -> Result<()> {
         while *in_flight > 0 {
-            let batch = scored
-                .recv()
-                .await
-                .ok_or_else(|| Error::Backend("the inference thread stopped".into()))?;
+            let batch = scored.recv().await.ok_or_else(inference_stopped)?;
             *in_flight -= 1;
             self.finish_batch(consumer, batch?).await;
         }
@@ -1515,6 +1511,11 @@ enum Work {
     Swap(usize, Box<Network>, NetworkInput),
 }
 
+/// The inference thread's channel closed: it stopped (or panicked).
+fn inference_stopped() -> Error {
+    Error::Backend("the inference thread stopped".into())
+}
+
 /// Closes the open batch and queues it; returns how many batches went.
 async fn send_batch(tx: &mpsc::Sender<Work>, batch: &mut Batch) -> Result<usize> {
     if batch.opened.is_none() {
@@ -1523,7 +1524,7 @@ async fn send_batch(tx: &mpsc::Sender<Work>, batch: &mut Batch) -> Result<usize>
     let full = std::mem::take(batch);
     tx.send(Work::Score(full))
         .await
-        .map_err(|_| Error::Backend("the inference thread stopped".into()))?;
+        .map_err(|_| inference_stopped())?;
     Ok(1)
 }
 
