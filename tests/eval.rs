@@ -692,6 +692,31 @@ fn a_signal_that_stops_moving_is_found_though_its_error_falls() {
     );
 }
 
+/// A sensor that sticks, moves again for a while, then sticks again: the
+/// stillness check remembers the first flat window only for a while, so
+/// the second stretch raises its own event (remembered for ever, the first
+/// stretch's spread of 0 would have hidden every later one).
+#[test]
+fn a_sensor_that_sticks_twice_is_found_twice() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let mut live = noise(3000, 7);
+    let stuck = [(1000, 1099), (2000, 2099)];
+    for &(first, last) in &stuck {
+        for value in &mut live[first..=last] {
+            *value = 0.25;
+        }
+    }
+    labelled_dataset(&root, "s", &live, &stuck);
+    std::fs::create_dir_all(root.join("train/g")).ok();
+    std::fs::write(root.join("train/g/s.csv"), csv_text(&noise(4000, 1), 1)).ok();
+    let args = ["--window", "16", "--epochs", "5", "--no-plots"];
+    let report = eval_report(&root, &dir.path().join("out"), &args);
+    let group = &report["groups"]["g"];
+    assert_eq!(group["tp"], 2, "{group}");
+    assert_eq!(group["fn"], 0, "{group}");
+}
+
 /// Of one series in group `g`, evaluated with k calibrated and with
 /// `--calibrate-k false`: k rose (by at most twice), the report says so
 /// only where it did, the one labelled window is still found and fewer
