@@ -1051,7 +1051,7 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
             tracing::warn!(series = %entry.key, %reason, "not evaluated; its labelled windows count as missed");
         }
         if !outcome.input.label_columns.is_empty() {
-            tracing::warn!(series = %entry.key, columns = %outcome.input.label_columns.join(","), "columns named like labels are left out of the features; --columns chooses them");
+            tracing::warn!(series = %entry.key, columns = %outcome.input.label_columns.join(","), "columns that hold labels (named like them, or 0/1 marking the labelled windows) are left out of the features; --columns chooses them");
         }
         if !outcome.input.non_numeric_columns.is_empty() {
             tracing::warn!(series = %entry.key, columns = %outcome.input.non_numeric_columns.join(","), "columns without a single number (empty, missing or text) are left out of the features");

@@ -952,6 +952,50 @@ fn columns_named_like_labels_are_left_out_of_the_features() {
     );
 }
 
+/// A label column under a name the guard does not know is told by what it
+/// holds: 0s and 1s whose 1s mark the labelled window. A binary feature of
+/// the data (a shift flag, on for a quarter of the rows) stays.
+#[test]
+fn a_column_that_marks_the_labelled_windows_is_left_out_whatever_its_name() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let values = seasonal(1500, 1, 31, &[Injection::Spike { at: 900, size: 8.0 }]);
+    let rows: Vec<f64> = values
+        .iter()
+        .enumerate()
+        .flat_map(|(row, &v)| {
+            let outlier = (900..906).contains(&row);
+            let shift = row % 100 < 25;
+            [v, f64::from(u8::from(outlier)), f64::from(u8::from(shift))]
+        })
+        .collect();
+    labelled_dataset(&root, "s", &[], &[(880, 920)]);
+    let text = csv_text(&rows, 3).replacen(
+        "timestamp,v0,v1,v2",
+        "timestamp,value,is_outlier,night_shift",
+        1,
+    );
+    std::fs::write(root.join("data/g/s.csv"), text).ok();
+    let args = ["--window", "16", "--epochs", "5", "--no-plots"];
+    let guarded = eval_report(&root, &dir.path().join("guarded"), &args);
+    assert_eq!(
+        guarded["series"][0]["label_columns"],
+        serde_json::json!(["is_outlier"])
+    );
+    let chosen = eval_report(
+        &root,
+        &dir.path().join("chosen"),
+        &[&args[..], &["--columns", "value,night_shift"]].concat(),
+    );
+    assert!(chosen["series"][0].get("label_columns").is_none());
+    for count in ["tp", "fp", "fn"] {
+        assert_eq!(
+            guarded["groups"]["g"][count], chosen["groups"]["g"][count],
+            "{count}"
+        );
+    }
+}
+
 /// NAB's art_daily_jumpsdown: a daily pattern whose level drops one day.
 /// Models of values alone see each window's shape, which the lower days
 /// keep; with the default, the coarse model (points of 40 minutes here)

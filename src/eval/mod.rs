@@ -419,6 +419,45 @@ fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, InputN
     Ok((options, left_out))
 }
 
+/// The share of a column's 1s that must lie inside the labelled windows
+/// for it to be taken for labels (see [`columns_marking_the_windows`]).
+const LABEL_LIKE_SHARE: f64 = 0.9;
+
+/// Value columns that hold labels under a name [`LABEL_COLUMNS`] does not
+/// know (`is_outlier`, `fault`, `y`): nothing but 0s and 1s, with at least
+/// one 1 and nearly all of them (`LABEL_LIKE_SHARE`) inside the labelled
+/// windows. A binary feature of the data falls inside the windows about
+/// as often as the windows cover the series; one that marks them is the
+/// answer.
+fn columns_marking_the_windows(series: &Series, windows: &[Interval]) -> Vec<String> {
+    if windows.is_empty() {
+        return Vec::new();
+    }
+    let inside: Vec<bool> = series
+        .times
+        .iter()
+        .map(|&t| {
+            windows
+                .iter()
+                .any(|&(start, end)| (start..=end).contains(&t))
+        })
+        .collect();
+    (0..series.n_features())
+        .filter(|&feature| {
+            let column = (0..series.rows()).map(|row| series.row(row)[feature]);
+            let binary = column.clone().all(|v| v == 0.0 || v == 1.0);
+            let ones: Vec<bool> = column
+                .zip(&inside)
+                .filter(|(v, _)| *v == 1.0)
+                .map(|(_, &inside)| inside)
+                .collect();
+            let marking = ones.iter().filter(|&&inside| inside).count();
+            binary && marking > 0 && marking as f64 >= LABEL_LIKE_SHARE * ones.len() as f64
+        })
+        .map(|feature| series.feature_names[feature].clone())
+        .collect()
+}
+
 /// Trains, detects and counts one series. A series whose file (or train
 /// file) cannot be read, or whose training rows cannot hold one training
 /// window, is not an error: one bad or short file must not stop a
@@ -431,8 +470,24 @@ pub fn evaluate_series(
     device: &Device,
 ) -> Result<SeriesOutcome> {
     let read = || -> Result<(InputNotes, Series, Option<Series>)> {
-        let (csv, left_out) = series_columns(entry, &config.csv)?;
-        let series = Series::from_path(&entry.data, &csv)?;
+        let (mut csv, mut left_out) = series_columns(entry, &config.csv)?;
+        let mut series = Series::from_path(&entry.data, &csv)?;
+        let marking = match config.csv.columns {
+            // Columns the user named are taken as named.
+            Some(_) => Vec::new(),
+            None => columns_marking_the_windows(&series, &entry.windows),
+        };
+        if !marking.is_empty() && marking.len() < series.n_features() {
+            let features = series
+                .feature_names
+                .iter()
+                .filter(|name| !marking.contains(name))
+                .cloned()
+                .collect();
+            csv.columns = Some(features);
+            series = Series::from_path(&entry.data, &csv)?;
+            left_out.label_columns.extend(marking);
+        }
         let training = match &entry.train {
             Some(path) if config.protocol == Protocol::Orion => {
                 Some(Series::from_path(path, &csv)?)
