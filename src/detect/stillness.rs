@@ -15,7 +15,9 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-/// How long the guard remembers the windows it judged, in model windows.
+/// How long the guard remembers the windows it judged, in model windows
+/// (kept as the quietest of each block of one window's judgements, so 16
+/// to 17 of them).
 /// Remembered for ever (as before 2026-11-30), the first stuck stretch of a
 /// series set the floor to 0 and no later one was ever flagged: the
 /// NASA-like set found 30 of its 42 anomalies, and 32 with a memory of
@@ -93,12 +95,14 @@ pub struct StillnessGuard {
     window: usize,
     /// The last `window` points, row-major.
     recent: VecDeque<f32>,
-    /// Per feature: the spreads of the windows judged in the memory that a
-    /// later, quieter window has not outdone, oldest first, with when they
-    /// were judged: the front is the quietest remembered (a sliding
-    /// minimum, at most the memory long).
+    /// Per feature: the quietest spread judged in each of the last
+    /// [`MEMORY_WINDOWS`] blocks of `window` judgements, oldest first: a
+    /// fixed few numbers per feature, whatever the series does.
     #[serde(default)]
-    remembered: Vec<VecDeque<(u64, f64)>>,
+    remembered: Vec<VecDeque<f64>>,
+    /// Per feature: the quietest spread of the block being judged.
+    #[serde(default)]
+    block: Vec<f64>,
     /// Windows judged so far.
     #[serde(default)]
     judged: u64,
@@ -114,12 +118,9 @@ impl StillnessGuard {
             ratio,
             window: window.max(2),
             remembered: Vec::new(),
+            block: Vec::new(),
             judged: 0,
         }
-    }
-
-    fn memory(&self) -> u64 {
-        (self.window * MEMORY_WINDOWS) as u64
     }
 
     /// Takes one point's values (one per feature); once a whole window is
@@ -143,23 +144,17 @@ impl StillnessGuard {
         if self.recent.len() < self.window * features {
             return quiet;
         }
-        let memory = self.memory();
-        self.judged += 1;
-        let judged = self.judged;
         self.remembered.resize_with(features, VecDeque::new);
+        self.block.resize(features, f64::INFINITY);
         let mut below: f64 = 0.0;
-        for ((feature, floor), remembered) in
-            self.floor.iter().enumerate().zip(&mut self.remembered)
+        for (((feature, floor), remembered), block) in self
+            .floor
+            .iter()
+            .enumerate()
+            .zip(&self.remembered)
+            .zip(&mut self.block)
         {
-            while remembered
-                .front()
-                .is_some_and(|&(at, _)| at + memory < judged)
-            {
-                remembered.pop_front();
-            }
-            let quietest = remembered
-                .front()
-                .map_or(*floor, |&(_, recent)| floor.min(recent));
+            let quietest = remembered.iter().copied().fold(floor.min(*block), f64::min);
             let column = self
                 .recent
                 .iter()
@@ -171,10 +166,16 @@ impl StillnessGuard {
             if allowed > 0.0 && now < allowed {
                 below = below.max(allowed / now.max(allowed * 1e-9) - 1.0);
             }
-            while remembered.back().is_some_and(|&(_, recent)| recent >= now) {
-                remembered.pop_back();
+            *block = block.min(now);
+        }
+        self.judged += 1;
+        if self.judged.is_multiple_of(self.window as u64) {
+            for (remembered, block) in self.remembered.iter_mut().zip(&mut self.block) {
+                remembered.push_back(std::mem::replace(block, f64::INFINITY));
+                if remembered.len() > MEMORY_WINDOWS {
+                    remembered.pop_front();
+                }
             }
-            remembered.push_back((judged, now));
         }
         if below > 0.0 {
             StillnessJudgement {
@@ -264,12 +265,11 @@ mod tests {
     #[test]
     fn the_memory_is_bounded() {
         let mut guard = StillnessGuard::new(vec![1.0], 0.3, 4);
-        // Ever louder windows: no later one outdoes an earlier one, so
-        // only leaving the memory removes them.
+        // Ever louder windows: each block's quietest differs.
         for i in 0..10 * 4 * MEMORY_WINDOWS {
             guard.judge(&[(i % 2) as f32 * i as f32]);
         }
-        assert!(guard.remembered[0].len() <= 4 * MEMORY_WINDOWS + 1);
+        assert_eq!(guard.remembered[0].len(), MEMORY_WINDOWS);
     }
 
     #[test]
