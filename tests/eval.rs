@@ -953,8 +953,9 @@ fn columns_named_like_labels_are_left_out_of_the_features() {
 }
 
 /// A label column under a name the guard does not know is told by what it
-/// holds: 0s and 1s whose 1s mark the labelled window. A binary feature of
-/// the data (a shift flag, on for a quarter of the rows) stays.
+/// holds: 0s and 1s whose 1s mark the labelled window. Binary features of
+/// the data stay: a shift flag, on for a quarter of the rows, and a
+/// command pulse that happens to fall inside the window.
 #[test]
 fn a_column_that_marks_the_labelled_windows_is_left_out_whatever_its_name() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -964,15 +965,17 @@ fn a_column_that_marks_the_labelled_windows_is_left_out_whatever_its_name() {
         .iter()
         .enumerate()
         .flat_map(|(row, &v)| {
+            let flag = |on: bool| f64::from(u8::from(on));
             let outlier = (900..906).contains(&row);
             let shift = row % 100 < 25;
-            [v, f64::from(u8::from(outlier)), f64::from(u8::from(shift))]
+            let command = row == 903;
+            [v, flag(outlier), flag(shift), flag(command)]
         })
         .collect();
-    labelled_dataset(&root, "s", &[], &[(880, 920)]);
-    let text = csv_text(&rows, 3).replacen(
-        "timestamp,v0,v1,v2",
-        "timestamp,value,is_outlier,night_shift",
+    labelled_dataset(&root, "s", &[], &[(900, 905)]);
+    let text = csv_text(&rows, 4).replacen(
+        "timestamp,v0,v1,v2,v3",
+        "timestamp,value,is_outlier,night_shift,command",
         1,
     );
     std::fs::write(root.join("data/g/s.csv"), text).ok();
@@ -985,7 +988,7 @@ fn a_column_that_marks_the_labelled_windows_is_left_out_whatever_its_name() {
     let chosen = eval_report(
         &root,
         &dir.path().join("chosen"),
-        &[&args[..], &["--columns", "value,night_shift"]].concat(),
+        &[&args[..], &["--columns", "value,night_shift,command"]].concat(),
     );
     assert!(chosen["series"][0].get("label_columns").is_none());
     for count in ["tp", "fp", "fn"] {

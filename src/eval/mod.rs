@@ -423,12 +423,18 @@ fn series_columns(entry: &Entry, csv: &CsvOptions) -> Result<(CsvOptions, InputN
 /// for it to be taken for labels (see [`columns_marking_the_windows`]).
 const LABEL_LIKE_SHARE: f64 = 0.9;
 
+/// The share of the labelled windows' rows that such a column's 1s must
+/// fill.
+const LABEL_LIKE_COVER: f64 = 0.5;
+
 /// Value columns that hold labels under a name [`LABEL_COLUMNS`] does not
-/// know (`is_outlier`, `fault`, `y`): nothing but 0s and 1s, with at least
-/// one 1 and nearly all of them (`LABEL_LIKE_SHARE`) inside the labelled
-/// windows. A binary feature of the data falls inside the windows about
-/// as often as the windows cover the series; one that marks them is the
-/// answer.
+/// know (`is_outlier`, `fault`, `y`): nothing but 0s and 1s, nearly all of
+/// its 1s inside the labelled windows (`LABEL_LIKE_SHARE`), and filling
+/// most of them (`LABEL_LIKE_COVER`), as a label column does when the
+/// windows were written from it. A binary feature of the data falls
+/// inside the windows about as often as they cover the series; a rare
+/// pulse (a command channel beside telemetry) that happens to fall in one
+/// fills little of it.
 fn columns_marking_the_windows(series: &Series, windows: &[Interval]) -> Vec<String> {
     if windows.is_empty() {
         return Vec::new();
@@ -442,6 +448,7 @@ fn columns_marking_the_windows(series: &Series, windows: &[Interval]) -> Vec<Str
                 .any(|&(start, end)| (start..=end).contains(&t))
         })
         .collect();
+    let window_rows = inside.iter().filter(|&&inside| inside).count();
     (0..series.n_features())
         .filter(|&feature| {
             let column = (0..series.rows()).map(|row| series.row(row)[feature]);
@@ -452,7 +459,10 @@ fn columns_marking_the_windows(series: &Series, windows: &[Interval]) -> Vec<Str
                 .map(|(_, &inside)| inside)
                 .collect();
             let marking = ones.iter().filter(|&&inside| inside).count();
-            binary && marking > 0 && marking as f64 >= LABEL_LIKE_SHARE * ones.len() as f64
+            binary
+                && marking > 0
+                && marking as f64 >= LABEL_LIKE_SHARE * ones.len() as f64
+                && marking as f64 >= LABEL_LIKE_COVER * window_rows as f64
         })
         .map(|feature| series.feature_names[feature].clone())
         .collect()
