@@ -643,6 +643,11 @@ fn train_file_dataset(
     anomaly: std::ops::RangeInclusive<usize>,
 ) {
     labelled_dataset(root, "s", live, &[(*anomaly.start(), *anomaly.end())]);
+    write_train_file(root, training);
+}
+
+/// `training` as the train file of series `g/s.csv`.
+fn write_train_file(root: &Path, training: &[f64]) {
     std::fs::create_dir_all(root.join("train/g")).ok();
     std::fs::write(root.join("train/g/s.csv"), csv_text(training, 1)).ok();
 }
@@ -719,8 +724,7 @@ fn a_sensor_that_sticks_twice_is_found_twice() {
         }
     }
     labelled_dataset(&root, "s", &live, &stuck);
-    std::fs::create_dir_all(root.join("train/g")).ok();
-    std::fs::write(root.join("train/g/s.csv"), csv_text(&noise(4000, 1), 1)).ok();
+    write_train_file(&root, &noise(4000, 1));
     let args = ["--window", "16", "--epochs", "5", "--no-plots"];
     let report = eval_report(&root, &dir.path().join("out"), &args);
     let group = &report["groups"]["g"];
