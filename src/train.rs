@@ -62,7 +62,7 @@ pub const DEFAULT_THRESHOLD_QUANTILE: f64 = 0.999;
 /// to reconstruct. The first fit finds the windows it reconstructs worst
 /// (anomalies among them, as it has seen each only a few times); a second
 /// fit without them keeps their errors high. 3% won on NAB over four seeds
-/// (the README has the figures).
+/// (docs/detection.md has the figures).
 pub const DEFAULT_REFIT_DROP: f64 = 0.03;
 
 /// How the input is corrupted for a denoising autoencoder.
@@ -183,7 +183,7 @@ fn non_negative(field: &str, value: f64) -> Result<()> {
 
 /// Training history a model sees at most under [`Aggregate::Auto`]: longer
 /// histories are averaged down to about this many points. Chosen by
-/// measurement on NAB (the README's "Why `--aggregate auto` won").
+/// measurement on NAB (docs/detection.md, "Why `--aggregate auto` won").
 pub const AUTO_AGGREGATE_POINTS: usize = 3000;
 
 /// How many consecutive rows are averaged into one point before windowing.
@@ -235,14 +235,14 @@ impl std::fmt::Display for Aggregate {
     }
 }
 
-/// The default `--coarse`: see the README for the measurement.
+/// The default `--coarse`: see docs/detection.md for the measurement.
 pub const DEFAULT_COARSE: usize = 4;
 
 /// Which models see their windows centred: each window less its own
 /// per-feature mean (or line, with `detrend`), so that the model (and its
 /// error) judges the shape of a window, not its level. For series whose
 /// level wanders (random walks, trends) a model of levels spends itself on
-/// levels it has not seen; see the README for what each choice measured.
+/// levels it has not seen; see docs/detection.md for what each choice measured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Center {
@@ -252,7 +252,7 @@ pub enum Center {
     /// other's, which says that levels and slopes it has not seen are most
     /// of what the model of levels gets wrong. The coarse model keeps
     /// levels, and so, without the second fit, do the kinds that did not
-    /// gain by it on the sets measured (README, *Detrended windows*): the
+    /// gain by it on the sets measured (docs/detection.md, *Detrended windows*): the
     /// LSTM (detrended, it lost NAB's level anomalies), conv (lost on
     /// average) and deep (drew).
     #[default]
@@ -268,7 +268,7 @@ pub enum Center {
 
 /// `--center auto` keeps the detrended main model when its median
 /// validation window error is below this fraction of the model of levels'
-/// (README, "Detrended windows": 0.5 to 0.7 simulated alike).
+/// (docs/detection.md, "Detrended windows": 0.5 to 0.7 simulated alike).
 pub const AUTO_DETREND_RATIO: f64 = 0.7;
 
 impl Center {
@@ -285,7 +285,7 @@ impl Center {
 }
 
 /// Which models also take the time of day ([`crate::data::calendar`]);
-/// the default, `Auto`, is the README's measurement.
+/// the default, `Auto`, is docs/detection.md's measurement.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeOfDay {
@@ -297,7 +297,7 @@ pub enum TimeOfDay {
     /// seconds from the data's start) however many days they count. A
     /// dense main model keeps its whole code for the window's shape (on
     /// 5-minute data the clock cost it small outliers); an LSTM's gained on
-    /// every set measured (README, "The time of day").
+    /// every set measured (docs/detection.md, "The time of day").
     #[default]
     Auto,
     /// No model does.
@@ -408,7 +408,7 @@ impl DataConfig {
         };
         match (self.center, model) {
             // The coarse model keeps levels: detrended by the same rule it
-            // lost NAB's level anomalies (README, *Detrended windows*).
+            // lost NAB's level anomalies (docs/detection.md, *Detrended windows*).
             (Center::Auto, ModelConfig::Dense(_) | ModelConfig::Vae(_) | ModelConfig::Pca(_))
                 if main =>
             {

@@ -3,19 +3,19 @@
 //! A run of flags becomes an event once it is `min_length` points long
 //! and its score has reached `min_peak` (a run that only grazes a learnt
 //! threshold is within that threshold's own noise: on NAB no such event
-//! touched a labelled window; README, "A run must clear its threshold");
+//! touched a labelled window; docs/detection.md, "A run must clear its threshold");
 //! flags at most `merge_gap` points after the last flag extend it; after an
 //! event ends, flags within `cooldown` points are ignored unless they score
 //! higher than that event's peak. The cool-down is there for aftershocks,
 //! which are no larger than the event they follow; a flag that outscores
 //! it is news (a cool-down that ignored it missed a labelled window at 250×
-//! the threshold on NAB; README, "A flag that outscores the last event").
+//! the threshold on NAB; docs/detection.md, "A flag that outscores the last event").
 //!
 //! For the same reason an open event is **escalated** when a flag's error,
 //! as a multiple of its threshold, reaches [`ESCALATION`] times the most
 //! the event had reached: merged into a marginal event, a far larger one
 //! would otherwise say nothing new (NAB's scorer saw such an event as a
-//! false positive before a missed window; README, "An event that grows").
+//! false positive before a missed window; docs/detection.md, "An event that grows").
 
 use serde::{Deserialize, Serialize};
 

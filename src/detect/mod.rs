@@ -106,14 +106,14 @@ pub struct ThresholdParams {
     pub depth: Option<usize>,
 }
 
-/// The default `trim` of mean-std (see the README for the measurement).
+/// The default `trim` of mean-std (see docs/detection.md for the measurement).
 pub const DEFAULT_TRIM: f64 = 0.01;
 
 fn default_trim() -> f64 {
     DEFAULT_TRIM
 }
 
-/// The default `exclude` of mean-std, in model windows (see the README).
+/// The default `exclude` of mean-std, in model windows (see docs/detection.md).
 pub const DEFAULT_EXCLUDE: f64 = 2.0;
 
 fn default_exclude() -> f64 {
@@ -183,7 +183,7 @@ pub struct DetectorConfig {
     pub calibrated_k: bool,
 }
 
-/// The default method, chosen by measurement on NAB (see the README):
+/// The default method, chosen by measurement on NAB (see docs/detection.md):
 /// trailing mean + 4σ over 2000 points on the EWMA(0.3)-smoothed error,
 /// its largest 1% and up to two model windows of flagged points left out,
 /// with flags up to 50 points apart merged into one event, which a run
@@ -198,15 +198,15 @@ pub const DEFAULT_EVENTS: EventConfig = EventConfig {
     min_peak: DEFAULT_MIN_PEAK,
 };
 /// The score a run of flags must reach to be an event: its smoothed error
-/// 1/12 over its threshold (README, "A run must clear its threshold").
+/// 1/12 over its threshold (docs/detection.md, "A run must clear its threshold").
 pub const DEFAULT_MIN_PEAK: f64 = 0.52;
 pub const DEFAULT_MIN_HISTORY: usize = 100;
-/// The default `range_tolerance` (see the README's "Values beyond the
-/// training range").
+/// The default `range_tolerance` (see docs/detection.md, "Values beyond
+/// the training range").
 pub const DEFAULT_RANGE_TOLERANCE: f64 = 0.05;
 
-/// The default `flatline_ratio` (see the README's "A signal that stops
-/// moving").
+/// The default `flatline_ratio` (see docs/detection.md, "A signal that
+/// stops moving").
 pub const DEFAULT_FLATLINE_RATIO: f64 = 0.5;
 
 impl Default for DetectorConfig {
@@ -231,7 +231,7 @@ impl DetectorConfig {
     /// trailing windows span the same time. Mean-std counts every coarse
     /// point: a coarse flag holds for `multiple` points, so a coarse
     /// threshold kept low holds events open, merging false ones into true
-    /// ones (measured, see the README).
+    /// ones (measured: docs/detection.md).
     pub fn coarsened(&self, multiple: usize) -> Self {
         let scale = |points: usize| points.div_ceil(multiple.max(1)).max(2);
         let threshold = match self.threshold {

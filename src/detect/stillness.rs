@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 /// Remembered for ever (as before 2026-11-30), the first stuck stretch of a
 /// series set the floor to 0 and no later one was ever flagged: the
 /// NASA-like set found 30 of its 42 anomalies (seed 42), and 32 with a
-/// memory of 16 windows, for no false event more on any set (see the
-/// README).
+/// memory of 16 windows, for no false event more on any set (see
+/// docs/detection.md).
 pub const MEMORY_WINDOWS: usize = 16;
 
 /// The smallest per-feature standard deviation over every window of

@@ -261,7 +261,7 @@ pub fn windows_outside(times: &[f64], windows: &[Interval]) -> usize {
 /// detection outside one, so an event is reported when it is confirmed, as
 /// an operator would be paged once, and again only if it escalates (see
 /// `detect::events`): on NAB every escalation after the probationary
-/// period fell inside a labelled window (README, "An event that grows").
+/// period fell inside a labelled window (docs/detection.md, "An event that grows").
 pub fn nab_reports(decisions: &[Option<Decision>]) -> Vec<f64> {
     decisions
         .iter()
