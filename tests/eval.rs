@@ -1096,3 +1096,110 @@ fn center_auto_chooses_per_series_and_the_report_says_what() {
         "report.md: {markdown}"
     );
 }
+
+/// One labelled set whose files are written the ways other tools write
+/// them: a spreadsheet's export (byte-order mark, CRLF, datetimes), epoch
+/// milliseconds, ISO 8601 with a zone, row numbers (Yahoo's A1), dates
+/// alone, and the time column after a text column. Each is read as
+/// written, its labels in the same form, and its level shift found.
+#[test]
+fn timestamps_and_files_as_other_tools_write_them_are_all_read() {
+    use chrono::{Duration, NaiveDate};
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    for part in ["data/g", "labels"] {
+        std::fs::create_dir_all(root.join(part)).ok();
+    }
+    let start = NaiveDate::from_ymd_opt(2024, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default();
+    let at = |row: usize| start + Duration::minutes(5 * row as i64);
+    let json_text = |text: String| serde_json::Value::String(text);
+    let json_number = |number: i64| serde_json::Value::from(number);
+    type Stamp<'a> = Box<dyn Fn(usize) -> (String, serde_json::Value) + 'a>;
+    let formats: [(&str, Stamp<'_>); 6] = [
+        (
+            "spreadsheet",
+            Box::new(|r| {
+                let text = at(r).format("%Y-%m-%d %H:%M:%S").to_string();
+                (text.clone(), json_text(text))
+            }),
+        ),
+        (
+            "epoch_ms",
+            Box::new(|r| {
+                let ms = at(r).and_utc().timestamp_millis();
+                (ms.to_string(), json_number(ms))
+            }),
+        ),
+        (
+            "iso_zoned",
+            Box::new(|r| {
+                let text = at(r).format("%Y-%m-%dT%H:%M:%SZ").to_string();
+                (text.clone(), json_text(text))
+            }),
+        ),
+        (
+            "row_numbers",
+            Box::new(|r| ((r + 1).to_string(), json_number(r as i64 + 1))),
+        ),
+        (
+            "dates",
+            Box::new(|r| {
+                let text = (start.date() + Duration::days(r as i64)).to_string();
+                (text.clone(), json_text(text))
+            }),
+        ),
+        (
+            "time_last",
+            Box::new(|r| {
+                let text = at(r).format("%Y-%m-%d %H:%M:%S").to_string();
+                (text.clone(), json_text(text))
+            }),
+        ),
+    ];
+    let shift = Injection::Shift {
+        from: 1100,
+        to: 1140,
+        size: 3.0,
+    };
+    let mut labels = serde_json::Map::new();
+    for (seed, (name, stamp)) in formats.iter().enumerate() {
+        let values = seasonal(1500, 1, 40 + seed as u64, &[shift]);
+        let (header, newline) = match *name {
+            "spreadsheet" => ("\u{feff}timestamp,value", "\r\n"),
+            "time_last" => ("host,value,time", "\n"),
+            _ => ("timestamp,value", "\n"),
+        };
+        let mut text = format!("{header}{newline}");
+        for (row, value) in values.iter().enumerate() {
+            let line = match *name {
+                "time_last" => format!("web-1,{value:.6},{}", stamp(row).0),
+                _ => format!("{},{value:.6}", stamp(row).0),
+            };
+            text.push_str(&line);
+            text.push_str(newline);
+        }
+        std::fs::write(root.join(format!("data/g/{name}.csv")), text).ok();
+        let window = serde_json::json!([[stamp(1090).1, stamp(1150).1]]);
+        labels.insert(format!("g/{name}.csv"), window);
+    }
+    std::fs::write(
+        root.join("labels/combined_windows.json"),
+        serde_json::Value::Object(labels).to_string(),
+    )
+    .ok();
+    let report = eval_report(
+        &root,
+        &dir.path().join("out"),
+        &["--window", "16", "--epochs", "10", "--no-plots"],
+    );
+    let series = report["series"].as_array().cloned().unwrap_or_default();
+    assert_eq!(series.len(), formats.len(), "{report}");
+    for s in &series {
+        assert!(s["skipped"].is_null(), "{s}");
+        assert_eq!(s["tp"], 1, "{s}");
+        assert_eq!(s["fn"], 0, "{s}");
+    }
+    assert_eq!(report["groups"]["g"]["tp"], formats.len(), "{report}");
+}
