@@ -1097,6 +1097,29 @@ fn center_auto_chooses_per_series_and_the_report_says_what() {
     );
 }
 
+/// One way of writing a series' file: its header and line ending, and
+/// each row's timestamp as the CSV cell and as the labels file writes it.
+struct FileForm {
+    name: &'static str,
+    header: &'static str,
+    newline: &'static str,
+    /// The time column comes after the value, behind a text column.
+    time_last: bool,
+    stamp: fn(usize) -> (String, serde_json::Value),
+}
+
+/// 5-minute rows from 2024-01-01 00:00 UTC.
+fn five_minutes(row: usize) -> chrono::NaiveDateTime {
+    let start = chrono::NaiveDate::from_ymd_opt(2024, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default();
+    start + chrono::Duration::minutes(5 * row as i64)
+}
+
+fn text_stamp(text: String) -> (String, serde_json::Value) {
+    (text.clone(), serde_json::Value::String(text))
+}
+
 /// One labelled set whose files are written the ways other tools write
 /// them: a spreadsheet's export (byte-order mark, CRLF, datetimes), epoch
 /// milliseconds, ISO 8601 with a zone, row numbers (Yahoo's A1), dates
@@ -1104,85 +1127,84 @@ fn center_auto_chooses_per_series_and_the_report_says_what() {
 /// written, its labels in the same form, and its level shift found.
 #[test]
 fn timestamps_and_files_as_other_tools_write_them_are_all_read() {
-    use chrono::{Duration, NaiveDate};
+    let datetime = |r: usize| text_stamp(five_minutes(r).format("%Y-%m-%d %H:%M:%S").to_string());
+    let forms = [
+        FileForm {
+            name: "spreadsheet",
+            header: "\u{feff}timestamp,value",
+            newline: "\r\n",
+            time_last: false,
+            stamp: datetime,
+        },
+        FileForm {
+            name: "epoch_ms",
+            header: "timestamp,value",
+            newline: "\n",
+            time_last: false,
+            stamp: |r| {
+                let ms = five_minutes(r).and_utc().timestamp_millis();
+                (ms.to_string(), serde_json::Value::from(ms))
+            },
+        },
+        FileForm {
+            name: "iso_zoned",
+            header: "timestamp,value",
+            newline: "\n",
+            time_last: false,
+            stamp: |r| text_stamp(five_minutes(r).format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        },
+        FileForm {
+            name: "row_numbers",
+            header: "timestamp,value",
+            newline: "\n",
+            time_last: false,
+            stamp: |r| ((r + 1).to_string(), serde_json::Value::from(r + 1)),
+        },
+        FileForm {
+            name: "dates",
+            header: "timestamp,value",
+            newline: "\n",
+            time_last: false,
+            stamp: |r| {
+                let day = five_minutes(0).date() + chrono::Duration::days(r as i64);
+                text_stamp(day.to_string())
+            },
+        },
+        FileForm {
+            name: "time_last",
+            header: "host,value,time",
+            newline: "\n",
+            time_last: true,
+            stamp: datetime,
+        },
+    ];
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let root = dir.path().join("dataset");
     for part in ["data/g", "labels"] {
         std::fs::create_dir_all(root.join(part)).ok();
     }
-    let start = NaiveDate::from_ymd_opt(2024, 1, 1)
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .unwrap_or_default();
-    let at = |row: usize| start + Duration::minutes(5 * row as i64);
-    let json_text = |text: String| serde_json::Value::String(text);
-    let json_number = |number: i64| serde_json::Value::from(number);
-    type Stamp<'a> = Box<dyn Fn(usize) -> (String, serde_json::Value) + 'a>;
-    let formats: [(&str, Stamp<'_>); 6] = [
-        (
-            "spreadsheet",
-            Box::new(|r| {
-                let text = at(r).format("%Y-%m-%d %H:%M:%S").to_string();
-                (text.clone(), json_text(text))
-            }),
-        ),
-        (
-            "epoch_ms",
-            Box::new(|r| {
-                let ms = at(r).and_utc().timestamp_millis();
-                (ms.to_string(), json_number(ms))
-            }),
-        ),
-        (
-            "iso_zoned",
-            Box::new(|r| {
-                let text = at(r).format("%Y-%m-%dT%H:%M:%SZ").to_string();
-                (text.clone(), json_text(text))
-            }),
-        ),
-        (
-            "row_numbers",
-            Box::new(|r| ((r + 1).to_string(), json_number(r as i64 + 1))),
-        ),
-        (
-            "dates",
-            Box::new(|r| {
-                let text = (start.date() + Duration::days(r as i64)).to_string();
-                (text.clone(), json_text(text))
-            }),
-        ),
-        (
-            "time_last",
-            Box::new(|r| {
-                let text = at(r).format("%Y-%m-%d %H:%M:%S").to_string();
-                (text.clone(), json_text(text))
-            }),
-        ),
-    ];
     let shift = Injection::Shift {
         from: 1100,
         to: 1140,
         size: 3.0,
     };
     let mut labels = serde_json::Map::new();
-    for (seed, (name, stamp)) in formats.iter().enumerate() {
+    for (seed, form) in forms.iter().enumerate() {
         let values = seasonal(1500, 1, 40 + seed as u64, &[shift]);
-        let (header, newline) = match *name {
-            "spreadsheet" => ("\u{feff}timestamp,value", "\r\n"),
-            "time_last" => ("host,value,time", "\n"),
-            _ => ("timestamp,value", "\n"),
-        };
-        let mut text = format!("{header}{newline}");
+        let mut text = format!("{}{}", form.header, form.newline);
         for (row, value) in values.iter().enumerate() {
-            let line = match *name {
-                "time_last" => format!("web-1,{value:.6},{}", stamp(row).0),
-                _ => format!("{},{value:.6}", stamp(row).0),
+            let (stamp, _) = (form.stamp)(row);
+            let line = if form.time_last {
+                format!("web-1,{value:.6},{stamp}")
+            } else {
+                format!("{stamp},{value:.6}")
             };
             text.push_str(&line);
-            text.push_str(newline);
+            text.push_str(form.newline);
         }
-        std::fs::write(root.join(format!("data/g/{name}.csv")), text).ok();
-        let window = serde_json::json!([[stamp(1090).1, stamp(1150).1]]);
-        labels.insert(format!("g/{name}.csv"), window);
+        std::fs::write(root.join(format!("data/g/{}.csv", form.name)), text).ok();
+        let window = serde_json::json!([[(form.stamp)(1090).1, (form.stamp)(1150).1]]);
+        labels.insert(format!("g/{}.csv", form.name), window);
     }
     std::fs::write(
         root.join("labels/combined_windows.json"),
@@ -1195,11 +1217,11 @@ fn timestamps_and_files_as_other_tools_write_them_are_all_read() {
         &["--window", "16", "--epochs", "10", "--no-plots"],
     );
     let series = report["series"].as_array().cloned().unwrap_or_default();
-    assert_eq!(series.len(), formats.len(), "{report}");
+    assert_eq!(series.len(), forms.len(), "{report}");
     for s in &series {
         assert!(s["skipped"].is_null(), "{s}");
         assert_eq!(s["tp"], 1, "{s}");
         assert_eq!(s["fn"], 0, "{s}");
     }
-    assert_eq!(report["groups"]["g"]["tp"], formats.len(), "{report}");
+    assert_eq!(report["groups"]["g"]["tp"], forms.len(), "{report}");
 }
