@@ -96,10 +96,17 @@ impl MeanStd {
             && self.run <= self.exclusion.run
             && self.excluded < self.exclusion.budget
             && self.counted.len() >= self.min_history;
+        // A full window holds window + 1 values for a moment; growing by
+        // doubling would leave up to half of that unused in every series.
+        let bound = self.window + 1;
+        self.values
+            .reserve_exact(growth(self.values.len(), self.values.capacity(), bound));
         self.values.push_back((value, kept_out));
         if kept_out {
             self.excluded += 1;
         } else {
+            self.counted
+                .reserve_exact(growth(self.counted.len(), self.counted.capacity(), bound));
             let at = self.counted.partition_point(|v| *v < value);
             self.counted.insert(at, value);
         }
@@ -115,6 +122,16 @@ impl MeanStd {
         }
         threshold
     }
+}
+
+/// How many more slots a full buffer of `len` values, never holding more
+/// than `bound`, should reserve: it doubles (16 at first) but stops at
+/// `bound`; 0 while it has room.
+fn growth(len: usize, capacity: usize, bound: usize) -> usize {
+    if len < capacity {
+        return 0;
+    }
+    (2 * capacity).max(16).min(bound.max(len + 1)) - len
 }
 
 /// Population mean and variance of the values in `parts`, in two passes.
@@ -329,6 +346,24 @@ mod tests {
         assert!(
             first == 8 && second == 8 && third < 8,
             "{first} {second} {third}"
+        );
+    }
+
+    /// A full window's buffers hold no more than the window needs, so a
+    /// series' threshold costs window + 1 values, not the next power of two.
+    #[test]
+    fn a_full_window_keeps_no_spare_capacity() {
+        let window = 5000;
+        let mut t = MeanStd::new(window, 4.0, 0.01, 100, Exclusion::NONE);
+        for i in 0..3 * window {
+            t.update((i % 97) as f64);
+        }
+        assert_eq!(t.values.len(), window);
+        assert!(t.values.capacity() <= window + 1, "{}", t.values.capacity());
+        assert!(
+            t.counted.capacity() <= window + 1,
+            "{}",
+            t.counted.capacity()
         );
     }
 
