@@ -382,7 +382,8 @@ pub struct DetectorArgs {
     /// Threshold method.
     #[arg(long, value_enum, default_value_t = detect::DEFAULT_THRESHOLD)]
     pub threshold: ThresholdKind,
-    /// Trailing window of meanstd, mad and telemanom (default 2000).
+    /// Trailing window of meanstd (default 5000), mad and telemanom
+    /// (default 2000), in points.
     #[arg(long)]
     pub threshold_window: Option<usize>,
     /// k of meanstd (default 4) and mad (default 6).
