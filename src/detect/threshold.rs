@@ -32,7 +32,9 @@ pub struct MeanStd {
     /// The window's values, each with whether it is kept out of the
     /// statistics.
     values: VecDeque<(f64, bool)>,
-    /// The values that count, sorted.
+    /// The values that count, sorted: derived from `values`, so a saved
+    /// threshold leaves it out and sorts it again on its first update.
+    #[serde(skip)]
     counted: Vec<f64>,
     /// How many of the window's values are kept out.
     excluded: usize,
@@ -80,6 +82,10 @@ impl MeanStd {
     /// the history is shorter than `min_history`); then `value` joins the
     /// history.
     pub fn update(&mut self, value: f64) -> Option<f64> {
+        if self.counted.len() + self.excluded != self.values.len() {
+            self.counted = self.values.iter().filter(|v| !v.1).map(|v| v.0).collect();
+            self.counted.sort_by(f64::total_cmp);
+        }
         let threshold = (self.values.len() >= self.min_history).then(|| {
             // The trim is the share of the window kept out of the
             // statistics; flagged values already out count towards it.
@@ -347,6 +353,31 @@ mod tests {
             first == 8 && second == 8 && third < 8,
             "{first} {second} {third}"
         );
+    }
+
+    /// A restored threshold sorts its window again and goes on exactly as
+    /// the one that was saved; the sorted copy is not saved with it.
+    #[test]
+    fn a_restored_threshold_goes_on_as_the_saved_one() {
+        let value = |i: usize| {
+            if i.is_multiple_of(53) {
+                3.0
+            } else {
+                (i % 7) as f64 / 10.0
+            }
+        };
+        let mut saved = MeanStd::new(200, 4.0, 0.01, 20, Exclusion { budget: 8, run: 4 });
+        for i in 0..300 {
+            saved.update(value(i));
+        }
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&saved, &mut bytes).unwrap_or_else(|e| panic!("{e}"));
+        let mut restored: MeanStd =
+            ciborium::from_reader(bytes.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(restored.counted.is_empty());
+        for i in 300..600 {
+            assert_eq!(restored.update(value(i)), saved.update(value(i)), "{i}");
+        }
     }
 
     /// A full window's buffers hold no more than the window needs, so a
