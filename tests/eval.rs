@@ -129,6 +129,20 @@ fn assert_same_counts(report: &serde_json::Value, other: &serde_json::Value) {
     }
 }
 
+/// `report` counts as `eval` with `--columns columns` does, and that run,
+/// told its columns, lists no label column.
+fn assert_same_as_chosen_columns(
+    guarded: &serde_json::Value,
+    root: &Path,
+    out: &Path,
+    args: &[&str],
+    columns: &str,
+) {
+    let chosen = eval_report(root, out, &[args, &["--columns", columns]].concat());
+    assert!(chosen["series"][0].get("label_columns").is_none());
+    assert_same_counts(guarded, &chosen);
+}
+
 /// In group `g`, the check that was turned off for `off` finds the one
 /// labelled window and the error alone does not, at no false event's cost.
 fn assert_only_the_check_finds_it(on: &serde_json::Value, off: &serde_json::Value, check: &str) {
@@ -890,12 +904,7 @@ fn columns_without_a_number_are_left_out_of_the_features() {
         report["series"][0]["non_numeric_columns"],
         serde_json::json!(["blank", "nan", "status"])
     );
-    let chosen = eval_report(
-        &root,
-        &dir.path().join("chosen"),
-        &[&args[..], &["--columns", "v0"]].concat(),
-    );
-    assert_same_counts(&report, &chosen);
+    assert_same_as_chosen_columns(&report, &root, &dir.path().join("chosen"), &args, "v0");
 }
 
 /// A benchmark file copied as it comes, with its label column and a
@@ -941,13 +950,7 @@ fn columns_named_like_labels_are_left_out_of_the_features() {
         guarded["series"][0]["label_columns"],
         serde_json::json!(["is_anomaly", "trend"])
     );
-    let chosen = eval_report(
-        &root,
-        &dir.path().join("chosen"),
-        &[&args[..], &["--columns", "value"]].concat(),
-    );
-    assert!(chosen["series"][0].get("label_columns").is_none());
-    assert_same_counts(&guarded, &chosen);
+    assert_same_as_chosen_columns(&guarded, &root, &dir.path().join("chosen"), &args, "value");
     assert_eq!(guarded["groups"]["g"]["tp"], 1);
     let markdown =
         std::fs::read_to_string(dir.path().join("guarded/report.md")).unwrap_or_default();
@@ -990,13 +993,13 @@ fn a_column_that_marks_the_labelled_windows_is_left_out_whatever_its_name() {
         guarded["series"][0]["label_columns"],
         serde_json::json!(["is_outlier"])
     );
-    let chosen = eval_report(
+    assert_same_as_chosen_columns(
+        &guarded,
         &root,
         &dir.path().join("chosen"),
-        &[&args[..], &["--columns", "value,night_shift,command"]].concat(),
+        &args,
+        "value,night_shift,command",
     );
-    assert!(chosen["series"][0].get("label_columns").is_none());
-    assert_same_counts(&guarded, &chosen);
 }
 
 /// NAB's art_daily_jumpsdown: a daily pattern whose level drops one day.
