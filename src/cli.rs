@@ -165,7 +165,9 @@ pub struct ModelArgs {
     pub aggregate: Aggregate,
     /// Multi-scale: also train a coarse model on points of this many
     /// (aggregated) points each; a point is anomalous when either model
-    /// flags it. 1 trains one model.
+    /// flags it. 1 trains one model. On training data that would give the
+    /// coarse model fewer than 200 windows, the multiple steps down (not
+    /// under 2) until it has them.
     #[arg(long, default_value_t = anomalyd::train::DEFAULT_COARSE)]
     pub coarse: usize,
     /// Centre each window (subtract its per-feature mean) before the model

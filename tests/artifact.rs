@@ -539,10 +539,49 @@ fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
     assert!(message.contains("coarse/manifest.json"), "{message}");
 
     // Too few rows for the coarse model: a single-scale model, not an error.
-    // 72 rows are 18 coarse points, 14 of them for training: no window of 16.
-    let short = series("short.csv", &common::seasonal(72, 1, 5, &[]), 1);
+    // 36 rows are 18 coarse points even at the smallest multiple (2), 14 of
+    // them for training: no window of 16.
+    let short = series("short.csv", &common::seasonal(36, 1, 5, &[]), 1);
     let single = train(&[short], &request, &device, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
     assert!(single.coarse.is_none() && single.manifest.coarse.is_none());
+}
+
+/// On little training data the coarse model steps down to a multiple that
+/// gives it enough windows, and the artifact and its scoring follow it.
+#[test]
+fn a_coarse_model_on_little_data_averages_fewer_points() {
+    let device = common::test_device();
+    // 720 rows: 180 points and 165 windows of 16 at 4x, 240 and 225 at 3x.
+    let data = series("train.csv", &common::seasonal(720, 1, 3, &[]), 1);
+    let request = TrainRequest {
+        data: anomalyd::train::DataConfig {
+            coarse: 4,
+            ..data_config()
+        },
+        model: ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4)),
+        train: train_config(2),
+    };
+    let mut model =
+        train(&[data], &request, &device, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(model.coarse_multiple(), Some(3));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    saved(&mut model, dir.path());
+    let loaded = TrainedModel::load(dir.path(), &device).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.coarse_multiple(), Some(3));
+    let test = series("test.csv", &common::seasonal(120, 1, 11, &[]), 1);
+    let scored = anomalyd::score::score_scales(&loaded, &test, &device, 64)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let coarse_rows: Vec<usize> = scored
+        .coarse
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(row, e)| e.map(|_| row))
+        .collect();
+    // 120 rows are 40 coarse points; windows of 16 end at points 15..=39,
+    // each on the point's third row.
+    let expected: Vec<usize> = (WINDOW - 1..40).map(|point| point * 3 + 2).collect();
+    assert_eq!(coarse_rows, expected);
 }
 
 #[test]
@@ -601,7 +640,7 @@ fn an_lstm_artifact_from_before_the_cpu_kernel_scores_as_it_did() {
 /// whole clock, and its window spans less than one (a window that spans a
 /// day shows where in the day it is), and only for wall-clock times; a
 /// dense main model does not, an LSTM's does. Windows of 16 points, coarse
-/// points of 4 rows.
+/// points of 2 rows (`--coarse 4` steps down to 2 on a few hundred rows).
 #[test]
 fn auto_gives_the_clock_to_the_models_whose_window_spans_less_than_a_day() {
     let device = common::test_device();
@@ -633,11 +672,11 @@ fn auto_gives_the_clock_to_the_models_whose_window_spans_less_than_a_day() {
     let dense = || ModelConfig::Dense(DenseAeConfig::new(WINDOW, 1, 4));
     let clocks_from = |start, rows, minutes_apart| clocks_of(dense(), start, rows, minutes_apart);
     let clocks = |rows, minutes_apart| clocks_from(1_704_067_200, rows, minutes_apart);
-    // 5-minute rows: the coarse model's window spans 5 h 20 min.
+    // 5-minute rows: the coarse model's window spans 2 h 40 min.
     assert_eq!(clocks(300, 5), (false, Some(true)), "25 hours of data");
     assert_eq!(clocks(250, 5), (false, Some(false)), "under 21 hours");
-    // 30-minute rows: 32 hours.
-    assert_eq!(clocks(300, 30), (false, Some(false)), "30-minute rows");
+    // Hourly rows: 32 hours.
+    assert_eq!(clocks(300, 60), (false, Some(false)), "hourly rows");
     // Seconds counted from the data's start (or row numbers): no hour.
     assert_eq!(
         clocks_from(0, 300, 5),
