@@ -33,6 +33,7 @@ pub struct Metrics {
     pub batch_size: Histogram,
     pub sample_lag_seconds: Histogram,
     pub series_tracked: IntGauge,
+    pub series_evicted: IntCounter,
     pub series_folded: IntCounter,
     pub model_info: IntGaugeVec,
     pub model_reloads: IntCounterVec,
@@ -221,6 +222,14 @@ impl Metrics {
                 IntGauge::new("anomalyd_series_tracked", "Series with state in memory.")
                     .map_err(fail)?,
             )?,
+            series_evicted: register(
+                r,
+                IntCounter::new(
+                    "anomalyd_series_evicted_total",
+                    "Series dropped from memory, least recently seen first, to stay within series.max_series.",
+                )
+                .map_err(fail)?,
+            )?,
             series_folded: register(
                 r,
                 IntCounter::new(
@@ -302,6 +311,14 @@ impl Metrics {
             metrics.model_reloads.with_label_values(&[outcome]);
         }
         Ok(metrics)
+    }
+
+    /// Brings the series gauge and the eviction counter up to the series
+    /// table: `tracked` series now, `evicted` since start-up.
+    pub fn observe_series(&self, tracked: usize, evicted: u64) {
+        self.series_tracked.set(tracked as i64);
+        self.series_evicted
+            .inc_by(evicted.saturating_sub(self.series_evicted.get()));
     }
 
     /// The label value for `series`: itself while under the cap, or

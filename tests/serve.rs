@@ -788,6 +788,49 @@ async fn no_sample_is_lost_when_the_broker_goes_down_and_comes_back() {
     assert_committed_to_the_end(&brokers, "faults");
 }
 
+/// Beyond `series.max_series` the least recently seen series leave memory,
+/// and `/metrics` counts them, so that an operator can tell the table is
+/// too small for the traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn series_beyond_max_series_are_evicted_and_counted() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    trained_model(&model_dir);
+    let cluster = MockCluster::new(1).unwrap_or_else(|e| panic!("mock cluster: {e}"));
+    cluster.create_topic("samples", 1, 1).ok();
+    let brokers = cluster.bootstrap_servers();
+    // One series after the other: the third evicts the first, the fourth
+    // the second.
+    let names = ["s0", "s1", "s2", "s3"];
+    let rows = 60;
+    let messages = names
+        .iter()
+        .flat_map(|name| series_rows(&[name], 0..rows))
+        .collect();
+    produce(&brokers, messages).await;
+
+    let mut config = plain_config(&brokers, "evicting", &model_dir);
+    config.series.max_series = 2;
+    let shutdown = CancellationToken::new();
+    let running = anomalyd::serve::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("start failed: {e}"));
+    wait_until_scored(&running.metrics, (names.len() * (rows - WINDOW + 1)) as u64).await;
+    let addr = running.http_addr;
+    let body = tokio::task::spawn_blocking(move || http_get(addr, "/metrics").1)
+        .await
+        .unwrap_or_default();
+    assert_eq!(metric(&body, "anomalyd_series_tracked"), 2.0, "{body}");
+    assert_eq!(
+        metric(&body, "anomalyd_series_evicted_total"),
+        2.0,
+        "{body}"
+    );
+    shutdown.cancel();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), running.task).await;
+    assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_in_one_group_share_the_partitions() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

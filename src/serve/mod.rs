@@ -749,7 +749,7 @@ pub async fn start(config: ServeConfig, shutdown: CancellationToken) -> Result<R
     let mut closing = Vec::new();
     if let Some(path) = &config.series.state_file {
         closing = resume(&mut table, path, &models, &metrics);
-        metrics.series_tracked.set(table.len() as i64);
+        metrics.observe_series(table.len(), table.events.evicted);
     }
     let resumed = !table.is_empty();
     let pipeline = Pipeline {
@@ -1118,7 +1118,8 @@ impl Pipeline {
                 }
                 Rebalanced::Assigned(_) => {}
             }
-            self.metrics.series_tracked.set(self.table.len() as i64);
+            self.metrics
+                .observe_series(self.table.len(), self.table.events.evicted);
         }
     }
 
@@ -1264,7 +1265,8 @@ impl Pipeline {
             Admission::OutOfOrder => "dropped",
         };
         self.metrics.samples.with_label_values(&[outcome]).inc();
-        self.metrics.series_tracked.set(self.table.len() as i64);
+        self.metrics
+            .observe_series(self.table.len(), self.table.events.evicted);
     }
 
     fn count_invalid(&self, invalid: &Invalid, message: &rdkafka::message::BorrowedMessage<'_>) {
