@@ -182,7 +182,11 @@ impl Default for ScoringConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SeriesConfig {
-    /// Series tracked at once; the least recently seen is evicted beyond it.
+    /// Series tracked at once; the least recently seen is evicted beyond it
+    /// (counted in `anomalyd_series_evicted_total`). The default, 10,000,
+    /// holds about 1.5 GB of detector history once every window is full
+    /// (150 kB a series with the default detector): a bound a pod can
+    /// have, where the old 100,000 (15 GB) bounded nothing in practice.
     pub max_series: usize,
     /// A gap between samples longer than this resets the series' window.
     pub max_gap_seconds: f64,
@@ -197,7 +201,7 @@ pub struct SeriesConfig {
 impl Default for SeriesConfig {
     fn default() -> Self {
         Self {
-            max_series: 100_000,
+            max_series: 10_000,
             max_gap_seconds: 3600.0,
             max_series_labels: 1000,
             state_file: None,
