@@ -483,17 +483,7 @@ fn a_multiscale_artifact_round_trips_and_its_coarse_model_is_checked() {
     let test = series("test.csv", &common::seasonal(200, 1, 11, &[]), 1);
     let scored = anomalyd::score::score_scales(&loaded, &test, &device, 64)
         .unwrap_or_else(|e| panic!("{e}"));
-    let coarse_rows: Vec<usize> = scored
-        .coarse
-        .iter()
-        .flatten()
-        .enumerate()
-        .filter_map(|(row, e)| e.map(|_| row))
-        .collect();
-    // 200 rows are 50 coarse points; windows of 16 end at points 15..=49,
-    // each on the point's fourth row.
-    let expected: Vec<usize> = (WINDOW - 1..50).map(|point| point * 4 + 3).collect();
-    assert_eq!(coarse_rows, expected);
+    assert_eq!(coarse_error_rows(&scored), coarse_window_ends(200, 4));
     let before = scored
         .main
         .iter()
@@ -571,17 +561,28 @@ fn a_coarse_model_on_little_data_averages_fewer_points() {
     let test = series("test.csv", &common::seasonal(120, 1, 11, &[]), 1);
     let scored = anomalyd::score::score_scales(&loaded, &test, &device, 64)
         .unwrap_or_else(|e| panic!("{e}"));
-    let coarse_rows: Vec<usize> = scored
+    assert_eq!(coarse_error_rows(&scored), coarse_window_ends(120, 3));
+}
+
+/// The rows at which a multi-scale model's coarse model gave an error.
+fn coarse_error_rows(scored: &anomalyd::score::ScaleErrors) -> Vec<usize> {
+    scored
         .coarse
         .iter()
         .flatten()
         .enumerate()
         .filter_map(|(row, e)| e.map(|_| row))
-        .collect();
-    // 120 rows are 40 coarse points; windows of 16 end at points 15..=39,
-    // each on the point's third row.
-    let expected: Vec<usize> = (WINDOW - 1..40).map(|point| point * 3 + 2).collect();
-    assert_eq!(coarse_rows, expected);
+        .collect()
+}
+
+/// Where a coarse model of `multiple` rows per point completes a window of
+/// `WINDOW` points over `rows` rows: on the last row of points
+/// `WINDOW - 1` onwards (200 rows at 4x are 50 points, windows ending at
+/// points 15..=49, each on the point's fourth row).
+fn coarse_window_ends(rows: usize, multiple: usize) -> Vec<usize> {
+    (WINDOW - 1..rows / multiple)
+        .map(|point| point * multiple + multiple - 1)
+        .collect()
 }
 
 #[test]
