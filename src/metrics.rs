@@ -317,8 +317,11 @@ impl Metrics {
     /// table: `tracked` series now, `evicted` since start-up.
     pub fn observe_series(&self, tracked: usize, evicted: u64) {
         self.series_tracked.set(tracked as i64);
-        self.series_evicted
-            .inc_by(evicted.saturating_sub(self.series_evicted.get()));
+        // Called per sample: a read, and an increment only after evictions.
+        let unreported = evicted.saturating_sub(self.series_evicted.get());
+        if unreported > 0 {
+            self.series_evicted.inc_by(unreported);
+        }
     }
 
     /// The label value for `series`: itself while under the cap, or
