@@ -184,9 +184,10 @@ impl Default for ScoringConfig {
 pub struct SeriesConfig {
     /// Series tracked at once; the least recently seen is evicted beyond it
     /// (counted in `anomalyd_series_evicted_total`). The default, 10,000,
-    /// holds about 1.5 GB of detector history once every window is full
-    /// (150 kB a series with the default detector): a bound a pod can
-    /// have, where the old 100,000 (15 GB) bounded nothing in practice.
+    /// holds about 0.75 GB of detector history once every window is full
+    /// (76 kB a series with the default detector, `cargo bench --bench
+    /// series_memory`): a bound a pod can have, where the old 100,000
+    /// bounded nothing in practice.
     pub max_series: usize,
     /// A gap between samples longer than this resets the series' window.
     pub max_gap_seconds: f64,

@@ -14,7 +14,11 @@ use std::path::{Path, PathBuf};
 use super::series::TableSnapshot;
 use crate::error::{Error, Result};
 
-/// File format tag; the number changes with any change to the saved types.
+/// File format tag; the number changes with any change to the saved types
+/// that an older file could not be read into. (Mean-std's window went from
+/// double to single precision without one: serde reads a double into a
+/// single, so a file from before resumes, its values rounded as the window
+/// now stores them; tested in the threshold's module.)
 const MAGIC: &[u8; 8] = b"ANOMST03";
 
 /// Writes `snapshot` to `path` atomically (a sibling file, then a rename).

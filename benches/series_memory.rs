@@ -1,0 +1,54 @@
+//! What one series costs the daemon once its detector's history has
+//! filled: live heap bytes (counted by dhat's allocator) and the bytes the
+//! state file keeps for it (its detector as `serve` saves it, CBOR), for
+//! the shape `train` gives by default: a main scale, a 4× coarse scale
+//! beside it, and the range and stillness checks. The figures are counts,
+//! not timings, so they do not vary between runs.
+//! `cargo bench --bench series_memory` prints one JSON line.
+
+use anomalyd::detect::{DEFAULT_MEANSTD_WINDOW, Detector, DetectorConfig, ValueRange};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const MODEL_WINDOW: usize = 32;
+const COARSE_MULTIPLE: usize = 4;
+
+fn live_bytes() -> usize {
+    dhat::HeapStats::get().curr_bytes
+}
+
+fn main() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let config = DetectorConfig::default();
+    let window = DEFAULT_MEANSTD_WINDOW;
+    let before = live_bytes();
+    let mut detector = Detector::with_coarse(&config, 1.0, MODEL_WINDOW, COARSE_MULTIPLE, 1.0)
+        .with_range(
+            &config,
+            Some(ValueRange {
+                min: vec![-1.0],
+                max: vec![1.0],
+                quietest: Some(vec![0.01]),
+            }),
+        );
+    // Both scales' windows span the same time (the coarse one a quarter as
+    // many points): twice that fills them and slides them.
+    let points = 2 * window;
+    for i in 0..points {
+        let noise = ((i * 7919) % 101) as f64 / 1000.0;
+        detector.observe_values(&[(i as f32 / 20.0).sin()]);
+        if i % COARSE_MULTIPLE == COARSE_MULTIPLE - 1 {
+            detector.observe_coarse(0.1 + noise);
+        }
+        detector.update(0.1 + noise);
+    }
+    let held = live_bytes().saturating_sub(before);
+    let mut state = Vec::new();
+    ciborium::into_writer(&detector, &mut state).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "{{\"bench\":\"series_memory\",\"threshold_window\":{window},\"coarse_multiple\":{COARSE_MULTIPLE},\"heap_bytes\":{held},\"state_bytes\":{},\"heap_bytes_per_window_point\":{:.1}}}",
+        state.len(),
+        held as f64 / window as f64
+    );
+}
