@@ -306,8 +306,9 @@ pub(super) fn mean_and_variance<T: Copy + Into<f64>>(parts: &[&[T]]) -> (f64, f6
 }
 
 /// Σ f(v) in eight interleaved partial sums: a single accumulator is a
-/// serial chain the compiler may not reorder, eight of them vectorise (the
-/// window is summed at every point).
+/// serial chain the compiler may not reorder, eight of them vectorise (a
+/// whole window is summed at each rebuild of mean-std's running sums, and
+/// telemanom sums its buffer for every candidate threshold).
 fn lane_sum<T: Copy + Into<f64>>(values: &[T], f: impl Fn(f64) -> f64) -> f64 {
     let mut lanes = [0.0f64; 8];
     let chunks = values.chunks_exact(8);
