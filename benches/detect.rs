@@ -73,6 +73,7 @@ fn detectors(c: &mut Criterion) {
         min: vec![-1.0],
         max: vec![1.0],
         quietest: None,
+        roughest: None,
     };
     // With the training windows' quietest spread too, the stillness check
     // runs over the last 32 values at every point.
@@ -80,9 +81,17 @@ fn detectors(c: &mut Criterion) {
         quietest: Some(vec![0.01]),
         ..range.clone()
     };
+    // And with the roughest window's median step (above the sine's, so
+    // that it never fires), the roughness check as well: a median of 31
+    // steps at every point.
+    let all = ValueRange {
+        roughest: Some(vec![0.2]),
+        ..still.clone()
+    };
     for (name, range) in [
         ("MeanStd + range check", range),
         ("MeanStd + range and stillness checks", still),
+        ("MeanStd + range, stillness and roughness checks", all),
     ] {
         group.bench_function(BenchmarkId::new("points", name), |b| {
             b.iter(|| {

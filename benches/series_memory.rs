@@ -30,6 +30,7 @@ fn main() {
                 min: vec![-1.0],
                 max: vec![1.0],
                 quietest: Some(vec![0.01]),
+                roughest: Some(vec![0.2]),
             }),
         );
     // Both scales' windows span the same time (the coarse one a quarter as

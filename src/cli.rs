@@ -445,6 +445,12 @@ pub struct DetectorArgs {
     /// frozen counter); 0 turns the check off.
     #[arg(long, default_value_t = anomalyd::detect::DEFAULT_FLATLINE_RATIO)]
     pub flatline_ratio: f64,
+    /// Flag a window whose median step (the absolute change from one point
+    /// to the next) exceeds this multiple of the roughest training
+    /// window's (a signal that oscillates or turns noisy); 0 turns the
+    /// check off.
+    #[arg(long, default_value_t = anomalyd::detect::DEFAULT_ROUGHNESS_RATIO)]
+    pub roughness_ratio: f64,
     /// Multiply mean-std's k by the factor `anomalyd train` calibrated on
     /// the model's training data (`threshold.k_factor`), where the artifact
     /// has one. Models `eval` trains have none: it calibrates on train
@@ -493,6 +499,7 @@ impl DetectorArgs {
             min_history: self.min_history,
             range_tolerance: self.range_tolerance,
             flatline_ratio: self.flatline_ratio,
+            roughness_ratio: self.roughness_ratio,
             calibrated_k: self.calibrated_k,
         };
         config.validate()?;
@@ -1208,13 +1215,17 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
     );
     match &manifest.value_range {
         Some(range) => println!(
-            "range           min {:?} max {:?} (range check), quietest window's spread {} (stillness check)",
+            "range           min {:?} max {:?} (range check), quietest window's spread {} (stillness check), roughest window's median step {} (roughness check)",
             range.min,
             range.max,
             range
                 .quietest
                 .as_ref()
-                .map_or_else(|| "none (format before 5)".to_owned(), |q| format!("{q:?}"))
+                .map_or_else(|| "none (format before 5)".to_owned(), |q| format!("{q:?}")),
+            range.roughest.as_ref().map_or_else(
+                || "none (trained before 2026-12-01)".to_owned(),
+                |q| format!("{q:?}")
+            )
         ),
         None => println!("range           none (format before 4: no range check)"),
     }

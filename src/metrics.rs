@@ -26,6 +26,7 @@ pub struct Metrics {
     pub escalations: IntCounterVec,
     pub out_of_range: IntCounterVec,
     pub flatlines: IntCounterVec,
+    pub rough: IntCounterVec,
     pub samples: IntCounterVec,
     pub invalid_messages: IntCounterVec,
     pub windows_scored: IntCounter,
@@ -155,6 +156,17 @@ impl Metrics {
                     Opts::new(
                         "anomalyd_flatline_total",
                         "Points whose window moved less than detector.flatline_ratio of the quietest training window.",
+                    ),
+                    &["series"],
+                )
+                .map_err(fail)?,
+            )?,
+            rough: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "anomalyd_rough_total",
+                        "Points whose window's median step exceeded detector.roughness_ratio times the roughest training window's.",
                     ),
                     &["series"],
                 )

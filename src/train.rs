@@ -1287,8 +1287,8 @@ fn train_scale(
 }
 
 /// The per-feature range of the training points and the spread of their
-/// quietest window of `window` points: what the range and stillness checks
-/// start from. Only the first `scored` of each point's `width` features,
+/// quietest and roughest windows of `window` points: what the range,
+/// stillness and roughness checks start from. Only the first `scored` of each point's `width` features,
 /// those read from data.
 fn training_range(
     points: &[Series],
@@ -1303,6 +1303,7 @@ fn training_range(
     let parts = || columns.iter().map(Vec::as_slice);
     ValueRange::of_rows(parts(), scored).map(|range| ValueRange {
         quietest: crate::detect::stillness::quietest_windows(parts(), scored, window),
+        roughest: crate::detect::roughness::roughest_windows(parts(), scored, window),
         ..range
     })
 }

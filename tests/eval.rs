@@ -714,11 +714,78 @@ fn a_signal_that_stops_moving_is_found_though_its_error_falls() {
         "rows scored by the stillness check: {stillness:?}"
     );
     assert!(
-        causes
-            .iter()
-            .all(|(_, cause)| ["", "error", "coarse", "range", "stillness"]
-                .contains(&cause.as_str())),
+        causes.iter().all(
+            |(_, cause)| ["", "error", "coarse", "range", "stillness", "roughness"]
+                .contains(&cause.as_str())
+        ),
         "{causes:?}"
+    );
+}
+
+/// NASA-telemetry-like: a level that jumps every 20–300 rows to one of
+/// five values, a slow oscillation and a little noise, from `seed`; the
+/// rows `calm` stay at level 0.
+fn levels(rows: usize, seed: u64, calm: std::ops::Range<usize>) -> Vec<f64> {
+    let mut state = seed;
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut values = Vec::with_capacity(rows);
+    while values.len() < rows {
+        let duration = 20 + (uniform() * 280.0) as usize;
+        let level = [-1.0, -0.5, 0.0, 0.5, 1.0][(uniform() * 5.0) as usize % 5];
+        for _ in 0..duration {
+            let i = values.len();
+            let level = if calm.contains(&i) { 0.0 } else { level };
+            values.push(level + 0.3 * (i as f64 / 120.0).sin() + 0.02 * (uniform() - 0.5));
+        }
+    }
+    values.truncate(rows);
+    values
+}
+
+/// A fast oscillation inside the range: the model reconstructs it about
+/// as well as the normal level jumps, so its error stays ordinary, but its
+/// windows' median step is several times any training window's, which the
+/// roughness check sees.
+#[test]
+fn a_signal_that_starts_to_oscillate_is_found_by_its_steps() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let mut live = levels(3000, 7, 1900..2250);
+    for (i, value) in live.iter_mut().enumerate().take(2150).skip(2000) {
+        *value += 0.4 * (i as f64 / 3.0).sin();
+    }
+    train_file_dataset(&root, &live, &levels(3000, 1, 0..0), 2000..=2149);
+    let args = ["--window", "16", "--epochs", "5", "--no-plots"];
+    let (checked, unchecked) =
+        eval_on_and_off(&root, dir.path(), &args, &["--roughness-ratio", "0"]);
+    assert_only_the_check_finds_it(&checked, &unchecked, "roughness check");
+    let causes = |out: &str| -> Vec<(usize, String)> {
+        let table = std::fs::read_to_string(dir.path().join(out).join("series/g__s.csv"))
+            .unwrap_or_default();
+        table
+            .lines()
+            .skip(1)
+            .enumerate()
+            .filter_map(|(row, line)| Some((row, line.rsplit(',').next()?.to_owned())))
+            .collect()
+    };
+    let rough: Vec<usize> = causes("on")
+        .into_iter()
+        .filter(|(_, cause)| cause == "roughness")
+        .map(|(row, _)| row)
+        .collect();
+    assert!(
+        !rough.is_empty() && rough.iter().all(|row| (2000..2150 + 16).contains(row)),
+        "rows scored by the roughness check: {rough:?}"
+    );
+    assert!(
+        causes("off").iter().all(|(_, cause)| cause != "roughness"),
+        "--roughness-ratio 0 turns it off"
     );
 }
 

@@ -23,9 +23,15 @@
 //! **Stillness.** A window whose spread falls below `flatline_ratio` of the
 //! quietest training window's is flagged too ([`stillness`]): a flat line
 //! is what an autoencoder reconstructs best.
+//!
+//! **Roughness.** A window whose median step exceeds `roughness_ratio` times
+//! the roughest training window's is flagged as well ([`roughness`]): a
+//! fast oscillation keeps its level and range, and is reconstructed nearly
+//! as well as the slow ones.
 
 pub mod events;
 pub mod range;
+pub mod roughness;
 pub mod smoothing;
 pub mod spot;
 pub mod stillness;
@@ -36,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 pub use events::{Event, EventChange, EventConfig, EventTracker};
 pub use range::{RangeGuard, RangeJudgement, ValueRange};
+pub use roughness::{RoughnessGuard, RoughnessJudgement};
 pub use smoothing::{Smoother, SmoothingConfig};
 use spot::{Spot, SpotConfig, SpotMode};
 pub use stillness::{StillnessGuard, StillnessJudgement};
@@ -177,6 +184,9 @@ pub struct DetectorConfig {
     /// A window whose spread (per feature) falls below this fraction of the
     /// quietest training window's is flagged; 0 turns the check off.
     pub flatline_ratio: f64,
+    /// A window whose median step (per feature) exceeds this multiple of
+    /// the roughest training window's is flagged; 0 turns the check off.
+    pub roughness_ratio: f64,
     /// Multiply mean-std's k by the factor a model's artifact carries
     /// (`threshold.k_factor`, calibrated by `anomalyd train` on its
     /// training data), where it has one.
@@ -219,6 +229,11 @@ pub const DEFAULT_RANGE_TOLERANCE: f64 = 0.05;
 /// stops moving").
 pub const DEFAULT_FLATLINE_RATIO: f64 = 0.5;
 
+/// The default `roughness_ratio`: twice the roughest training window, as
+/// the stillness check allows half the quietest (see docs/detection.md, "A
+/// signal that moves faster than it ever did").
+pub const DEFAULT_ROUGHNESS_RATIO: f64 = 2.0;
+
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
@@ -230,6 +245,7 @@ impl Default for DetectorConfig {
             min_history: DEFAULT_MIN_HISTORY,
             range_tolerance: DEFAULT_RANGE_TOLERANCE,
             flatline_ratio: DEFAULT_FLATLINE_RATIO,
+            roughness_ratio: DEFAULT_ROUGHNESS_RATIO,
             calibrated_k: true,
         }
     }
@@ -351,6 +367,14 @@ impl DetectorConfig {
                 "must lie in [0, 1): a fraction of the quietest training window's spread (0: off)",
             ));
         }
+        if !(self.roughness_ratio == 0.0
+            || (self.roughness_ratio > 1.0 && self.roughness_ratio.is_finite()))
+        {
+            return Err(Error::config(
+                "roughness_ratio",
+                "must be 0 (off) or above 1: a multiple of the roughest training window's median step",
+            ));
+        }
         match self.smoothing {
             SmoothingConfig::Ewma { alpha } if !(alpha > 0.0 && alpha <= 1.0) => {
                 return Err(Error::config("smoothing.alpha", "must lie in (0, 1]"));
@@ -418,6 +442,9 @@ pub enum Cause {
     /// A window that moved less than any training window (see
     /// [`stillness`]).
     Stillness,
+    /// A window that moved faster than any training window (see
+    /// [`roughness`]).
+    Roughness,
 }
 
 impl Cause {
@@ -428,6 +455,7 @@ impl Cause {
             Cause::Coarse => "coarse",
             Cause::Range => "range",
             Cause::Stillness => "stillness",
+            Cause::Roughness => "roughness",
         }
     }
 }
@@ -448,6 +476,9 @@ pub struct Decision {
     pub out_of_range: bool,
     /// Its window moved less than any training window (see [`stillness`]).
     pub flatline: bool,
+    /// Its window moved faster than any training window (see
+    /// [`roughness`]).
+    pub rough: bool,
     /// The point lies in a confirmed anomaly event.
     pub anomalous: bool,
     pub event: Option<EventChange>,
@@ -566,7 +597,12 @@ pub struct Detector {
     stillness: Option<StillnessGuard>,
     #[serde(skip)]
     pending_stillness: Option<StillnessJudgement>,
-    /// The model's window in points: the stillness check's window.
+    #[serde(default)]
+    roughness: Option<RoughnessGuard>,
+    #[serde(skip)]
+    pending_roughness: Option<RoughnessJudgement>,
+    /// The model's window in points: the stillness and roughness checks'
+    /// window.
     #[serde(default)]
     model_window: usize,
 }
@@ -584,6 +620,8 @@ impl Detector {
             pending_range: None,
             stillness: None,
             pending_stillness: None,
+            roughness: None,
+            pending_roughness: None,
             model_window,
         }
     }
@@ -593,8 +631,14 @@ impl Detector {
     /// (an artifact older than format 4), or with `range_tolerance` 0,
     /// values are not judged.
     /// The same range's `quietest` spreads (format 5 on) start the
-    /// stillness check, unless `flatline_ratio` is 0.
+    /// stillness check, unless `flatline_ratio` is 0, and its `roughest`
+    /// steps the roughness check, unless `roughness_ratio` is 0.
     pub fn with_range(mut self, config: &DetectorConfig, range: Option<ValueRange>) -> Self {
+        self.roughness = range
+            .as_ref()
+            .and_then(|range| range.roughest.clone())
+            .filter(|_| config.roughness_ratio > 0.0)
+            .map(|ceiling| RoughnessGuard::new(ceiling, config.roughness_ratio, self.model_window));
         self.stillness = range
             .as_ref()
             .and_then(|range| range.quietest.clone())
@@ -606,13 +650,13 @@ impl Detector {
         self
     }
 
-    /// Starts the stillness check on a detector resumed from a state file
-    /// written before the check existed (no guard, no model window), as
-    /// [`Detector::with_range`] starts it for a new series: without this, a
-    /// series that keeps streaming across such an upgrade is never judged
-    /// for stillness again, since only a cold start builds the guard. The
-    /// guard fills its window before it judges. True when it started one.
-    pub fn resume_stillness(
+    /// Starts the stillness and roughness checks on a detector resumed from
+    /// a state file written before the check existed (no guard, no model
+    /// window), as [`Detector::with_range`] starts them for a new series:
+    /// without this, a series that keeps streaming across such an upgrade
+    /// is never judged by them, since only a cold start builds the guards.
+    /// A guard fills its window before it judges. True when it started one.
+    pub fn resume_window_checks(
         &mut self,
         config: &DetectorConfig,
         range: Option<&ValueRange>,
@@ -621,18 +665,30 @@ impl Detector {
         if self.model_window == 0 {
             self.model_window = model_window;
         }
-        if self.stillness.is_some() || config.flatline_ratio <= 0.0 {
-            return false;
+        let mut started = false;
+        if let Some(floor) = range.and_then(|r| r.quietest.clone())
+            && self.stillness.is_none()
+            && config.flatline_ratio > 0.0
+        {
+            self.stillness = Some(StillnessGuard::new(
+                floor,
+                config.flatline_ratio,
+                self.model_window,
+            ));
+            started = true;
         }
-        let Some(floor) = range.and_then(|r| r.quietest.clone()) else {
-            return false;
-        };
-        self.stillness = Some(StillnessGuard::new(
-            floor,
-            config.flatline_ratio,
-            self.model_window,
-        ));
-        true
+        if let Some(ceiling) = range.and_then(|r| r.roughest.clone())
+            && self.roughness.is_none()
+            && config.roughness_ratio > 0.0
+        {
+            self.roughness = Some(RoughnessGuard::new(
+                ceiling,
+                config.roughness_ratio,
+                self.model_window,
+            ));
+            started = true;
+        }
+        started
     }
 
     /// Judges the values of the point whose error comes next (one per
@@ -657,6 +713,11 @@ impl Detector {
             let verdict = guard.judge(values);
             self.pending_stillness =
                 Some(most_severe(self.pending_stillness, verdict, |j| j.score));
+        }
+        if let Some(guard) = &mut self.roughness {
+            let verdict = guard.judge(values);
+            self.pending_roughness =
+                Some(most_severe(self.pending_roughness, verdict, |j| j.score));
         }
     }
 
@@ -706,25 +767,29 @@ impl Detector {
         let out_of_range = range.is_some_and(|r| r.flagged);
         let stillness = self.pending_stillness.take();
         let flatline = stillness.is_some_and(|s| s.flagged);
-        let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged) || out_of_range || flatline;
+        let roughness = self.pending_roughness.take();
+        let rough = roughness.is_some_and(|r| r.flagged);
+        let certain = out_of_range || flatline || rough;
+        let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged) || certain;
         let coarse_score = coarse.map(|c| c.score);
         let range_score = range.map(|r| r.score);
         let stillness_score = stillness.map(|s| s.score);
+        let roughness_score = roughness.map(|r| r.score);
         let score = coarse_score
             .map_or(fine.score, |c| fine.score.max(c))
             .max(range_score.unwrap_or(0.0))
-            .max(stillness_score.unwrap_or(0.0));
+            .max(stillness_score.unwrap_or(0.0))
+            .max(roughness_score.unwrap_or(0.0));
         let cause = [
             (Cause::Coarse, coarse_score),
             (Cause::Range, range_score),
             (Cause::Stillness, stillness_score),
+            (Cause::Roughness, roughness_score),
         ]
         .into_iter()
         .find(|&(_, s)| fine.score < score && s == Some(score))
         .map_or(Cause::Error, |(cause, _)| cause);
-        let (anomalous, event) =
-            self.events
-                .update_with(self.index, flagged, score, out_of_range || flatline);
+        let (anomalous, event) = self.events.update_with(self.index, flagged, score, certain);
         self.index += 1;
         Decision {
             smoothed: fine.smoothed,
@@ -733,6 +798,7 @@ impl Detector {
             flagged,
             out_of_range,
             flatline,
+            rough,
             anomalous,
             event,
             cause,
@@ -1055,6 +1121,7 @@ mod tests {
             min: vec![-1.0],
             max: vec![1.0],
             quietest,
+            roughest: None,
         };
         let run = |config: &DetectorConfig, range: ValueRange| {
             judge_values(config, Some(range), &values, 0.01)
@@ -1078,12 +1145,64 @@ mod tests {
         }
     }
 
+    /// A window that starts to oscillate within the range is flagged
+    /// though its error is small, as long as it is rougher than what came
+    /// before it; without the training windows' steps (an older artifact),
+    /// or with the ratio 0, it is not.
+    #[test]
+    fn a_window_that_oscillates_is_flagged_whatever_the_error() {
+        let slow = |i: usize| (i as f32 / 10.0).sin() * 0.5;
+        let values: Vec<f32> = (0..80)
+            .map(|i| {
+                if i < 40 {
+                    slow(i)
+                } else {
+                    slow(i) + if i.is_multiple_of(2) { 0.3 } else { -0.3 }
+                }
+            })
+            .collect();
+        let range = |roughest: Option<Vec<f64>>| ValueRange {
+            min: vec![-1.0],
+            max: vec![1.0],
+            quietest: None,
+            roughest,
+        };
+        let run = |config: &DetectorConfig, range: ValueRange| {
+            judge_values(config, Some(range), &values, 0.01)
+        };
+        let config = DetectorConfig::default();
+        let decisions = run(&config, range(Some(vec![0.05])));
+        let rough: Vec<usize> = (0..decisions.len())
+            .filter(|&i| decisions[i].rough)
+            .collect();
+        // From point 43 on, four of the window's seven steps are 0.3 or more.
+        assert_eq!(rough.first(), Some(&43), "{rough:?}");
+        assert!(
+            rough.iter().all(|&i| i < 40 + 3 * 8),
+            "then remembered: {rough:?}"
+        );
+        assert!(decisions[43].flagged && decisions[43].score > 0.5);
+        assert_eq!(decisions[43].cause, Cause::Roughness);
+        assert_eq!(decisions[42].cause, Cause::Error);
+        let off = DetectorConfig {
+            roughness_ratio: 0.0,
+            ..config
+        };
+        for decisions in [
+            run(&config, range(None)),
+            run(&off, range(Some(vec![0.05]))),
+        ] {
+            assert!(decisions.iter().all(|d| !d.rough && !d.flagged));
+        }
+    }
+
     #[test]
     fn values_beyond_the_training_range_are_flagged_whatever_the_error() {
         let range = ValueRange {
             min: vec![-1.0],
             max: vec![1.0],
             quietest: None,
+            roughest: None,
         };
         let run = |config: &DetectorConfig, range: Option<ValueRange>| {
             judge_values(config, range, &[0.5, 1.05, 1.5, 1.5, 0.0], 1.0)
@@ -1206,6 +1325,7 @@ mod tests {
             events: EventConfig::default(),
             range_tolerance: DEFAULT_RANGE_TOLERANCE,
             flatline_ratio: DEFAULT_FLATLINE_RATIO,
+            roughness_ratio: DEFAULT_ROUGHNESS_RATIO,
             calibrated_k: true,
         };
         let (alone, events_alone) = detect_all(&config, 0.5, 10, &fine);

@@ -24,6 +24,12 @@ pub struct ValueRange {
     /// artifacts before format 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quietest: Option<Vec<f64>>,
+    /// Per feature, the largest median step of any training window of the
+    /// model's length (see [`crate::detect::roughness`]); absent in
+    /// artifacts trained before 2026-12-01 (an older anomalyd ignores it,
+    /// so it needs no new format).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roughest: Option<Vec<f64>>,
 }
 
 impl ValueRange {
@@ -54,6 +60,7 @@ impl ValueRange {
             min,
             max,
             quietest: None,
+            roughest: None,
         })
     }
 
@@ -67,17 +74,20 @@ impl ValueRange {
                 .map(|(f, &x)| (x - offset[f]) / scale[f])
                 .collect()
         };
-        let quietest = self.quietest.as_ref().map(|spreads| {
-            spreads
-                .iter()
-                .zip(scale)
-                .map(|(&s, &scale)| s / scale)
-                .collect()
-        });
+        let scaled = |per_feature: &Option<Vec<f64>>| {
+            per_feature.as_ref().map(|values| {
+                values
+                    .iter()
+                    .zip(scale)
+                    .map(|(&v, &scale)| v / scale)
+                    .collect()
+            })
+        };
         Self {
             min: map(&self.min),
             max: map(&self.max),
-            quietest,
+            quietest: scaled(&self.quietest),
+            roughest: scaled(&self.roughest),
         }
     }
 
@@ -156,6 +166,7 @@ mod tests {
                 min: vec![0.0, 5.0],
                 max: vec![10.0, 5.0],
                 quietest: None,
+                roughest: None,
             },
             0.05,
         )
@@ -205,6 +216,15 @@ mod tests {
         let mapped = range.mapped(&[1.0, 10.0], &[2.0, 10.0]);
         assert_eq!(mapped.min, vec![0.0, 0.0]);
         assert_eq!(mapped.max, vec![1.0, 2.0]);
+        // Spreads and steps are differences: scaled, never shifted.
+        let windows = ValueRange {
+            quietest: Some(vec![4.0, 5.0]),
+            roughest: Some(vec![8.0, 50.0]),
+            ..range
+        }
+        .mapped(&[1.0, 10.0], &[2.0, 10.0]);
+        assert_eq!(windows.quietest, Some(vec![2.0, 0.5]));
+        assert_eq!(windows.roughest, Some(vec![4.0, 5.0]));
         assert!(ValueRange::of_rows([&[f64::NAN, f64::NAN][..]], 1).is_none());
     }
 }

@@ -1061,6 +1061,7 @@ mod tests {
                 flagged: event.is_some(),
                 out_of_range: false,
                 flatline: false,
+                rough: false,
                 anomalous: true,
                 event,
                 cause: crate::detect::Cause::Error,

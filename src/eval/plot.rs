@@ -283,6 +283,7 @@ mod tests {
                     flagged: (120..126).contains(&r),
                     out_of_range: false,
                     flatline: false,
+                    rough: false,
                     anomalous: (118..=126).contains(&r),
                     event: None,
                     cause: crate::detect::Cause::Error,

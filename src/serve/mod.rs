@@ -455,11 +455,11 @@ fn resume(
                     .iter()
                     .map(|m| (m.window, m.range.as_ref()))
                     .collect();
-                let started = table.resume_stillness(&shapes);
+                let started = table.resume_window_checks(&shapes);
                 if started > 0 {
                     tracing::info!(
                         series = started,
-                        "stillness check started on resumed series saved without it"
+                        "stillness or roughness check started on resumed series saved without it"
                     );
                 }
             }
@@ -607,6 +607,7 @@ impl AnomalyEvent {
                 Cause::Coarse => crate::proto::Cause::Coarse,
                 Cause::Range => crate::proto::Cause::Range,
                 Cause::Stillness => crate::proto::Cause::Stillness,
+                Cause::Roughness => crate::proto::Cause::Roughness,
             }
             .into(),
         }
@@ -1371,6 +1372,9 @@ impl Pipeline {
                 }
                 if decision.flatline {
                     self.metrics.flatlines.with_label_values(&[label]).inc();
+                }
+                if decision.rough {
+                    self.metrics.rough.with_label_values(&[label]).inc();
                 }
                 self.metrics
                     .reconstruction_error

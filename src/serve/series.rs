@@ -537,15 +537,16 @@ impl SeriesTable {
         })
     }
 
-    /// Starts the stillness check on resumed series that lack it (see
-    /// [`Detector::resume_stillness`]); `models` are the served models'
+    /// Starts the stillness and roughness checks on resumed series that
+    /// lack them (see
+    /// [`Detector::resume_window_checks`]); `models` are the served models'
     /// windows and training ranges, by index. How many series it started on.
-    pub fn resume_stillness(&mut self, models: &[(usize, Option<&ValueRange>)]) -> usize {
+    pub fn resume_window_checks(&mut self, models: &[(usize, Option<&ValueRange>)]) -> usize {
         let config = self.detector;
         let mut started = 0;
         for state in self.series.values_mut() {
             if let Some(&(window, range)) = models.get(state.model)
-                && state.detector.resume_stillness(&config, range, window)
+                && state.detector.resume_window_checks(&config, range, window)
             {
                 started += 1;
             }
@@ -818,18 +819,21 @@ mod tests {
         assert_eq!(admit(&mut resumed, "b", 1.0, 2.0), Admission::Warming);
     }
 
-    /// A state saved before the stillness check holds detectors without
-    /// it; resuming starts it, once per series, and it then judges as a
-    /// new series' check would: a flat line is flagged.
+    /// A state saved before the stillness and roughness checks holds
+    /// detectors without them; resuming starts them, once per series, and
+    /// they then judge as a new series' checks would: a flat line is
+    /// flagged.
     #[test]
-    fn series_resumed_without_the_stillness_check_get_it() {
+    fn series_resumed_without_the_window_checks_get_them() {
         let range = ValueRange {
             min: vec![-10.0],
             max: vec![10.0],
             quietest: Some(vec![1.0]),
+            roughest: Some(vec![1.0]),
         };
         let before = ValueRange {
             quietest: None,
+            roughest: None,
             ..range.clone()
         };
         let mut saved = table(1, 10);
@@ -840,9 +844,9 @@ mod tests {
         let mut resumed = table(1, 10);
         let snapshot = saved.into_snapshot(vec![key("m")]);
         assert!(resumed.restore(snapshot, &[key("m")]).is_ok());
-        assert_eq!(resumed.resume_stillness(&[(3, Some(&before))]), 0);
-        assert_eq!(resumed.resume_stillness(&[(3, Some(&range))]), 1);
-        assert_eq!(resumed.resume_stillness(&[(3, Some(&range))]), 0);
+        assert_eq!(resumed.resume_window_checks(&[(3, Some(&before))]), 0);
+        assert_eq!(resumed.resume_window_checks(&[(3, Some(&range))]), 1);
+        assert_eq!(resumed.resume_window_checks(&[(3, Some(&range))]), 0);
         let Some(state) = resumed.series.get_mut("a") else {
             panic!("series a was not resumed");
         };

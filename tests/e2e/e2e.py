@@ -215,6 +215,8 @@ def main():
         check(stuck >= 1, f"the stuck stretch was flagged: anomalyd_flatline_total counted {stuck}")
         check(metric(body, 'anomalyd_flatline_total{series="clean"}') == 0,
               "no window of the clean series stopped moving")
+        check(metric(body, 'anomalyd_rough_total{series="clean"}') == 0,
+              "no window of the clean series moved faster than its training windows")
 
         scrape = os.path.join(work, "scrape.txt")
         with open(scrape, "w") as f:

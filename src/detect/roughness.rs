@@ -1,0 +1,320 @@
+//! A signal that moves faster than it ever did.
+//!
+//! An oscillation, a vibration or a sensor turning noisy keeps its level
+//! and its range, and an autoencoder reconstructs a fast oscillation it
+//! never saw nearly as well as the slow ones it did (on the NASA-like set
+//! the error stayed near a tenth of the normal level jumps'). The guard
+//! keeps the model's last window of points per feature and flags a window
+//! whose median step (absolute difference between consecutive points) is
+//! more than `ratio` times the largest of any training window, or of any
+//! window it judged lately that no longer overlaps this one. The median
+//! ignores the few large steps of a normal level change, which a mean or a
+//! spread would count; leaving the overlapping windows out lets a window
+//! that fills with a new motion point by point still be compared with what
+//! came before it, and remembering the rest makes a lasting rougher regime
+//! one event rather than one that never ends. A feature whose training
+//! windows never moved (a median step of 0) is not judged.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::stillness::MEMORY_WINDOWS;
+
+/// The largest per-feature median step over every window of `window`
+/// consecutive rows of row-major `[rows, features]` parts (windows do not
+/// cross parts). `None` when no part holds a whole window or a feature has
+/// a non-finite step.
+pub fn roughest_windows<'a>(
+    parts: impl IntoIterator<Item = &'a [f64]>,
+    features: usize,
+    window: usize,
+) -> Option<Vec<f64>> {
+    if features == 0 || window < 2 {
+        return None;
+    }
+    let mut roughest = vec![f64::NEG_INFINITY; features];
+    let mut steps = Vec::with_capacity(window);
+    for part in parts {
+        let rows = part.len() / features;
+        if rows < window {
+            continue;
+        }
+        for (feature, top) in roughest.iter_mut().enumerate() {
+            let column: Vec<f64> = part
+                .iter()
+                .skip(feature)
+                .step_by(features)
+                .copied()
+                .collect();
+            for values in column.windows(window) {
+                *top = top.max(median_step(values.iter().copied(), &mut steps));
+            }
+        }
+    }
+    roughest.iter().all(|v| v.is_finite()).then_some(roughest)
+}
+
+/// The median of the absolute differences between consecutive values (the
+/// mean of the middle two for an even count); `steps` is scratch space.
+fn median_step(values: impl Iterator<Item = f64>, steps: &mut Vec<f64>) -> f64 {
+    steps.clear();
+    let mut previous: Option<f64> = None;
+    for v in values {
+        if let Some(p) = previous {
+            steps.push((v - p).abs());
+        }
+        previous = Some(v);
+    }
+    let count = steps.len();
+    if count == 0 {
+        return 0.0;
+    }
+    let middle = count / 2;
+    let (lower, &mut upper, _) = steps.select_nth_unstable_by(middle, f64::total_cmp);
+    if count % 2 == 1 {
+        return upper;
+    }
+    let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (below + upper) / 2.0
+}
+
+/// The guard's verdict on one point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RoughnessJudgement {
+    pub flagged: bool,
+    /// `1 - 1 / (2 + r)` for a window `r` times rougher than allowed
+    /// (`step / allowed - 1`): 0.5 exactly at the allowed step, like the
+    /// error's score at its threshold; 0 when the window is within it.
+    pub score: f64,
+}
+
+/// The last window of one series and the ceiling over its median step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoughnessGuard {
+    /// Per feature: the roughest training window's median step.
+    ceiling: Vec<f64>,
+    ratio: f64,
+    window: usize,
+    /// The last `window` points, row-major.
+    recent: VecDeque<f32>,
+    /// Per feature: the roughest median step judged in each of the last
+    /// [`MEMORY_WINDOWS`] + 1 blocks of `window` judgements, oldest first.
+    /// The newest block's windows may overlap the one being judged, so it
+    /// is remembered but not compared with yet.
+    remembered: Vec<VecDeque<f64>>,
+    /// Per feature: the roughest median step of the block being judged.
+    block: Vec<f64>,
+    /// Windows judged so far.
+    judged: u64,
+    #[serde(skip)]
+    steps: Vec<f64>,
+}
+
+impl RoughnessGuard {
+    /// `ceiling` per feature in the units of the values to come; `window`
+    /// in points.
+    pub fn new(ceiling: Vec<f64>, ratio: f64, window: usize) -> Self {
+        let features = ceiling.len();
+        Self {
+            recent: VecDeque::with_capacity(window * features),
+            remembered: vec![VecDeque::new(); features],
+            block: vec![0.0; features],
+            ceiling,
+            ratio,
+            window: window.max(2),
+            judged: 0,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Takes one point's values (one per feature); once a whole window is
+    /// held, judges its median step against the ceiling and the windows
+    /// remembered, then remembers it.
+    pub fn judge(&mut self, values: &[f32]) -> RoughnessJudgement {
+        let features = self.ceiling.len();
+        let calm = RoughnessJudgement {
+            flagged: false,
+            score: 0.0,
+        };
+        if values.len() != features || values.iter().any(|v| !v.is_finite()) {
+            // A gap in the values breaks the window.
+            self.recent.clear();
+            return calm;
+        }
+        self.recent.extend(values.iter().copied());
+        while self.recent.len() > self.window * features {
+            self.recent.drain(..features);
+        }
+        if self.recent.len() < self.window * features {
+            return calm;
+        }
+        // A state written by another build may hold fewer features.
+        self.remembered.resize_with(features, VecDeque::new);
+        self.block.resize(features, 0.0);
+        let mut above: f64 = 0.0;
+        for (((feature, &ceiling), remembered), block) in self
+            .ceiling
+            .iter()
+            .enumerate()
+            .zip(&self.remembered)
+            .zip(&mut self.block)
+        {
+            let column = self
+                .recent
+                .iter()
+                .skip(feature)
+                .step_by(features)
+                .map(|&v| f64::from(v));
+            let now = median_step(column, &mut self.steps);
+            let not_overlapping = remembered.len().saturating_sub(1);
+            let roughest = remembered
+                .iter()
+                .take(not_overlapping)
+                .copied()
+                .fold(ceiling, f64::max);
+            let allowed = self.ratio * roughest;
+            if ceiling > 0.0 && now > allowed {
+                above = above.max(now / allowed - 1.0);
+            }
+            *block = block.max(now);
+        }
+        self.judged += 1;
+        if self.judged.is_multiple_of(self.window as u64) {
+            for (remembered, block) in self.remembered.iter_mut().zip(&mut self.block) {
+                remembered.push_back(std::mem::take(block));
+                if remembered.len() > MEMORY_WINDOWS + 1 {
+                    remembered.pop_front();
+                }
+            }
+        }
+        if above > 0.0 {
+            RoughnessJudgement {
+                flagged: true,
+                score: 1.0 - 1.0 / (2.0 + above),
+            }
+        } else {
+            calm
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_step_ignores_a_level_change_and_averages_an_even_middle() {
+        let mut steps = Vec::new();
+        // Steps 1, 1, 9, 1: one jump among small moves.
+        let jump = [0.0, 1.0, 2.0, 11.0, 12.0];
+        assert_eq!(median_step(jump.into_iter(), &mut steps), 1.0);
+        // Steps 1, 3: the middle two averaged.
+        assert_eq!(median_step([0.0, 1.0, 4.0].into_iter(), &mut steps), 2.0);
+        assert_eq!(median_step([5.0].into_iter(), &mut steps), 0.0);
+    }
+
+    #[test]
+    fn the_roughest_window_is_found_per_feature_and_never_across_parts() {
+        // Feature 0 steps by 1 everywhere; feature 1 steps by 4 over rows
+        // 1..=3 of the first part only, and the seam between parts would
+        // be a step of 100.
+        let first = [0.0, 0.0, 1.0, 4.0, 2.0, 0.0, 3.0, 4.0];
+        let second = [100.0, 100.0, 101.0, 100.0, 102.0, 100.0];
+        let roughest = roughest_windows([&first[..], &second[..]], 2, 3);
+        assert_eq!(roughest, Some(vec![1.0, 4.0]));
+        assert_eq!(
+            roughest_windows([&second[..]], 2, 4),
+            None,
+            "no whole window"
+        );
+    }
+
+    /// A slow wave with a level jump every 40 points, then a fast
+    /// oscillation of a third of the jump's height.
+    fn normal(i: usize) -> f32 {
+        let level = if (i / 40).is_multiple_of(2) { 0.0 } else { 3.0 };
+        level + (i as f32 / 10.0).sin() * 0.5
+    }
+
+    #[test]
+    fn a_fast_oscillation_is_flagged_once_where_level_jumps_are_not() {
+        let window = 16;
+        let training: Vec<f64> = (0..400).map(|i| f64::from(normal(i))).collect();
+        let ceiling = roughest_windows([&training[..]], 1, window).unwrap_or_default();
+        let mut guard = RoughnessGuard::new(ceiling, 2.0, window);
+        for i in 0..400 {
+            assert!(!guard.judge(&[normal(i)]).flagged, "normal point {i}");
+        }
+        let oscillating = |i: usize| normal(i) + if i.is_multiple_of(2) { 1.0 } else { -1.0 };
+        let verdicts: Vec<bool> = (400..1000)
+            .map(|i| guard.judge(&[oscillating(i)]).flagged)
+            .collect();
+        let first = verdicts.iter().position(|&f| f);
+        assert!(
+            first.is_some_and(|f| f < window),
+            "flagged within a window: {first:?}"
+        );
+        let last = verdicts.iter().rposition(|&f| f).unwrap_or_default();
+        assert!(
+            last < 3 * window,
+            "a lasting oscillation is remembered, not flagged for ever (last flag at {last})"
+        );
+    }
+
+    #[test]
+    fn a_regime_is_forgotten_after_the_memory() {
+        let window = 4;
+        let calm = |i: usize| if i.is_multiple_of(2) { 0.0f32 } else { 0.1 };
+        let rough = |i: usize| if i.is_multiple_of(2) { 0.0f32 } else { 1.0 };
+        let flags_of_second_stretch = |calm_for: usize| {
+            let mut guard = RoughnessGuard::new(vec![0.1], 2.0, window);
+            let mut values: Vec<f32> = (0..8).map(calm).collect();
+            values.extend((0..8).map(rough));
+            values.extend((0..calm_for).map(calm));
+            let second = values.len();
+            values.extend((0..8).map(rough));
+            let flags: Vec<bool> = values.iter().map(|&v| guard.judge(&[v]).flagged).collect();
+            assert!(flags[..second].iter().any(|&f| f), "the first stretch");
+            flags[second..].iter().any(|&f| f)
+        };
+        assert!(flags_of_second_stretch((MEMORY_WINDOWS + 3) * window));
+        assert!(!flags_of_second_stretch(MEMORY_WINDOWS / 2 * window));
+    }
+
+    #[test]
+    fn the_memory_is_bounded() {
+        let mut guard = RoughnessGuard::new(vec![1.0], 2.0, 4);
+        for i in 0..10 * 4 * MEMORY_WINDOWS {
+            guard.judge(&[(i % 2) as f32 * i as f32]);
+        }
+        assert_eq!(guard.remembered[0].len(), MEMORY_WINDOWS + 1);
+    }
+
+    #[test]
+    fn the_score_is_one_half_at_the_allowed_step() {
+        // Steps of 3 against an allowed 2 × 1.
+        let mut guard = RoughnessGuard::new(vec![1.0], 2.0, 2);
+        guard.judge(&[0.0]);
+        let judgement = guard.judge(&[3.0]);
+        let r = 3.0 / 2.0 - 1.0;
+        assert!(judgement.flagged);
+        assert!((judgement.score - (1.0 - 1.0 / (2.0 + r))).abs() < 1e-9);
+        let mut at = RoughnessGuard::new(vec![1.0], 2.0, 2);
+        at.judge(&[0.0]);
+        let edge = at.judge(&[2.0]);
+        assert!(!edge.flagged && edge.score == 0.0, "{edge:?}");
+    }
+
+    #[test]
+    fn a_missing_value_restarts_the_window_and_a_still_feature_is_not_judged() {
+        let mut guard = RoughnessGuard::new(vec![0.0, 1.0], 2.0, 2);
+        assert!(!guard.judge(&[0.0, 0.0]).flagged);
+        assert!(!guard.judge(&[9.0, f32::NAN]).flagged);
+        assert!(!guard.judge(&[0.0, 5.0]).flagged, "one point is no window");
+        assert!(guard.judge(&[9.0, 0.0]).flagged, "feature 1 stepped by 5");
+        let mut still = RoughnessGuard::new(vec![0.0], 2.0, 2);
+        still.judge(&[0.0]);
+        assert!(!still.judge(&[9.0]).flagged, "feature 0 never moved");
+    }
+}
