@@ -4,11 +4,12 @@ broker, the anomalyd binary, a real Prometheus server, and a producer that
 anomalyd did not write (confluent-kafka's Python client).
 
 1. Train a model with `anomalyd train` on a clean synthetic series.
-2. Produce a clean and an anomalous series (a spike, later a stuck
-   stretch) to tansu.
+2. Produce a clean and an anomalous series (an oscillation, a spike,
+   later a stuck stretch) to tansu.
 3. Run `anomalyd serve`; the events topic gets the anomalous series'
    event, opened (by the range check), escalated (by the stillness check)
-   and closed, each message naming its cause; let Prometheus scrape it; assert through
+   and closed, each message naming its cause; the oscillation's points
+   counted by the roughness check; let Prometheus scrape it; assert through
    Prometheus's query API that the anomaly counter rose for the anomalous
    series and not for the clean one; `promtool check metrics` on a scrape.
 4. SIGTERM: exit 0, committed offsets at the end of what was produced, and
@@ -57,6 +58,10 @@ SPIKE_AT = 400
 # early enough that the merge gap (50) passes before the stream ends, so
 # the event closes.
 STUCK = range(440, 480)
+# A fast oscillation (period 2, each step several times the season's)
+# well before the spike, so that its event closes and the spike, scoring
+# higher, opens its own within the cool-down.
+OSCILLATING = range(250, 290)
 START_MS = 1_700_000_000_000
 checks = 0
 
@@ -123,7 +128,7 @@ def metric(body, name):
     return 0.0
 
 
-def season(rows, seed, spike=None, stuck=None):
+def season(rows, seed, spike=None, stuck=None, oscillating=None):
     rng = random.Random(seed)
     values = []
     for t in range(rows):
@@ -133,6 +138,8 @@ def season(rows, seed, spike=None, stuck=None):
             v += 4.0
         if stuck is not None and t in stuck:
             v = values[stuck.start - 1]
+        if oscillating is not None and t in oscillating:
+            v += 0.5 if t % 2 == 0 else -0.5
         values.append(v)
     return values
 
@@ -187,7 +194,7 @@ def main():
                 producer.poll(0)
             producer.flush(30)
         send("clean", ROWS, season(ROWS, 2))
-        send("anomalous", ROWS, season(ROWS, 3, spike=SPIKE_AT, stuck=STUCK))
+        send("anomalous", ROWS, season(ROWS, 3, spike=SPIKE_AT, stuck=STUCK, oscillating=OSCILLATING))
         check(sum(produced.values()) == 2 * ROWS, f"confluent-kafka produced {2 * ROWS} samples to tansu")
 
         state_file = os.path.join(work, "state.cbor")
@@ -215,6 +222,8 @@ def main():
         check(stuck >= 1, f"the stuck stretch was flagged: anomalyd_flatline_total counted {stuck}")
         check(metric(body, 'anomalyd_flatline_total{series="clean"}') == 0,
               "no window of the clean series stopped moving")
+        rough = metric(body, 'anomalyd_rough_total{series="anomalous"}')
+        check(rough >= 1, f"the oscillation was flagged: anomalyd_rough_total counted {rough}")
         check(metric(body, 'anomalyd_rough_total{series="clean"}') == 0,
               "no window of the clean series moved faster than its training windows")
 
@@ -282,7 +291,7 @@ def main():
         stuck_from, stuck_to = ((START_MS + row * 60_000) / 1000 for row in (STUCK.start, STUCK.stop))
         by_stillness = [e for e in events if e.get("cause") == "stillness"]
         check(by_stillness and all(e["end"] >= stuck_from and e["start"] <= stuck_to for e in by_stillness)
-              and all(e.get("cause") in ("error", "coarse", "range", "stillness") for e in events),
+              and all(e.get("cause") in ("error", "coarse", "range", "stillness", "roughness") for e in events),
               f"messages name the check that scored the peak, the stillness check for the stuck stretch: {[(e['phase'], e['start'], e.get('cause')) for e in events]}")
 
         reader = Consumer({"bootstrap.servers": brokers, "group.id": "e2e"})
