@@ -1680,3 +1680,62 @@ async fn series_resumed_from_a_state_saved_without_the_stillness_check_get_it() 
     let after = run(config, stuck as u64).await;
     assert!(after > 0, "the stuck signal was not judged for stillness");
 }
+
+/// An artifact retrained by a newer anomalyd carries the roughest training
+/// window where the one served had none: a reload gives the series already
+/// served the roughness check, so that an oscillation after it is counted.
+/// Without that they would go unjudged for roughness until they next
+/// started cold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_gives_series_already_served_the_roughness_check() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let model_dir = dir.path().join("model");
+    trained_model(&model_dir);
+    let manifest_path = model_dir.join("manifest.json");
+    let original = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&original).unwrap_or_else(|e| panic!("{e}"));
+    let removed = manifest["value_range"]
+        .as_object_mut()
+        .and_then(|range| range.remove("roughest"));
+    assert!(removed.is_some(), "the artifact has no roughest steps");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap_or_else(|e| panic!("{e}"));
+
+    let (live, oscillating) = (300, 80);
+    let mut values = common::seasonal(live + oscillating, 1, 2, &[]);
+    let (low, high) = values[..live]
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let swing = (high - low) / 4.0;
+    for (row, value) in values.iter_mut().enumerate().skip(live) {
+        *value += if row.is_multiple_of(2) { swing } else { -swing };
+    }
+    let daemon = serve_one_series(
+        "wobbly",
+        &values[..live],
+        &model_dir,
+        (live - common::WINDOW + 1) as u64,
+        |_| {},
+    )
+    .await;
+    std::fs::write(&manifest_path, &original).unwrap_or_else(|e| panic!("{e}"));
+    daemon.running.reload.notify_one();
+    let ok = r#"anomalyd_model_reloads_total{outcome="ok"}"#;
+    let body = wait_for(daemon.running.http_addr, ok, 1.0).await;
+    assert_eq!(metric(&body, ok), 1.0, "{body}");
+    let metrics = daemon.running.metrics.clone();
+    let rough = || metrics.rough.with_label_values(&["wobbly"]).get();
+    assert_eq!(rough(), 0);
+    produce(
+        &daemon.cluster.bootstrap_servers(),
+        (live..live + oscillating)
+            .map(|row| sample("wobbly", row, values[row]))
+            .collect(),
+    )
+    .await;
+    wait_until_scored(&metrics, (live + oscillating - common::WINDOW + 1) as u64).await;
+    assert!(rough() > 0, "the oscillation was not judged for roughness");
+    daemon.stop().await;
+}

@@ -410,6 +410,15 @@ impl ServedModel {
     }
 }
 
+/// Each served model's window and training range, by index: what
+/// [`SeriesTable::resume_window_checks`] starts missing checks from.
+fn window_check_shapes(models: &[ServedModel]) -> Vec<(usize, Option<&ValueRange>)> {
+    models
+        .iter()
+        .map(|m| (m.window, m.range.as_ref()))
+        .collect()
+}
+
 /// Takes the series state a graceful stop left at `path`, if any. A state
 /// that cannot be used is reported and dropped: the daemon then warms every
 /// series up, as it would without one, rather than refusing to start.
@@ -451,11 +460,7 @@ fn resume(
                             .map(|(series, event)| (index, series, event)),
                     );
                 }
-                let shapes: Vec<(usize, Option<&ValueRange>)> = models
-                    .iter()
-                    .map(|m| (m.window, m.range.as_ref()))
-                    .collect();
-                let started = table.resume_window_checks(&shapes);
+                let started = table.resume_window_checks(&window_check_shapes(models));
                 if started > 0 {
                     tracing::info!(
                         series = started,
@@ -988,6 +993,20 @@ impl Pipeline {
             // then sees the detectors restarted.
             if let Some(change) = restart {
                 self.restart_detectors(index, &change).await;
+            }
+            // An artifact retrained by a newer anomalyd may carry what a
+            // check starts from (the quietest or roughest training window)
+            // where the old one had none: the series it already serves get
+            // the check now, not only at their next cold start.
+            let started = self
+                .table
+                .resume_window_checks(&window_check_shapes(&self.models));
+            if started > 0 {
+                tracing::info!(
+                    model = %self.models[index].name,
+                    series = started,
+                    "stillness or roughness check started on series whose earlier artifact lacked it"
+                );
             }
             self.metrics.model_reloads.with_label_values(&["ok"]).inc();
             tracing::info!(model = %self.models[index].name, "model reloaded");
