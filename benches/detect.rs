@@ -6,7 +6,8 @@
 
 use anomalyd::data::window::to_tensor;
 use anomalyd::detect::{
-    Detector, DetectorConfig, ThresholdConfig, ThresholdKind, ThresholdParams, ValueRange,
+    DailyBound, Detector, DetectorConfig, ThresholdConfig, ThresholdKind, ThresholdParams,
+    ValueRange,
 };
 use anomalyd::device::DeviceSpec;
 use anomalyd::model::{DenseAeConfig, ModelConfig};
@@ -74,6 +75,7 @@ fn detectors(c: &mut Criterion) {
         max: vec![1.0],
         quietest: None,
         roughest: None,
+        daily: None,
     };
     // With the training windows' quietest spread too, the stillness check
     // runs over the last 32 values at every point.
@@ -84,14 +86,25 @@ fn detectors(c: &mut Criterion) {
     // And with the roughest window's median step (above the sine's, so
     // that it never fires), the roughness check as well: a median of 31
     // steps at every point.
-    let all = ValueRange {
+    let rough = ValueRange {
         roughest: Some(vec![0.2]),
         ..still.clone()
+    };
+    // And with a daily bound too (a day of five-minute points, above the
+    // sine's differences), the seasonal check: a median of 32 differences
+    // at every point.
+    let all = ValueRange {
+        daily: Some(DailyBound {
+            period: 288,
+            largest: vec![2.0],
+        }),
+        ..rough.clone()
     };
     for (name, range) in [
         ("MeanStd + range check", range),
         ("MeanStd + range and stillness checks", still),
-        ("MeanStd + range, stillness and roughness checks", all),
+        ("MeanStd + range, stillness and roughness checks", rough),
+        ("MeanStd + all four checks", all),
     ] {
         group.bench_function(BenchmarkId::new("points", name), |b| {
             b.iter(|| {

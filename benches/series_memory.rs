@@ -6,7 +6,7 @@
 //! not timings, so they do not vary between runs.
 //! `cargo bench --bench series_memory` prints one JSON line.
 
-use anomalyd::detect::{DEFAULT_MEANSTD_WINDOW, Detector, DetectorConfig, ValueRange};
+use anomalyd::detect::{DEFAULT_MEANSTD_WINDOW, DailyBound, Detector, DetectorConfig, ValueRange};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -31,6 +31,11 @@ fn main() {
                 max: vec![1.0],
                 quietest: Some(vec![0.01]),
                 roughest: Some(vec![0.2]),
+                // Five-minute points: a day of them.
+                daily: Some(DailyBound {
+                    period: 288,
+                    largest: vec![0.2],
+                }),
             }),
         );
     // Both scales' windows span the same time (the coarse one a quarter as

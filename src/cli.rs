@@ -451,6 +451,12 @@ pub struct DetectorArgs {
     /// check off.
     #[arg(long, default_value_t = anomalyd::detect::DEFAULT_ROUGHNESS_RATIO)]
     pub roughness_ratio: f64,
+    /// Where the data's interval divides a day (into at most 1440 points),
+    /// flag a window whose median difference from the same points a day
+    /// earlier exceeds this multiple of the largest training window's (a
+    /// daily peak missing, late or low); 0 turns the check off.
+    #[arg(long, default_value_t = anomalyd::detect::DEFAULT_SEASONAL_RATIO)]
+    pub seasonal_ratio: f64,
     /// Multiply mean-std's k by the factor `anomalyd train` calibrated on
     /// the model's training data (`threshold.k_factor`), where the artifact
     /// has one. Models `eval` trains have none: it calibrates on train
@@ -500,6 +506,7 @@ impl DetectorArgs {
             range_tolerance: self.range_tolerance,
             flatline_ratio: self.flatline_ratio,
             roughness_ratio: self.roughness_ratio,
+            seasonal_ratio: self.seasonal_ratio,
             calibrated_k: self.calibrated_k,
         };
         config.validate()?;
@@ -1215,7 +1222,7 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
     );
     match &manifest.value_range {
         Some(range) => println!(
-            "range           min {:?} max {:?} (range check), quietest window's spread {} (stillness check), roughest window's median step {} (roughness check)",
+            "range           min {:?} max {:?} (range check), quietest window's spread {} (stillness check), roughest window's median step {} (roughness check), {} (seasonal check)",
             range.min,
             range.max,
             range
@@ -1225,6 +1232,14 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
             range.roughest.as_ref().map_or_else(
                 || "none (trained before 2026-12-01)".to_owned(),
                 |q| format!("{q:?}")
+            ),
+            range.daily.as_ref().map_or_else(
+                || "no day (the interval does not divide one, or trained before 2026-12-01)"
+                    .to_owned(),
+                |d| format!(
+                    "a day of {} points, largest median difference from a day earlier {:?}",
+                    d.period, d.largest
+                )
             )
         ),
         None => println!("range           none (format before 4: no range check)"),

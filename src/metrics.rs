@@ -27,6 +27,7 @@ pub struct Metrics {
     pub out_of_range: IntCounterVec,
     pub flatlines: IntCounterVec,
     pub rough: IntCounterVec,
+    pub seasonal: IntCounterVec,
     pub samples: IntCounterVec,
     pub invalid_messages: IntCounterVec,
     pub windows_scored: IntCounter,
@@ -167,6 +168,17 @@ impl Metrics {
                     Opts::new(
                         "anomalyd_rough_total",
                         "Points whose window's median step exceeded detector.roughness_ratio times the roughest training window's.",
+                    ),
+                    &["series"],
+                )
+                .map_err(fail)?,
+            )?,
+            seasonal: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "anomalyd_seasonal_total",
+                        "Points whose window differed from a day earlier by more than detector.seasonal_ratio times the largest training window's difference.",
                     ),
                     &["series"],
                 )

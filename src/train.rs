@@ -1287,8 +1287,10 @@ fn train_scale(
 }
 
 /// The per-feature range of the training points and the spread of their
-/// quietest and roughest windows of `window` points: what the range,
-/// stillness and roughness checks start from. Only the first `scored` of each point's `width` features,
+/// quietest and roughest windows of `window` points, and where a day is a
+/// whole number of points its windows' largest difference from a day
+/// earlier: what the range, stillness, roughness and seasonal checks start
+/// from. Only the first `scored` of each point's `width` features,
 /// those read from data.
 fn training_range(
     points: &[Series],
@@ -1301,9 +1303,20 @@ fn training_range(
         .map(|p| calendar::scored_columns(&p.values, width, scored))
         .collect();
     let parts = || columns.iter().map(Vec::as_slice);
+    // The day in points at the longest part's typical spacing (points
+    // average rows alike, so one part's spacing is every part's).
+    let spacing = points
+        .iter()
+        .max_by_key(|p| p.rows())
+        .map_or(0.0, |p| calendar::typical_spacing(&p.times));
+    let daily = crate::detect::seasonal::daily_period(spacing).and_then(|period| {
+        crate::detect::seasonal::largest_daily_differences(parts(), scored, window, period)
+            .map(|largest| crate::detect::DailyBound { period, largest })
+    });
     ValueRange::of_rows(parts(), scored).map(|range| ValueRange {
         quietest: crate::detect::stillness::quietest_windows(parts(), scored, window),
         roughest: crate::detect::roughness::roughest_windows(parts(), scored, window),
+        daily,
         ..range
     })
 }

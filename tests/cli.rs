@@ -124,7 +124,15 @@ fn train_score_inspect_on_a_nab_series() {
     );
     assert!(matches!(warm[4], "0" | "1"), "{}", lines[248]);
     assert!(
-        ["error", "coarse", "range", "stillness", "roughness"].contains(&warm[5]),
+        [
+            "error",
+            "coarse",
+            "range",
+            "stillness",
+            "roughness",
+            "seasonal"
+        ]
+        .contains(&warm[5]),
         "{}",
         lines[248]
     );

@@ -714,10 +714,16 @@ fn a_signal_that_stops_moving_is_found_though_its_error_falls() {
         "rows scored by the stillness check: {stillness:?}"
     );
     assert!(
-        causes.iter().all(
-            |(_, cause)| ["", "error", "coarse", "range", "stillness", "roughness"]
-                .contains(&cause.as_str())
-        ),
+        causes.iter().all(|(_, cause)| [
+            "",
+            "error",
+            "coarse",
+            "range",
+            "stillness",
+            "roughness",
+            "seasonal"
+        ]
+        .contains(&cause.as_str())),
         "{causes:?}"
     );
 }
@@ -787,6 +793,40 @@ fn a_signal_that_starts_to_oscillate_is_found_by_its_steps() {
         causes("off").iter().all(|(_, cause)| cause != "roughness"),
         "--roughness-ratio 0 turns it off"
     );
+}
+
+/// `rows` of five-minute data from `seed`: a daily shape (a block of three
+/// busy hours every afternoon) with noise; on the days in `quiet` the
+/// afternoon does not come.
+fn afternoons(rows: usize, seed: u64, quiet: std::ops::Range<usize>) -> Vec<f64> {
+    let noise = noise(rows, seed);
+    (0..rows)
+        .map(|row| {
+            let (day, hour) = (row / 288, (row % 288) / 12);
+            let busy = (14..17).contains(&hour) && !quiet.contains(&day);
+            let level = if busy { 3.0 } else { 0.0 };
+            level + 0.2 * noise[row]
+        })
+        .collect()
+}
+
+/// An afternoon that does not come: every value and every step stays
+/// within what the train file holds, and a 16-row window (80 minutes)
+/// looks like any quiet hour, but the day differs from the day before as
+/// no training day did, which the seasonal check sees.
+#[test]
+fn a_day_without_its_afternoon_is_found_by_the_day_before() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let live = afternoons(5 * 288, 7, 3..4);
+    let (first, last) = (3 * 288 + 14 * 12, 3 * 288 + 17 * 12 - 1);
+    labelled_dataset(&root, "s", &live, &[(first, last)]);
+    // Six whole days, so that the series' rows go on the train file's day.
+    write_train_file(&root, &afternoons(6 * 288, 1, 0..0));
+    let args = ["--window", "16", "--epochs", "5", "--no-plots"];
+    let (checked, unchecked) =
+        eval_on_and_off(&root, dir.path(), &args, &["--seasonal-ratio", "0"]);
+    assert_only_the_check_finds_it(&checked, &unchecked, "seasonal check");
 }
 
 /// A sensor that sticks, moves again for a while, then sticks again: the

@@ -28,10 +28,16 @@
 //! the roughest training window's is flagged as well ([`roughness`]): a
 //! fast oscillation keeps its level and range, and is reconstructed nearly
 //! as well as the slow ones.
+//!
+//! **Seasonal.** Where the data's interval divides a day, a window whose
+//! median difference from a day earlier exceeds `seasonal_ratio` times the
+//! largest training window's is flagged too ([`seasonal`]): a day shaped
+//! unlike the days before it, which a window of a few hours cannot see.
 
 pub mod events;
 pub mod range;
 pub mod roughness;
+pub mod seasonal;
 pub mod smoothing;
 pub mod spot;
 pub mod stillness;
@@ -41,8 +47,9 @@ pub mod threshold;
 use serde::{Deserialize, Serialize};
 
 pub use events::{Event, EventChange, EventConfig, EventTracker};
-pub use range::{RangeGuard, RangeJudgement, ValueRange};
+pub use range::{DailyBound, RangeGuard, RangeJudgement, ValueRange};
 pub use roughness::{RoughnessGuard, RoughnessJudgement};
+pub use seasonal::{SeasonalGuard, SeasonalJudgement};
 pub use smoothing::{Smoother, SmoothingConfig};
 use spot::{Spot, SpotConfig, SpotMode};
 pub use stillness::{StillnessGuard, StillnessJudgement};
@@ -187,6 +194,10 @@ pub struct DetectorConfig {
     /// A window whose median step (per feature) exceeds this multiple of
     /// the roughest training window's is flagged; 0 turns the check off.
     pub roughness_ratio: f64,
+    /// A window whose median difference from a day earlier (per feature)
+    /// exceeds this multiple of the largest training window's is flagged;
+    /// 0 turns the check off.
+    pub seasonal_ratio: f64,
     /// Multiply mean-std's k by the factor a model's artifact carries
     /// (`threshold.k_factor`, calibrated by `anomalyd train` on its
     /// training data), where it has one.
@@ -234,6 +245,11 @@ pub const DEFAULT_FLATLINE_RATIO: f64 = 0.5;
 /// signal that moves faster than it ever did").
 pub const DEFAULT_ROUGHNESS_RATIO: f64 = 2.0;
 
+/// The default `seasonal_ratio`: three times the largest training window,
+/// since one day differs from the next more than one step from the next
+/// (see docs/detection.md, "A day unlike the days before it").
+pub const DEFAULT_SEASONAL_RATIO: f64 = 3.0;
+
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
@@ -246,6 +262,7 @@ impl Default for DetectorConfig {
             range_tolerance: DEFAULT_RANGE_TOLERANCE,
             flatline_ratio: DEFAULT_FLATLINE_RATIO,
             roughness_ratio: DEFAULT_ROUGHNESS_RATIO,
+            seasonal_ratio: DEFAULT_SEASONAL_RATIO,
             calibrated_k: true,
         }
     }
@@ -375,6 +392,14 @@ impl DetectorConfig {
                 "must be 0 (off) or above 1: a multiple of the roughest training window's median step",
             ));
         }
+        if !(self.seasonal_ratio == 0.0
+            || (self.seasonal_ratio > 1.0 && self.seasonal_ratio.is_finite()))
+        {
+            return Err(Error::config(
+                "seasonal_ratio",
+                "must be 0 (off) or above 1: a multiple of the largest training window's median difference from a day earlier",
+            ));
+        }
         match self.smoothing {
             SmoothingConfig::Ewma { alpha } if !(alpha > 0.0 && alpha <= 1.0) => {
                 return Err(Error::config("smoothing.alpha", "must lie in (0, 1]"));
@@ -445,6 +470,9 @@ pub enum Cause {
     /// A window that moved faster than any training window (see
     /// [`roughness`]).
     Roughness,
+    /// A window unlike the same hours a day earlier, more than any training
+    /// window (see [`seasonal`]).
+    Seasonal,
 }
 
 impl Cause {
@@ -456,6 +484,7 @@ impl Cause {
             Cause::Range => "range",
             Cause::Stillness => "stillness",
             Cause::Roughness => "roughness",
+            Cause::Seasonal => "seasonal",
         }
     }
 }
@@ -479,6 +508,9 @@ pub struct Decision {
     /// Its window moved faster than any training window (see
     /// [`roughness`]).
     pub rough: bool,
+    /// Its window differed from a day earlier more than any training
+    /// window (see [`seasonal`]).
+    pub seasonal: bool,
     /// The point lies in a confirmed anomaly event.
     pub anomalous: bool,
     pub event: Option<EventChange>,
@@ -601,6 +633,10 @@ pub struct Detector {
     roughness: Option<RoughnessGuard>,
     #[serde(skip)]
     pending_roughness: Option<RoughnessJudgement>,
+    #[serde(default)]
+    seasonal: Option<SeasonalGuard>,
+    #[serde(skip)]
+    pending_seasonal: Option<SeasonalJudgement>,
     /// The model's window in points: the stillness and roughness checks'
     /// window.
     #[serde(default)]
@@ -622,6 +658,8 @@ impl Detector {
             pending_stillness: None,
             roughness: None,
             pending_roughness: None,
+            seasonal: None,
+            pending_seasonal: None,
             model_window,
         }
     }
@@ -632,8 +670,10 @@ impl Detector {
     /// values are not judged.
     /// The same range's `quietest` spreads (format 5 on) start the
     /// stillness check, unless `flatline_ratio` is 0, and its `roughest`
-    /// steps the roughness check, unless `roughness_ratio` is 0.
+    /// steps the roughness check, unless `roughness_ratio` is 0, and its
+    /// `daily` bound the seasonal check, unless `seasonal_ratio` is 0.
     pub fn with_range(mut self, config: &DetectorConfig, range: Option<ValueRange>) -> Self {
+        self.seasonal = seasonal_guard(config, range.as_ref(), self.model_window);
         self.roughness = range
             .as_ref()
             .and_then(|range| range.roughest.clone())
@@ -650,7 +690,7 @@ impl Detector {
         self
     }
 
-    /// Starts the stillness and roughness checks on a detector resumed from
+    /// Starts the stillness, roughness and seasonal checks on a detector resumed from
     /// a state file written before the check existed (no guard, no model
     /// window), as [`Detector::with_range`] starts them for a new series:
     /// without this, a series that keeps streaming across such an upgrade
@@ -688,6 +728,12 @@ impl Detector {
             ));
             started = true;
         }
+        if self.seasonal.is_none()
+            && let Some(guard) = seasonal_guard(config, range, self.model_window)
+        {
+            self.seasonal = Some(guard);
+            started = true;
+        }
         started
     }
 
@@ -718,6 +764,10 @@ impl Detector {
             let verdict = guard.judge(values);
             self.pending_roughness =
                 Some(most_severe(self.pending_roughness, verdict, |j| j.score));
+        }
+        if let Some(guard) = &mut self.seasonal {
+            let verdict = guard.judge(values);
+            self.pending_seasonal = Some(most_severe(self.pending_seasonal, verdict, |j| j.score));
         }
     }
 
@@ -769,22 +819,27 @@ impl Detector {
         let flatline = stillness.is_some_and(|s| s.flagged);
         let roughness = self.pending_roughness.take();
         let rough = roughness.is_some_and(|r| r.flagged);
-        let certain = out_of_range || flatline || rough;
+        let daily = self.pending_seasonal.take();
+        let seasonal = daily.is_some_and(|d| d.flagged);
+        let certain = out_of_range || flatline || rough || seasonal;
         let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged) || certain;
         let coarse_score = coarse.map(|c| c.score);
         let range_score = range.map(|r| r.score);
         let stillness_score = stillness.map(|s| s.score);
         let roughness_score = roughness.map(|r| r.score);
+        let seasonal_score = daily.map(|d| d.score);
         let score = coarse_score
             .map_or(fine.score, |c| fine.score.max(c))
             .max(range_score.unwrap_or(0.0))
             .max(stillness_score.unwrap_or(0.0))
-            .max(roughness_score.unwrap_or(0.0));
+            .max(roughness_score.unwrap_or(0.0))
+            .max(seasonal_score.unwrap_or(0.0));
         let cause = [
             (Cause::Coarse, coarse_score),
             (Cause::Range, range_score),
             (Cause::Stillness, stillness_score),
             (Cause::Roughness, roughness_score),
+            (Cause::Seasonal, seasonal_score),
         ]
         .into_iter()
         .find(|&(_, s)| fine.score < score && s == Some(score))
@@ -799,6 +854,7 @@ impl Detector {
             out_of_range,
             flatline,
             rough,
+            seasonal,
             anomalous,
             event,
             cause,
@@ -809,6 +865,24 @@ impl Detector {
     pub fn finish(&mut self) -> Option<Event> {
         self.events.finish()
     }
+}
+
+/// The seasonal check for `range`'s daily bound, unless `seasonal_ratio` is
+/// 0 or the data's interval does not divide a day.
+fn seasonal_guard(
+    config: &DetectorConfig,
+    range: Option<&ValueRange>,
+    model_window: usize,
+) -> Option<SeasonalGuard> {
+    let daily = range?.daily.as_ref()?;
+    (config.seasonal_ratio > 0.0).then(|| {
+        SeasonalGuard::new(
+            daily.largest.clone(),
+            config.seasonal_ratio,
+            model_window,
+            daily.period,
+        )
+    })
 }
 
 /// The coarse model's per-row errors for [`detect_all_scales`].
@@ -872,13 +946,25 @@ pub fn detect_all_scales(
         if let Some(Some(e)) = coarse.and_then(|c| c.errors.get(row)) {
             detector.observe_coarse(*e);
         }
+        // Once judging has started, every point's values go to the checks,
+        // scored or not, so that their windows stay a run of consecutive
+        // points: where a train file's rows are followed by the series',
+        // scored apart, the series' first window of points has no error,
+        // and skipping them would splice points a day apart into the
+        // seasonal check's differences. Before the first error the checks
+        // start with the first scored point, as the daemon's do. Rows that
+        // end no point (aggregated rows before a point's last) hold no
+        // values.
+        if let Some(point) = values
+            .and_then(|v| v.rows.get(row * features..(row + 1) * features))
+            .filter(|point| {
+                error.is_some() || (!rows.is_empty() && point.iter().all(|v| v.is_finite()))
+            })
+        {
+            detector.observe_values(point);
+        }
         let decision = error.map(|e| {
             rows.push(row);
-            if let Some(point) =
-                values.and_then(|v| v.rows.get(row * features..(row + 1) * features))
-            {
-                detector.observe_values(point);
-            }
             detector.update(e)
         });
         if let Some(Decision {
@@ -1122,6 +1208,7 @@ mod tests {
             max: vec![1.0],
             quietest,
             roughest: None,
+            daily: None,
         };
         let run = |config: &DetectorConfig, range: ValueRange| {
             judge_values(config, Some(range), &values, 0.01)
@@ -1166,6 +1253,7 @@ mod tests {
             max: vec![1.0],
             quietest: None,
             roughest,
+            daily: None,
         };
         let run = |config: &DetectorConfig, range: ValueRange| {
             judge_values(config, Some(range), &values, 0.01)
@@ -1203,6 +1291,7 @@ mod tests {
             max: vec![1.0],
             quietest: None,
             roughest: None,
+            daily: None,
         };
         let run = |config: &DetectorConfig, range: Option<ValueRange>| {
             judge_values(config, range, &[0.5, 1.05, 1.5, 1.5, 0.0], 1.0)
@@ -1326,6 +1415,7 @@ mod tests {
             range_tolerance: DEFAULT_RANGE_TOLERANCE,
             flatline_ratio: DEFAULT_FLATLINE_RATIO,
             roughness_ratio: DEFAULT_ROUGHNESS_RATIO,
+            seasonal_ratio: DEFAULT_SEASONAL_RATIO,
             calibrated_k: true,
         };
         let (alone, events_alone) = detect_all(&config, 0.5, 10, &fine);

@@ -30,6 +30,22 @@ pub struct ValueRange {
     /// so it needs no new format).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roughest: Option<Vec<f64>>,
+    /// Where the data's interval divides a day: the day in points and, per
+    /// feature, the largest median difference from a day earlier of any
+    /// training window (see [`crate::detect::seasonal`]); absent otherwise
+    /// and in artifacts trained before 2026-12-01.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily: Option<DailyBound>,
+}
+
+/// What the seasonal check starts from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailyBound {
+    /// A day, in the model's points.
+    pub period: usize,
+    /// Per feature, the largest median absolute difference from a day
+    /// earlier of any training window.
+    pub largest: Vec<f64>,
 }
 
 impl ValueRange {
@@ -61,6 +77,7 @@ impl ValueRange {
             max,
             quietest: None,
             roughest: None,
+            daily: None,
         })
     }
 
@@ -88,6 +105,10 @@ impl ValueRange {
             max: map(&self.max),
             quietest: scaled(&self.quietest),
             roughest: scaled(&self.roughest),
+            daily: self.daily.as_ref().map(|daily| DailyBound {
+                period: daily.period,
+                largest: scaled(&Some(daily.largest.clone())).unwrap_or_default(),
+            }),
         }
     }
 
@@ -167,6 +188,7 @@ mod tests {
                 max: vec![10.0, 5.0],
                 quietest: None,
                 roughest: None,
+                daily: None,
             },
             0.05,
         )
@@ -220,11 +242,22 @@ mod tests {
         let windows = ValueRange {
             quietest: Some(vec![4.0, 5.0]),
             roughest: Some(vec![8.0, 50.0]),
+            daily: Some(DailyBound {
+                period: 288,
+                largest: vec![2.0, 20.0],
+            }),
             ..range
         }
         .mapped(&[1.0, 10.0], &[2.0, 10.0]);
         assert_eq!(windows.quietest, Some(vec![2.0, 0.5]));
         assert_eq!(windows.roughest, Some(vec![4.0, 5.0]));
+        assert_eq!(
+            windows.daily,
+            Some(DailyBound {
+                period: 288,
+                largest: vec![1.0, 2.0]
+            })
+        );
         assert!(ValueRange::of_rows([&[f64::NAN, f64::NAN][..]], 1).is_none());
     }
 }

@@ -58,25 +58,80 @@ pub fn roughest_windows<'a>(
 /// The median of the absolute differences between consecutive values (the
 /// mean of the middle two for an even count); `steps` is scratch space.
 fn median_step(values: impl Iterator<Item = f64>, steps: &mut Vec<f64>) -> f64 {
-    steps.clear();
     let mut previous: Option<f64> = None;
-    for v in values {
-        if let Some(p) = previous {
-            steps.push((v - p).abs());
-        }
-        previous = Some(v);
-    }
-    let count = steps.len();
+    let differences = values.filter_map(|v| previous.replace(v).map(|p| v - p));
+    median_abs(differences, steps)
+}
+
+/// The median of the absolute values (the mean of the middle two for an
+/// even count; 0 for none); `scratch` is reused space.
+pub(super) fn median_abs(values: impl Iterator<Item = f64>, scratch: &mut Vec<f64>) -> f64 {
+    scratch.clear();
+    scratch.extend(values.map(f64::abs));
+    let count = scratch.len();
     if count == 0 {
         return 0.0;
     }
     let middle = count / 2;
-    let (lower, &mut upper, _) = steps.select_nth_unstable_by(middle, f64::total_cmp);
+    let (lower, &mut upper, _) = scratch.select_nth_unstable_by(middle, f64::total_cmp);
     if count % 2 == 1 {
         return upper;
     }
     let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (below + upper) / 2.0
+}
+
+/// Per feature, the largest statistic of the windows a guard judged
+/// lately: the largest of each of the last [`MEMORY_WINDOWS`] + 1 blocks
+/// of `window` judgements, oldest first. The newest block's windows may
+/// overlap the one being judged, so it is remembered but not compared with
+/// yet: a window that fills with a new motion point by point is compared
+/// with what came before it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct PeakMemory {
+    remembered: Vec<VecDeque<f64>>,
+    /// Per feature: the largest of the block being judged.
+    block: Vec<f64>,
+    /// Windows judged so far.
+    judged: u64,
+}
+
+impl PeakMemory {
+    /// The larger of `bound` and feature `feature`'s windows remembered
+    /// that no longer overlap the one judged.
+    pub(super) fn allowed(&self, feature: usize, bound: f64) -> f64 {
+        self.remembered.get(feature).map_or(bound, |remembered| {
+            remembered
+                .iter()
+                .take(remembered.len().saturating_sub(1))
+                .copied()
+                .fold(bound, f64::max)
+        })
+    }
+
+    /// Remembers one judged window's statistic per feature.
+    pub(super) fn record(&mut self, statistics: &[f64], window: usize) {
+        let features = statistics.len();
+        self.remembered.resize_with(features, VecDeque::new);
+        self.block.resize(features, 0.0);
+        for (block, &now) in self.block.iter_mut().zip(statistics) {
+            *block = block.max(now);
+        }
+        self.judged += 1;
+        if self.judged.is_multiple_of(window as u64) {
+            for (remembered, block) in self.remembered.iter_mut().zip(&mut self.block) {
+                remembered.push_back(std::mem::take(block));
+                if remembered.len() > MEMORY_WINDOWS + 1 {
+                    remembered.pop_front();
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn blocks(&self, feature: usize) -> usize {
+        self.remembered.get(feature).map_or(0, VecDeque::len)
+    }
 }
 
 /// The guard's verdict on one point.
@@ -98,17 +153,12 @@ pub struct RoughnessGuard {
     window: usize,
     /// The last `window` points, row-major.
     recent: VecDeque<f32>,
-    /// Per feature: the roughest median step judged in each of the last
-    /// [`MEMORY_WINDOWS`] + 1 blocks of `window` judgements, oldest first.
-    /// The newest block's windows may overlap the one being judged, so it
-    /// is remembered but not compared with yet.
-    remembered: Vec<VecDeque<f64>>,
-    /// Per feature: the roughest median step of the block being judged.
-    block: Vec<f64>,
-    /// Windows judged so far.
-    judged: u64,
+    /// The median steps judged lately.
+    memory: PeakMemory,
     #[serde(skip)]
     steps: Vec<f64>,
+    #[serde(skip)]
+    now: Vec<f64>,
 }
 
 impl RoughnessGuard {
@@ -118,13 +168,12 @@ impl RoughnessGuard {
         let features = ceiling.len();
         Self {
             recent: VecDeque::with_capacity(window * features),
-            remembered: vec![VecDeque::new(); features],
-            block: vec![0.0; features],
+            memory: PeakMemory::default(),
             ceiling,
             ratio,
             window: window.max(2),
-            judged: 0,
             steps: Vec::new(),
+            now: Vec::new(),
         }
     }
 
@@ -149,17 +198,9 @@ impl RoughnessGuard {
         if self.recent.len() < self.window * features {
             return calm;
         }
-        // A state written by another build may hold fewer features.
-        self.remembered.resize_with(features, VecDeque::new);
-        self.block.resize(features, 0.0);
+        self.now.clear();
         let mut above: f64 = 0.0;
-        for (((feature, &ceiling), remembered), block) in self
-            .ceiling
-            .iter()
-            .enumerate()
-            .zip(&self.remembered)
-            .zip(&mut self.block)
-        {
+        for (feature, &ceiling) in self.ceiling.iter().enumerate() {
             let column = self
                 .recent
                 .iter()
@@ -167,27 +208,13 @@ impl RoughnessGuard {
                 .step_by(features)
                 .map(|&v| f64::from(v));
             let now = median_step(column, &mut self.steps);
-            let not_overlapping = remembered.len().saturating_sub(1);
-            let roughest = remembered
-                .iter()
-                .take(not_overlapping)
-                .copied()
-                .fold(ceiling, f64::max);
-            let allowed = self.ratio * roughest;
+            let allowed = self.ratio * self.memory.allowed(feature, ceiling);
             if ceiling > 0.0 && now > allowed {
                 above = above.max(now / allowed - 1.0);
             }
-            *block = block.max(now);
+            self.now.push(now);
         }
-        self.judged += 1;
-        if self.judged.is_multiple_of(self.window as u64) {
-            for (remembered, block) in self.remembered.iter_mut().zip(&mut self.block) {
-                remembered.push_back(std::mem::take(block));
-                if remembered.len() > MEMORY_WINDOWS + 1 {
-                    remembered.pop_front();
-                }
-            }
-        }
+        self.memory.record(&self.now, self.window);
         if above > 0.0 {
             RoughnessJudgement {
                 flagged: true,
@@ -288,7 +315,7 @@ mod tests {
         for i in 0..10 * 4 * MEMORY_WINDOWS {
             guard.judge(&[(i % 2) as f32 * i as f32]);
         }
-        assert_eq!(guard.remembered[0].len(), MEMORY_WINDOWS + 1);
+        assert_eq!(guard.memory.blocks(0), MEMORY_WINDOWS + 1);
     }
 
     #[test]

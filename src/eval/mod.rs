@@ -1062,6 +1062,7 @@ mod tests {
                 out_of_range: false,
                 flatline: false,
                 rough: false,
+                seasonal: false,
                 anomalous: true,
                 event,
                 cause: crate::detect::Cause::Error,

@@ -284,6 +284,7 @@ mod tests {
                     out_of_range: false,
                     flatline: false,
                     rough: false,
+                    seasonal: false,
                     anomalous: (118..=126).contains(&r),
                     event: None,
                     cause: crate::detect::Cause::Error,

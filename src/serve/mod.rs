@@ -464,7 +464,7 @@ fn resume(
                 if started > 0 {
                     tracing::info!(
                         series = started,
-                        "stillness or roughness check started on resumed series saved without it"
+                        "stillness, roughness or seasonal check started on resumed series saved without it"
                     );
                 }
             }
@@ -613,6 +613,7 @@ impl AnomalyEvent {
                 Cause::Range => crate::proto::Cause::Range,
                 Cause::Stillness => crate::proto::Cause::Stillness,
                 Cause::Roughness => crate::proto::Cause::Roughness,
+                Cause::Seasonal => crate::proto::Cause::Seasonal,
             }
             .into(),
         }
@@ -1005,7 +1006,7 @@ impl Pipeline {
                 tracing::info!(
                     model = %self.models[index].name,
                     series = started,
-                    "stillness or roughness check started on series whose earlier artifact lacked it"
+                    "stillness, roughness or seasonal check started on series whose earlier artifact lacked it"
                 );
             }
             self.metrics.model_reloads.with_label_values(&["ok"]).inc();
@@ -1394,6 +1395,9 @@ impl Pipeline {
                 }
                 if decision.rough {
                     self.metrics.rough.with_label_values(&[label]).inc();
+                }
+                if decision.seasonal {
+                    self.metrics.seasonal.with_label_values(&[label]).inc();
                 }
                 self.metrics
                     .reconstruction_error

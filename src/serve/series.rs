@@ -537,8 +537,8 @@ impl SeriesTable {
         })
     }
 
-    /// Starts the stillness and roughness checks on resumed series that
-    /// lack them (see
+    /// Starts the stillness, roughness and seasonal checks on resumed
+    /// series that lack them (see
     /// [`Detector::resume_window_checks`]); `models` are the served models'
     /// windows and training ranges, by index. How many series it started on.
     pub fn resume_window_checks(&mut self, models: &[(usize, Option<&ValueRange>)]) -> usize {
@@ -830,6 +830,7 @@ mod tests {
             max: vec![10.0],
             quietest: Some(vec![1.0]),
             roughest: Some(vec![1.0]),
+            daily: None,
         };
         let before = ValueRange {
             quietest: None,

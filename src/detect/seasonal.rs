@@ -1,0 +1,274 @@
+//! A day unlike the days before it.
+//!
+//! A daily cycle whose peak comes late, stays low or goes missing keeps
+//! every value and every step within what training saw, and a model window
+//! of a few hours cannot tell one day's afternoon from another's. The guard
+//! keeps a day and a window of points per feature and judges each window's
+//! differences from the same points one day earlier: it flags a window
+//! whose median absolute difference is more than `ratio` times the largest
+//! of any training window, or of any window it judged lately that no longer
+//! overlaps this one (the memory of the roughness check). The median
+//! ignores a spike or two that a day's difference carries twice. It runs
+//! only where the data's interval divides a day into at most [`MAX_PERIOD`]
+//! points, and judges nothing until it holds a day.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use super::roughness::{PeakMemory, median_abs};
+
+/// The longest day the guard keeps, in points: a day of one-minute points
+/// (5.8 kB a feature). Finer data would cost more per series than the
+/// rest of its detector; the check stays off there.
+pub const MAX_PERIOD: usize = 1440;
+
+/// Seconds in a day.
+const DAY: f64 = 86_400.0;
+
+/// The points in a day at `spacing` seconds a point, where that is a whole
+/// number from 2 to [`MAX_PERIOD`].
+pub fn daily_period(spacing: f64) -> Option<usize> {
+    if !(spacing > 0.0 && spacing.is_finite()) {
+        return None;
+    }
+    let points = DAY / spacing;
+    let whole = points.round();
+    ((points - whole).abs() < 1e-6 && (2.0..=MAX_PERIOD as f64).contains(&whole))
+        .then_some(whole as usize)
+}
+
+/// The largest per-feature median absolute difference from `period` rows
+/// earlier over every window of `window` consecutive differences of
+/// row-major `[rows, features]` parts (neither crosses parts). `None` when
+/// no part holds `period + window` rows.
+pub fn largest_daily_differences<'a>(
+    parts: impl IntoIterator<Item = &'a [f64]>,
+    features: usize,
+    window: usize,
+    period: usize,
+) -> Option<Vec<f64>> {
+    if features == 0 || window == 0 || period == 0 {
+        return None;
+    }
+    let mut largest = vec![f64::NEG_INFINITY; features];
+    let mut scratch = Vec::with_capacity(window);
+    for part in parts {
+        let rows = part.len() / features;
+        if rows < period + window {
+            continue;
+        }
+        for (feature, top) in largest.iter_mut().enumerate() {
+            let column: Vec<f64> = part
+                .iter()
+                .skip(feature)
+                .step_by(features)
+                .copied()
+                .collect();
+            let differences: Vec<f64> = column
+                .iter()
+                .zip(&column[period..])
+                .map(|(earlier, now)| now - earlier)
+                .collect();
+            for values in differences.windows(window) {
+                *top = top.max(median_abs(values.iter().copied(), &mut scratch));
+            }
+        }
+    }
+    largest.iter().all(|v| v.is_finite()).then_some(largest)
+}
+
+/// The guard's verdict on one point.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SeasonalJudgement {
+    pub flagged: bool,
+    /// `1 - 1 / (2 + r)` for a window `r` times further from the day
+    /// before than allowed: 0.5 exactly at the allowed difference; 0 when
+    /// within it.
+    pub score: f64,
+}
+
+/// A day and a window of one series and the bound on its differences.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeasonalGuard {
+    /// Per feature: the largest training window's median difference.
+    ceiling: Vec<f64>,
+    ratio: f64,
+    window: usize,
+    /// A day, in points.
+    period: usize,
+    /// The last `period + window` points, row-major.
+    recent: VecDeque<f32>,
+    /// The median differences judged lately.
+    memory: PeakMemory,
+    #[serde(skip)]
+    scratch: Vec<f64>,
+    #[serde(skip)]
+    now: Vec<f64>,
+}
+
+impl SeasonalGuard {
+    /// `ceiling` per feature in the units of the values to come; `window`
+    /// and `period` in points.
+    pub fn new(ceiling: Vec<f64>, ratio: f64, window: usize, period: usize) -> Self {
+        let window = window.max(1);
+        Self {
+            recent: VecDeque::with_capacity((period + window) * ceiling.len()),
+            memory: PeakMemory::default(),
+            ceiling,
+            ratio,
+            window,
+            period,
+            scratch: Vec::new(),
+            now: Vec::new(),
+        }
+    }
+
+    /// Takes one point's values (one per feature); once a day and a window
+    /// are held, judges the window's differences from a day earlier against
+    /// the bound and the windows remembered, then remembers it.
+    pub fn judge(&mut self, values: &[f32]) -> SeasonalJudgement {
+        let features = self.ceiling.len();
+        let calm = SeasonalJudgement {
+            flagged: false,
+            score: 0.0,
+        };
+        if values.len() != features || values.iter().any(|v| !v.is_finite()) {
+            // A gap in the values breaks the day.
+            self.recent.clear();
+            return calm;
+        }
+        let held = (self.period + self.window) * features;
+        self.recent.extend(values.iter().copied());
+        while self.recent.len() > held {
+            self.recent.drain(..features);
+        }
+        if self.recent.len() < held {
+            return calm;
+        }
+        self.now.clear();
+        let mut above: f64 = 0.0;
+        for (feature, &ceiling) in self.ceiling.iter().enumerate() {
+            let recent = &self.recent;
+            let period = self.period;
+            let differences = (0..self.window).map(|row| {
+                let earlier = recent[row * features + feature];
+                let now = recent[(row + period) * features + feature];
+                f64::from(now) - f64::from(earlier)
+            });
+            let now = median_abs(differences, &mut self.scratch);
+            let allowed = self.ratio * self.memory.allowed(feature, ceiling);
+            if ceiling > 0.0 && now > allowed {
+                above = above.max(now / allowed - 1.0);
+            }
+            self.now.push(now);
+        }
+        self.memory.record(&self.now, self.window);
+        if above > 0.0 {
+            SeasonalJudgement {
+                flagged: true,
+                score: 1.0 - 1.0 / (2.0 + above),
+            }
+        } else {
+            calm
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_day_is_counted_only_where_the_interval_divides_it() {
+        assert_eq!(daily_period(300.0), Some(288));
+        assert_eq!(daily_period(3600.0), Some(24));
+        assert_eq!(daily_period(60.0), Some(1440));
+        assert_eq!(daily_period(7.0), None, "not a whole number of points");
+        assert_eq!(daily_period(30.0), None, "more points than kept");
+        assert_eq!(daily_period(86_400.0), None, "one point a day");
+        assert_eq!(daily_period(0.0), None);
+        assert_eq!(daily_period(f64::NAN), None);
+    }
+
+    #[test]
+    fn the_largest_difference_is_found_per_feature_and_never_across_parts() {
+        // Period 2, windows of 2 differences. Feature 0 repeats exactly;
+        // feature 1 differs by 1, then 3, from two rows before.
+        let first = [0.0, 0.0, 5.0, 1.0, 0.0, 1.0, 5.0, 4.0];
+        let second = [9.0, 0.0, 9.0, 0.0, 9.0, 0.0];
+        let largest = largest_daily_differences([&first[..], &second[..]], 2, 2, 2);
+        assert_eq!(largest, Some(vec![0.0, 2.0]));
+        assert_eq!(
+            largest_daily_differences([&first[..]], 2, 3, 2),
+            None,
+            "no part holds a day and a window"
+        );
+    }
+
+    /// A daily shape with a peak at the same hour every day.
+    fn day(i: usize, period: usize) -> f32 {
+        let hour = i % period;
+        let peak = if (period / 2..period / 2 + period / 8).contains(&hour) {
+            3.0
+        } else {
+            0.0
+        };
+        peak + ((i * 7919) % 13) as f32 / 100.0
+    }
+
+    #[test]
+    fn a_day_without_its_peak_is_flagged_once_its_window_sees_the_gap() {
+        let (period, window) = (48, 8);
+        let training: Vec<f64> = (0..4 * period).map(|i| f64::from(day(i, period))).collect();
+        let ceiling =
+            largest_daily_differences([&training[..]], 1, window, period).unwrap_or_default();
+        assert!(ceiling[0] > 0.0 && ceiling[0] < 0.2, "{ceiling:?}");
+        let mut guard = SeasonalGuard::new(ceiling, 2.0, window, period);
+        for i in 0..4 * period {
+            assert!(!guard.judge(&[day(i, period)]).flagged, "normal point {i}");
+        }
+        // The fifth day's peak does not come: the values stay within range
+        // and move by the same small steps.
+        let missing = |i: usize| {
+            if i / period == 4 {
+                ((i * 7919) % 13) as f32 / 100.0
+            } else {
+                day(i, period)
+            }
+        };
+        let flags: Vec<usize> = (4 * period..6 * period)
+            .filter(|&i| guard.judge(&[missing(i)]).flagged)
+            .collect();
+        let peak_from = 4 * period + period / 2;
+        assert!(
+            flags
+                .first()
+                .is_some_and(|&f| (peak_from..peak_from + window).contains(&f)),
+            "flagged within a window of where the peak should be: {flags:?}"
+        );
+        // A day later the peak is back, and the day before lacked it: that
+        // differs as much, and is flagged too (it is a day unlike the one
+        // before), but nothing else is.
+        assert!(
+            flags.iter().all(
+                |&f| (peak_from..peak_from + period / 8 + window).contains(&f)
+                    || (peak_from + period..peak_from + period + period / 8 + window).contains(&f)
+            ),
+            "{flags:?}"
+        );
+    }
+
+    #[test]
+    fn nothing_is_judged_before_a_day_and_a_gap_starts_the_day_again() {
+        let mut guard = SeasonalGuard::new(vec![0.1], 2.0, 2, 3);
+        for v in [0.0, 0.0, 0.0, 5.0] {
+            assert!(!guard.judge(&[v]).flagged, "fewer than a day and a window");
+        }
+        assert!(guard.judge(&[5.0]).flagged, "5 against 0 a day before");
+        assert!(!guard.judge(&[f32::NAN]).flagged);
+        for v in [0.0, 0.0, 0.0, 5.0] {
+            assert!(!guard.judge(&[v]).flagged, "the day starts again");
+        }
+    }
+}
