@@ -184,8 +184,8 @@ impl Default for ScoringConfig {
 pub struct SeriesConfig {
     /// Series tracked at once; the least recently seen is evicted beyond it
     /// (counted in `anomalyd_series_evicted_total`). The default, 10,000,
-    /// holds about 0.75 GB of detector history once every window is full
-    /// (76 kB a series with the default detector, `cargo bench --bench
+    /// holds about 0.8 GB of detector history once every window is full
+    /// (80 kB a series with the default detector, `cargo bench --bench
     /// series_memory`): a bound a pod can have, where the old 100,000
     /// bounded nothing in practice.
     pub max_series: usize,
