@@ -771,6 +771,23 @@ impl Detector {
         }
     }
 
+    /// A gap in time between two points: the checks that judge a window of
+    /// consecutive points (stillness, roughness, seasonal) start their
+    /// windows again, since one spanning the gap would compare points
+    /// further apart than it means to (a day earlier would be a day and
+    /// the gap).
+    pub fn break_windows(&mut self) {
+        if let Some(guard) = &mut self.stillness {
+            guard.break_window();
+        }
+        if let Some(guard) = &mut self.roughness {
+            guard.break_window();
+        }
+        if let Some(guard) = &mut self.seasonal {
+            guard.break_window();
+        }
+    }
+
     /// A detector for a multi-scale model: the coarse model's points each
     /// average `multiple` of the fine model's, and its errors arrive through
     /// [`Detector::observe_coarse`]. Its threshold runs on the same

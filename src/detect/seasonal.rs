@@ -124,6 +124,12 @@ impl SeasonalGuard {
         }
     }
 
+    /// Forgets the points held, as a gap in the values does: the next
+    /// judgement waits for a whole window again.
+    pub fn break_window(&mut self) {
+        self.recent.clear();
+    }
+
     /// Takes one point's values (one per feature); once a day and a window
     /// are held, judges the window's differences from a day earlier against
     /// the bound and the windows remembered, then remembers it.
@@ -257,6 +263,27 @@ mod tests {
             ),
             "{flags:?}"
         );
+    }
+
+    /// A gap in time (the daemon's `series.max_gap_seconds`) breaks the
+    /// window: across it, "a day earlier" would be a day and the gap.
+    #[test]
+    fn a_broken_window_waits_for_a_day_again() {
+        let mut guard = SeasonalGuard::new(vec![0.1], 2.0, 2, 3);
+        for v in [0.0, 1.0, 2.0, 0.0, 1.0, 2.0] {
+            assert!(!guard.judge(&[v]).flagged);
+        }
+        let mut unbroken = guard.clone();
+        guard.break_window();
+        // The day goes on a point later than the points held say.
+        let later = [2.0, 0.0, 1.0, 2.0];
+        assert!(
+            later.iter().any(|&v| unbroken.judge(&[v]).flagged),
+            "unbroken, the shifted day is flagged"
+        );
+        for v in later {
+            assert!(!guard.judge(&[v]).flagged, "nothing judged before a day");
+        }
     }
 
     #[test]

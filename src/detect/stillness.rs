@@ -125,6 +125,12 @@ impl StillnessGuard {
         }
     }
 
+    /// Forgets the points held, as a gap in the values does: the next
+    /// judgement waits for a whole window again.
+    pub fn break_window(&mut self) {
+        self.recent.clear();
+    }
+
     /// Takes one point's values (one per feature); once a whole window is
     /// held, judges its spread against the floor and the windows
     /// remembered, then remembers it.

@@ -374,6 +374,7 @@ impl SeriesTable {
                 if let Some(coarse) = &mut state.coarse {
                     coarse.reset();
                 }
+                state.detector.break_windows();
                 self.events.gap_resets += 1;
             }
         }
