@@ -679,6 +679,18 @@ fn noise(rows: usize, seed: u64) -> Vec<f64> {
         .collect()
 }
 
+/// Which check scored each row of series `g/s.csv` in the run written to
+/// `out` (the series table's last column), by row.
+fn causes_by_row(out: &Path) -> Vec<(usize, String)> {
+    let table = std::fs::read_to_string(out.join("series/g__s.csv")).unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .enumerate()
+        .filter_map(|(row, line)| Some((row, line.rsplit(',').next()?.to_owned())))
+        .collect()
+}
+
 /// A stuck sensor: the signal freezes at its mean. A flat line is what an
 /// autoencoder reconstructs best, so its error falls; its window moves
 /// less than any in the train file, which the stillness check sees.
@@ -697,13 +709,7 @@ fn a_signal_that_stops_moving_is_found_though_its_error_falls() {
     assert_only_the_check_finds_it(&checked, &unchecked, "stillness check");
     // The series table says which check scored each row: the stillness
     // check inside the flat stretch, and nowhere before it.
-    let table = std::fs::read_to_string(dir.path().join("on/series/g__s.csv")).unwrap_or_default();
-    let causes: Vec<(usize, String)> = table
-        .lines()
-        .skip(1)
-        .enumerate()
-        .filter_map(|(row, line)| Some((row, line.rsplit(',').next()?.to_owned())))
-        .collect();
+    let causes = causes_by_row(&dir.path().join("on"));
     let stillness: Vec<usize> = causes
         .iter()
         .filter(|(_, cause)| cause == "stillness")
@@ -770,16 +776,7 @@ fn a_signal_that_starts_to_oscillate_is_found_by_its_steps() {
     let (checked, unchecked) =
         eval_on_and_off(&root, dir.path(), &args, &["--roughness-ratio", "0"]);
     assert_only_the_check_finds_it(&checked, &unchecked, "roughness check");
-    let causes = |out: &str| -> Vec<(usize, String)> {
-        let table = std::fs::read_to_string(dir.path().join(out).join("series/g__s.csv"))
-            .unwrap_or_default();
-        table
-            .lines()
-            .skip(1)
-            .enumerate()
-            .filter_map(|(row, line)| Some((row, line.rsplit(',').next()?.to_owned())))
-            .collect()
-    };
+    let causes = |out: &str| causes_by_row(&dir.path().join(out));
     let rough: Vec<usize> = causes("on")
         .into_iter()
         .filter(|(_, cause)| cause == "roughness")

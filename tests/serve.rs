@@ -1633,6 +1633,22 @@ async fn a_restart_resumes_every_series_from_the_state_file() {
     assert!(matches!(outcome, Ok(Ok(Ok(())))), "{outcome:?}");
 }
 
+/// Removes `field` from the `value_range` of the artifact in `model_dir`,
+/// as an artifact written before that field was; returns the manifest as
+/// it was, to write back for the upgrade.
+fn without_range_field(model_dir: &std::path::Path, field: &str) -> String {
+    let manifest_path = model_dir.join("manifest.json");
+    let original = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| panic!("{e}"));
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&original).unwrap_or_else(|e| panic!("{e}"));
+    let removed = manifest["value_range"]
+        .as_object_mut()
+        .and_then(|range| range.remove(field));
+    assert!(removed.is_some(), "the artifact has no {field}");
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    original
+}
+
 /// A state file saved by a daemon whose series had no stillness check (a
 /// version from before it; here an artifact without the quietest training
 /// spreads) resumes them with the check: a signal that then sticks is
@@ -1644,14 +1660,7 @@ async fn series_resumed_from_a_state_saved_without_the_stillness_check_get_it() 
     let model_dir = dir.path().join("model");
     trained_model(&model_dir);
     let manifest_path = model_dir.join("manifest.json");
-    let original = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| panic!("{e}"));
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&original).unwrap_or_else(|e| panic!("{e}"));
-    let removed = manifest["value_range"]
-        .as_object_mut()
-        .and_then(|range| range.remove("quietest"));
-    assert!(removed.is_some(), "the artifact has no quietest spreads");
-    std::fs::write(&manifest_path, manifest.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let original = without_range_field(&model_dir, "quietest");
 
     let (live, stuck) = (300, 80);
     let mut values = common::seasonal(live, 1, 2, &[]);
@@ -1692,14 +1701,7 @@ async fn a_reload_gives_series_already_served_the_roughness_check() {
     let model_dir = dir.path().join("model");
     trained_model(&model_dir);
     let manifest_path = model_dir.join("manifest.json");
-    let original = std::fs::read_to_string(&manifest_path).unwrap_or_else(|e| panic!("{e}"));
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&original).unwrap_or_else(|e| panic!("{e}"));
-    let removed = manifest["value_range"]
-        .as_object_mut()
-        .and_then(|range| range.remove("roughest"));
-    assert!(removed.is_some(), "the artifact has no roughest steps");
-    std::fs::write(&manifest_path, manifest.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    let original = without_range_field(&model_dir, "roughest");
 
     let (live, oscillating) = (300, 80);
     let mut values = common::seasonal(live + oscillating, 1, 2, &[]);

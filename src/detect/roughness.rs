@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::stillness::MEMORY_WINDOWS;
+use super::stillness::{MEMORY_WINDOWS, hold_point};
 
 /// The largest per-feature median step over every window of `window`
 /// consecutive rows of row-major `[rows, features]` parts (windows do not
@@ -192,16 +192,7 @@ impl RoughnessGuard {
             flagged: false,
             score: 0.0,
         };
-        if values.len() != features || values.iter().any(|v| !v.is_finite()) {
-            // A gap in the values breaks the window.
-            self.recent.clear();
-            return calm;
-        }
-        self.recent.extend(values.iter().copied());
-        while self.recent.len() > self.window * features {
-            self.recent.drain(..features);
-        }
-        if self.recent.len() < self.window * features {
+        if !hold_point(&mut self.recent, values, features, self.window) {
             return calm;
         }
         self.now.clear();

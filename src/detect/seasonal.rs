@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::roughness::{PeakMemory, median_abs};
+use super::stillness::hold_point;
 
 /// The longest day the guard keeps, in points: a day of one-minute points
 /// (5.8 kB a feature). Finer data would cost more per series than the
@@ -139,17 +140,12 @@ impl SeasonalGuard {
             flagged: false,
             score: 0.0,
         };
-        if values.len() != features || values.iter().any(|v| !v.is_finite()) {
-            // A gap in the values breaks the day.
-            self.recent.clear();
-            return calm;
-        }
-        let held = (self.period + self.window) * features;
-        self.recent.extend(values.iter().copied());
-        while self.recent.len() > held {
-            self.recent.drain(..features);
-        }
-        if self.recent.len() < held {
+        if !hold_point(
+            &mut self.recent,
+            values,
+            features,
+            self.period + self.window,
+        ) {
             return calm;
         }
         self.now.clear();

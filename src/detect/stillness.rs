@@ -26,6 +26,30 @@ use serde::{Deserialize, Serialize};
 /// docs/detection.md).
 pub const MEMORY_WINDOWS: usize = 16;
 
+/// Adds one point's values (one per feature) to `recent`, the last points
+/// of a window check, row-major, keeping at most `rows` of them; true once
+/// it holds `rows`. A point with a missing or non-finite value, or the
+/// wrong number of them, is a gap: it empties `recent`, so that no window
+/// spans it. The stillness, roughness and seasonal checks all hold their
+/// points so.
+pub(super) fn hold_point(
+    recent: &mut VecDeque<f32>,
+    values: &[f32],
+    features: usize,
+    rows: usize,
+) -> bool {
+    if values.len() != features || values.iter().any(|v| !v.is_finite()) {
+        recent.clear();
+        return false;
+    }
+    recent.extend(values.iter().copied());
+    let held = rows * features;
+    if recent.len() > held {
+        recent.drain(..recent.len() - held);
+    }
+    recent.len() == held
+}
+
 /// The smallest per-feature standard deviation over every window of
 /// `window` consecutive rows of row-major `[rows, features]` parts (windows
 /// do not cross parts). `None` when no part holds a whole window.
@@ -140,16 +164,7 @@ impl StillnessGuard {
             flagged: false,
             score: 0.0,
         };
-        if values.len() != features || values.iter().any(|v| !v.is_finite()) {
-            // A gap in the values breaks the window.
-            self.recent.clear();
-            return quiet;
-        }
-        self.recent.extend(values.iter().copied());
-        while self.recent.len() > self.window * features {
-            self.recent.drain(..features);
-        }
-        if self.recent.len() < self.window * features {
+        if !hold_point(&mut self.recent, values, features, self.window) {
             return quiet;
         }
         self.remembered.resize_with(features, VecDeque::new);
