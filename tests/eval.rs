@@ -622,13 +622,7 @@ fn a_bad_labels_file_stops_eval_naming_the_series_and_the_fault() {
 /// or gait-like recording, whose model misses each cycle's sharp peak by a
 /// slightly different amount.
 fn cycles(rows: usize, seed: u64) -> Vec<f64> {
-    let mut state = seed;
-    let mut uniform = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut uniform = uniform_from(seed);
     let bump = |phase: f64, centre: f64, width: f64| (-((phase - centre) / width).powi(2)).exp();
     let mut values = Vec::with_capacity(rows);
     while values.len() < rows {
@@ -668,15 +662,20 @@ fn write_train_file(root: &Path, training: &[f64]) {
 
 /// Uniform noise in [-1, 1) from a fixed seed.
 fn noise(rows: usize, seed: u64) -> Vec<f64> {
+    let mut uniform = uniform_from(seed);
+    (0..rows).map(|_| 2.0 * uniform() - 1.0).collect()
+}
+
+/// A number in [0, 1) at each call, from `seed` (a 64-bit linear
+/// congruential generator): the tests' data come out the same everywhere.
+fn uniform_from(seed: u64) -> impl FnMut() -> f64 {
     let mut state = seed;
-    (0..rows)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            2.0 * ((state >> 11) as f64 / (1u64 << 53) as f64) - 1.0
-        })
-        .collect()
+    move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    }
 }
 
 /// Which check scored each row of series `g/s.csv` in the run written to
@@ -738,13 +737,7 @@ fn a_signal_that_stops_moving_is_found_though_its_error_falls() {
 /// five values, a slow oscillation and a little noise, from `seed`; the
 /// rows `calm` stay at level 0.
 fn levels(rows: usize, seed: u64, calm: std::ops::Range<usize>) -> Vec<f64> {
-    let mut state = seed;
-    let mut uniform = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (state >> 11) as f64 / (1u64 << 53) as f64
-    };
+    let mut uniform = uniform_from(seed);
     let mut values = Vec::with_capacity(rows);
     while values.len() < rows {
         let duration = 20 + (uniform() * 280.0) as usize;

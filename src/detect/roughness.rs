@@ -99,7 +99,7 @@ pub(super) struct PeakMemory {
 impl PeakMemory {
     /// The larger of `bound` and feature `feature`'s windows remembered
     /// that no longer overlap the one judged.
-    pub(super) fn allowed(&self, feature: usize, bound: f64) -> f64 {
+    fn allowed(&self, feature: usize, bound: f64) -> f64 {
         self.remembered.get(feature).map_or(bound, |remembered| {
             remembered
                 .iter()
@@ -109,8 +109,31 @@ impl PeakMemory {
         })
     }
 
+    /// How far the window judged exceeds its bound: the largest `now /
+    /// allowed - 1` over the features whose `ceiling` (the training
+    /// windows' largest statistic) is positive, where `allowed` is `ratio`
+    /// times the larger of it and the windows remembered; 0 when none
+    /// exceeds. Then remembers `now`, one window's statistic per feature.
+    pub(super) fn judge_above(
+        &mut self,
+        now: &[f64],
+        ceiling: &[f64],
+        ratio: f64,
+        window: usize,
+    ) -> f64 {
+        let mut above: f64 = 0.0;
+        for (feature, (&now, &ceiling)) in now.iter().zip(ceiling).enumerate() {
+            let allowed = ratio * self.allowed(feature, ceiling);
+            if ceiling > 0.0 && now > allowed {
+                above = above.max(now / allowed - 1.0);
+            }
+        }
+        self.record(now, window);
+        above
+    }
+
     /// Remembers one judged window's statistic per feature.
-    pub(super) fn record(&mut self, statistics: &[f64], window: usize) {
+    fn record(&mut self, statistics: &[f64], window: usize) {
         let features = statistics.len();
         self.remembered.resize_with(features, VecDeque::new);
         self.block.resize(features, 0.0);
@@ -196,22 +219,18 @@ impl RoughnessGuard {
             return calm;
         }
         self.now.clear();
-        let mut above: f64 = 0.0;
-        for (feature, &ceiling) in self.ceiling.iter().enumerate() {
+        for feature in 0..features {
             let column = self
                 .recent
                 .iter()
                 .skip(feature)
                 .step_by(features)
                 .map(|&v| f64::from(v));
-            let now = median_step(column, &mut self.steps);
-            let allowed = self.ratio * self.memory.allowed(feature, ceiling);
-            if ceiling > 0.0 && now > allowed {
-                above = above.max(now / allowed - 1.0);
-            }
-            self.now.push(now);
+            self.now.push(median_step(column, &mut self.steps));
         }
-        self.memory.record(&self.now, self.window);
+        let above = self
+            .memory
+            .judge_above(&self.now, &self.ceiling, self.ratio, self.window);
         if above > 0.0 {
             RoughnessJudgement {
                 flagged: true,

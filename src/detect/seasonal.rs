@@ -149,8 +149,7 @@ impl SeasonalGuard {
             return calm;
         }
         self.now.clear();
-        let mut above: f64 = 0.0;
-        for (feature, &ceiling) in self.ceiling.iter().enumerate() {
+        for feature in 0..features {
             let recent = &self.recent;
             let period = self.period;
             let differences = (0..self.window).map(|row| {
@@ -158,14 +157,11 @@ impl SeasonalGuard {
                 let now = recent[(row + period) * features + feature];
                 f64::from(now) - f64::from(earlier)
             });
-            let now = median_abs(differences, &mut self.scratch);
-            let allowed = self.ratio * self.memory.allowed(feature, ceiling);
-            if ceiling > 0.0 && now > allowed {
-                above = above.max(now / allowed - 1.0);
-            }
-            self.now.push(now);
+            self.now.push(median_abs(differences, &mut self.scratch));
         }
-        self.memory.record(&self.now, self.window);
+        let above = self
+            .memory
+            .judge_above(&self.now, &self.ceiling, self.ratio, self.window);
         if above > 0.0 {
             SeasonalJudgement {
                 flagged: true,
