@@ -48,11 +48,11 @@ use serde::{Deserialize, Serialize};
 
 pub use events::{Event, EventChange, EventConfig, EventTracker};
 pub use range::{DailyBound, RangeGuard, RangeJudgement, ValueRange};
-pub use roughness::{RoughnessGuard, RoughnessJudgement};
-pub use seasonal::{SeasonalGuard, SeasonalJudgement};
+pub use roughness::RoughnessGuard;
+pub use seasonal::SeasonalGuard;
 pub use smoothing::{Smoother, SmoothingConfig};
 use spot::{Spot, SpotConfig, SpotMode};
-pub use stillness::{StillnessGuard, StillnessJudgement};
+pub use stillness::{StillnessGuard, WindowJudgement};
 use telemanom::Telemanom;
 use threshold::{Exclusion, MeanStd, MedianMad};
 
@@ -628,15 +628,15 @@ pub struct Detector {
     #[serde(default)]
     stillness: Option<StillnessGuard>,
     #[serde(skip)]
-    pending_stillness: Option<StillnessJudgement>,
+    pending_stillness: Option<WindowJudgement>,
     #[serde(default)]
     roughness: Option<RoughnessGuard>,
     #[serde(skip)]
-    pending_roughness: Option<RoughnessJudgement>,
+    pending_roughness: Option<WindowJudgement>,
     #[serde(default)]
     seasonal: Option<SeasonalGuard>,
     #[serde(skip)]
-    pending_seasonal: Option<SeasonalJudgement>,
+    pending_seasonal: Option<WindowJudgement>,
     /// The model's window in points: the stillness and roughness checks'
     /// window.
     #[serde(default)]

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::stillness::{MEMORY_WINDOWS, hold_point};
+use super::stillness::{MEMORY_WINDOWS, WindowJudgement, hold_point};
 
 /// The largest per-feature median step over every window of `window`
 /// consecutive rows of row-major `[rows, features]` parts (windows do not
@@ -157,16 +157,6 @@ impl PeakMemory {
     }
 }
 
-/// The guard's verdict on one point.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct RoughnessJudgement {
-    pub flagged: bool,
-    /// `1 - 1 / (2 + r)` for a window `r` times rougher than allowed
-    /// (`step / allowed - 1`): 0.5 exactly at the allowed step, like the
-    /// error's score at its threshold; 0 when the window is within it.
-    pub score: f64,
-}
-
 /// The last window of one series and the ceiling over its median step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RoughnessGuard {
@@ -209,14 +199,10 @@ impl RoughnessGuard {
     /// Takes one point's values (one per feature); once a whole window is
     /// held, judges its median step against the ceiling and the windows
     /// remembered, then remembers it.
-    pub fn judge(&mut self, values: &[f32]) -> RoughnessJudgement {
+    pub fn judge(&mut self, values: &[f32]) -> WindowJudgement {
         let features = self.ceiling.len();
-        let calm = RoughnessJudgement {
-            flagged: false,
-            score: 0.0,
-        };
         if !hold_point(&mut self.recent, values, features, self.window) {
-            return calm;
+            return WindowJudgement::CALM;
         }
         self.now.clear();
         for feature in 0..features {
@@ -231,14 +217,7 @@ impl RoughnessGuard {
         let above = self
             .memory
             .judge_above(&self.now, &self.ceiling, self.ratio, self.window);
-        if above > 0.0 {
-            RoughnessJudgement {
-                flagged: true,
-                score: 1.0 - 1.0 / (2.0 + above),
-            }
-        } else {
-            calm
-        }
+        WindowJudgement::beyond(above)
     }
 }
 

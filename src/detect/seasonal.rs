@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::roughness::{PeakMemory, median_abs};
-use super::stillness::hold_point;
+use super::stillness::{WindowJudgement, hold_point};
 
 /// The longest day the guard keeps, in points: a day of one-minute points
 /// (5.8 kB a feature). Finer data would cost more per series than the
@@ -79,16 +79,6 @@ pub fn largest_daily_differences<'a>(
     largest.iter().all(|v| v.is_finite()).then_some(largest)
 }
 
-/// The guard's verdict on one point.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SeasonalJudgement {
-    pub flagged: bool,
-    /// `1 - 1 / (2 + r)` for a window `r` times further from the day
-    /// before than allowed: 0.5 exactly at the allowed difference; 0 when
-    /// within it.
-    pub score: f64,
-}
-
 /// A day and a window of one series and the bound on its differences.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeasonalGuard {
@@ -134,19 +124,15 @@ impl SeasonalGuard {
     /// Takes one point's values (one per feature); once a day and a window
     /// are held, judges the window's differences from a day earlier against
     /// the bound and the windows remembered, then remembers it.
-    pub fn judge(&mut self, values: &[f32]) -> SeasonalJudgement {
+    pub fn judge(&mut self, values: &[f32]) -> WindowJudgement {
         let features = self.ceiling.len();
-        let calm = SeasonalJudgement {
-            flagged: false,
-            score: 0.0,
-        };
         if !hold_point(
             &mut self.recent,
             values,
             features,
             self.period + self.window,
         ) {
-            return calm;
+            return WindowJudgement::CALM;
         }
         self.now.clear();
         for feature in 0..features {
@@ -162,14 +148,7 @@ impl SeasonalGuard {
         let above = self
             .memory
             .judge_above(&self.now, &self.ceiling, self.ratio, self.window);
-        if above > 0.0 {
-            SeasonalJudgement {
-                flagged: true,
-                score: 1.0 - 1.0 / (2.0 + above),
-            }
-        } else {
-            calm
-        }
+        WindowJudgement::beyond(above)
     }
 }
 

@@ -100,15 +100,35 @@ fn spread(values: impl Iterator<Item = f64> + Clone) -> f64 {
     (values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / count as f64).sqrt()
 }
 
-/// The guard's verdict on one point.
+/// A window check's verdict on one point (the stillness, roughness and
+/// seasonal checks').
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct StillnessJudgement {
+pub struct WindowJudgement {
     pub flagged: bool,
-    /// `1 - 1 / (2 + r)` for a window `r` times quieter than allowed
-    /// (`allowed / spread - 1`): 0.5 exactly at the allowed spread, like
-    /// the error's score at its threshold, towards 1 for a flat line; 0
-    /// when the window moves more than allowed.
+    /// `1 - 1 / (2 + r)` for a window `r` beyond its bound (stillness:
+    /// `allowed / spread - 1`; roughness and seasonal: `statistic /
+    /// allowed - 1`): 0.5 exactly at the bound, like the error's score at
+    /// its threshold, towards 1 far beyond it; 0 within it.
     pub score: f64,
+}
+
+impl WindowJudgement {
+    pub const CALM: Self = Self {
+        flagged: false,
+        score: 0.0,
+    };
+
+    /// The verdict on a window `beyond` its bound (see `score`); calm at 0.
+    pub fn beyond(beyond: f64) -> Self {
+        if beyond > 0.0 {
+            Self {
+                flagged: true,
+                score: 1.0 - 1.0 / (2.0 + beyond),
+            }
+        } else {
+            Self::CALM
+        }
+    }
 }
 
 /// The last window of one series and the floor under its spread.
@@ -158,14 +178,10 @@ impl StillnessGuard {
     /// Takes one point's values (one per feature); once a whole window is
     /// held, judges its spread against the floor and the windows
     /// remembered, then remembers it.
-    pub fn judge(&mut self, values: &[f32]) -> StillnessJudgement {
+    pub fn judge(&mut self, values: &[f32]) -> WindowJudgement {
         let features = self.floor.len();
-        let quiet = StillnessJudgement {
-            flagged: false,
-            score: 0.0,
-        };
         if !hold_point(&mut self.recent, values, features, self.window) {
-            return quiet;
+            return WindowJudgement::CALM;
         }
         self.remembered.resize_with(features, VecDeque::new);
         self.block.resize(features, f64::INFINITY);
@@ -200,14 +216,7 @@ impl StillnessGuard {
                 }
             }
         }
-        if below > 0.0 {
-            StillnessJudgement {
-                flagged: true,
-                score: 1.0 - 1.0 / (2.0 + below),
-            }
-        } else {
-            quiet
-        }
+        WindowJudgement::beyond(below)
     }
 }
 
@@ -243,7 +252,7 @@ mod tests {
             assert!(!guard.judge(&[v]).flagged);
         }
         // The window slides into a flat line: its spread falls to 0.
-        let verdicts: Vec<StillnessJudgement> = (0..6).map(|_| guard.judge(&[5.0])).collect();
+        let verdicts: Vec<WindowJudgement> = (0..6).map(|_| guard.judge(&[5.0])).collect();
         let first = verdicts.iter().position(|j| j.flagged);
         assert_eq!(
             first,
