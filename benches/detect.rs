@@ -75,6 +75,7 @@ fn detectors(c: &mut Criterion) {
         max: vec![1.0],
         quietest: None,
         roughest: None,
+        resolution: None,
         daily: None,
     };
     // With the training windows' quietest spread too, the stillness check

@@ -31,6 +31,7 @@ fn main() {
                 max: vec![1.0],
                 quietest: Some(vec![0.01]),
                 roughest: Some(vec![0.2]),
+                resolution: Some(vec![0.001]),
                 // Five-minute points: a day of them.
                 daily: Some(DailyBound {
                     period: 288,

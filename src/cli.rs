@@ -1222,7 +1222,7 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
     );
     match &manifest.value_range {
         Some(range) => println!(
-            "range           min {:?} max {:?} (range check), quietest window's spread {} (stillness check), roughest window's median step {} (roughness check), {} (seasonal check)",
+            "range           min {:?} max {:?} (range check), quietest window's spread {} (stillness check), roughest window's median step {} (roughness check), {} (seasonal check), resolution {} (one step more is allowed by both)",
             range.min,
             range.max,
             range
@@ -1240,6 +1240,10 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
                     "a day of {} points, largest median difference from a day earlier {:?}",
                     d.period, d.largest
                 )
+            ),
+            range.resolution.as_ref().map_or_else(
+                || "none (trained before 2026-12-01's second change)".to_owned(),
+                |r| format!("{r:?}")
             )
         ),
         None => println!("range           none (format before 4: no range check)"),

@@ -1316,6 +1316,7 @@ fn training_range(
     ValueRange::of_rows(parts(), scored).map(|range| ValueRange {
         quietest: crate::detect::stillness::quietest_windows(parts(), scored, window),
         roughest: crate::detect::roughness::roughest_windows(parts(), scored, window),
+        resolution: Some(crate::detect::roughness::finest_steps(parts(), scored)),
         daily,
         ..range
     })

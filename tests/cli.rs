@@ -161,6 +161,7 @@ fn train_score_inspect_on_a_nab_series() {
         "safetensors",
         "24 points of 2 row(s) each",
         "(range check)",
+        "resolution [",
         "coarse model    coarse/: window 24 points of 8 row(s) each",
     ] {
         assert!(

@@ -680,7 +680,14 @@ impl Detector {
             .as_ref()
             .and_then(|range| range.roughest.clone())
             .filter(|_| config.roughness_ratio > 0.0)
-            .map(|ceiling| RoughnessGuard::new(ceiling, config.roughness_ratio, self.model_window));
+            .map(|ceiling| {
+                RoughnessGuard::new(
+                    ceiling,
+                    resolution_of(range.as_ref()),
+                    config.roughness_ratio,
+                    self.model_window,
+                )
+            });
         self.stillness = range
             .as_ref()
             .and_then(|range| range.quietest.clone())
@@ -725,6 +732,7 @@ impl Detector {
         {
             self.roughness = Some(RoughnessGuard::new(
                 ceiling,
+                resolution_of(range),
                 config.roughness_ratio,
                 self.model_window,
             ));
@@ -888,6 +896,14 @@ impl Detector {
 
 /// The seasonal check for `range`'s daily bound, unless `seasonal_ratio` is
 /// 0 or the data's interval does not divide a day.
+/// The training data's resolution, which the roughness and seasonal checks
+/// allow on top of their ratio; empty (none) for an artifact without it.
+fn resolution_of(range: Option<&ValueRange>) -> Vec<f64> {
+    range
+        .and_then(|range| range.resolution.clone())
+        .unwrap_or_default()
+}
+
 fn seasonal_guard(
     config: &DetectorConfig,
     range: Option<&ValueRange>,
@@ -897,6 +913,7 @@ fn seasonal_guard(
     (config.seasonal_ratio > 0.0).then(|| {
         SeasonalGuard::new(
             daily.largest.clone(),
+            resolution_of(range),
             config.seasonal_ratio,
             model_window,
             daily.period,
@@ -1227,6 +1244,7 @@ mod tests {
             max: vec![1.0],
             quietest,
             roughest: None,
+            resolution: None,
             daily: None,
         };
         let run = |config: &DetectorConfig, range: ValueRange| {
@@ -1272,6 +1290,7 @@ mod tests {
             max: vec![1.0],
             quietest: None,
             roughest,
+            resolution: None,
             daily: None,
         };
         let run = |config: &DetectorConfig, range: ValueRange| {
@@ -1303,6 +1322,35 @@ mod tests {
         }
     }
 
+    /// The artifact's resolution reaches the roughness check: counts that
+    /// step by 2 where training windows stepped by 1 are one quantum
+    /// rougher, not news; without the resolution they are flagged.
+    #[test]
+    fn the_roughness_check_allows_the_training_datas_resolution() {
+        let values: Vec<f32> = (0..80)
+            .map(|i| {
+                let step = if i < 40 { 1.0 } else { 2.0 };
+                if i % 2 == 0 { 10.0 } else { 10.0 + step }
+            })
+            .collect();
+        let range = |resolution: Option<Vec<f64>>| ValueRange {
+            min: vec![0.0],
+            max: vec![20.0],
+            quietest: None,
+            roughest: Some(vec![1.0]),
+            resolution,
+            daily: None,
+        };
+        let config = DetectorConfig::default();
+        let rough = |resolution| {
+            judge_values(&config, Some(range(resolution)), &values, 0.01)
+                .iter()
+                .any(|d| d.rough)
+        };
+        assert!(!rough(Some(vec![1.0])));
+        assert!(rough(None));
+    }
+
     #[test]
     fn values_beyond_the_training_range_are_flagged_whatever_the_error() {
         let range = ValueRange {
@@ -1310,6 +1358,7 @@ mod tests {
             max: vec![1.0],
             quietest: None,
             roughest: None,
+            resolution: None,
             daily: None,
         };
         let run = |config: &DetectorConfig, range: Option<ValueRange>| {

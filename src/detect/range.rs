@@ -30,6 +30,14 @@ pub struct ValueRange {
     /// so it needs no new format).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub roughest: Option<Vec<f64>>,
+    /// Per feature, the smallest positive step between consecutive
+    /// training points: the data's resolution, which the roughness and
+    /// seasonal checks allow on top of their ratio (see
+    /// [`crate::detect::roughness::finest_steps`]); absent in artifacts
+    /// trained before it (an older anomalyd ignores it), where the checks
+    /// allow none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<Vec<f64>>,
     /// Where the data's interval divides a day: the day in points and, per
     /// feature, the largest median difference from a day earlier of any
     /// training window (see [`crate::detect::seasonal`]); absent otherwise
@@ -77,6 +85,7 @@ impl ValueRange {
             max,
             quietest: None,
             roughest: None,
+            resolution: None,
             daily: None,
         })
     }
@@ -105,6 +114,7 @@ impl ValueRange {
             max: map(&self.max),
             quietest: scaled(&self.quietest),
             roughest: scaled(&self.roughest),
+            resolution: scaled(&self.resolution),
             daily: self.daily.as_ref().map(|daily| DailyBound {
                 period: daily.period,
                 largest: scaled(&Some(daily.largest.clone())).unwrap_or_default(),
@@ -188,6 +198,7 @@ mod tests {
                 max: vec![10.0, 5.0],
                 quietest: None,
                 roughest: None,
+                resolution: None,
                 daily: None,
             },
             0.05,
@@ -242,6 +253,7 @@ mod tests {
         let windows = ValueRange {
             quietest: Some(vec![4.0, 5.0]),
             roughest: Some(vec![8.0, 50.0]),
+            resolution: None,
             daily: Some(DailyBound {
                 period: 288,
                 largest: vec![2.0, 20.0],

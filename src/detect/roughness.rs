@@ -55,6 +55,31 @@ pub fn roughest_windows<'a>(
     roughest.iter().all(|v| v.is_finite()).then_some(roughest)
 }
 
+/// Per feature, the smallest positive absolute difference between
+/// consecutive values of row-major `[rows, features]` parts (never across
+/// parts): the data's resolution, 1 for counts. 0 for a feature that never
+/// moves or whose values are not finite.
+pub fn finest_steps<'a>(parts: impl IntoIterator<Item = &'a [f64]>, features: usize) -> Vec<f64> {
+    let mut finest = vec![f64::INFINITY; features];
+    for part in parts {
+        for (earlier, later) in part
+            .chunks_exact(features)
+            .zip(part.chunks_exact(features).skip(1))
+        {
+            for ((finest, &a), &b) in finest.iter_mut().zip(earlier).zip(later) {
+                let step = (b - a).abs();
+                if step > 0.0 && step.is_finite() {
+                    *finest = finest.min(step);
+                }
+            }
+        }
+    }
+    finest
+        .into_iter()
+        .map(|v| if v.is_finite() { v } else { 0.0 })
+        .collect()
+}
+
 /// The median of the absolute differences between consecutive values (the
 /// mean of the middle two for an even count); `steps` is scratch space.
 fn median_step(values: impl Iterator<Item = f64>, steps: &mut Vec<f64>) -> f64 {
@@ -80,6 +105,10 @@ pub(super) fn median_abs(values: impl Iterator<Item = f64>, scratch: &mut Vec<f6
     let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     (below + upper) / 2.0
 }
+
+/// How many of the data's resolution a window's statistic must exceed its
+/// bound by: more than one quantum (see [`PeakMemory::judge_above`]).
+const QUANTUM_MARGIN: f64 = 1.25;
 
 /// Per feature, the largest statistic of the windows a guard judged
 /// lately: the largest of each of the last [`MEMORY_WINDOWS`] + 1 blocks
@@ -112,18 +141,31 @@ impl PeakMemory {
     /// How far the window judged exceeds its bound: the largest `now /
     /// allowed - 1` over the features whose `ceiling` (the training
     /// windows' largest statistic) is positive, where `allowed` is `ratio`
-    /// times the larger of it and the windows remembered; 0 when none
-    /// exceeds. Then remembers `now`, one window's statistic per feature.
+    /// times the larger of it and the windows remembered, and more than
+    /// one of the feature's `resolution` over that larger one (nothing
+    /// more where it has none); 0 when none exceeds. Then remembers `now`,
+    /// one window's statistic per feature.
+    ///
+    /// The resolution is there for quantised data: a median of whole
+    /// counts moves in whole steps, so a window whose median step is 2
+    /// against a training window's 1 is one quantum rougher, not twice as
+    /// rough, and the ratio alone would call it news. The next level up is
+    /// half a quantum further (the median of an even count), and the
+    /// quarter between keeps single-precision rounding of the values from
+    /// deciding.
     pub(super) fn judge_above(
         &mut self,
         now: &[f64],
         ceiling: &[f64],
+        resolution: &[f64],
         ratio: f64,
         window: usize,
     ) -> f64 {
         let mut above: f64 = 0.0;
         for (feature, (&now, &ceiling)) in now.iter().zip(ceiling).enumerate() {
-            let allowed = ratio * self.allowed(feature, ceiling);
+            let base = self.allowed(feature, ceiling);
+            let quantum = resolution.get(feature).copied().unwrap_or(0.0);
+            let allowed = (ratio * base).max(base + QUANTUM_MARGIN * quantum);
             if ceiling > 0.0 && now > allowed {
                 above = above.max(now / allowed - 1.0);
             }
@@ -162,6 +204,9 @@ impl PeakMemory {
 pub struct RoughnessGuard {
     /// Per feature: the roughest training window's median step.
     ceiling: Vec<f64>,
+    /// Per feature: the training data's resolution (empty: none known).
+    #[serde(default)]
+    resolution: Vec<f64>,
     ratio: f64,
     window: usize,
     /// The last `window` points, row-major.
@@ -175,14 +220,15 @@ pub struct RoughnessGuard {
 }
 
 impl RoughnessGuard {
-    /// `ceiling` per feature in the units of the values to come; `window`
-    /// in points.
-    pub fn new(ceiling: Vec<f64>, ratio: f64, window: usize) -> Self {
+    /// `ceiling` and `resolution` per feature in the units of the values
+    /// to come (`resolution` may be empty); `window` in points.
+    pub fn new(ceiling: Vec<f64>, resolution: Vec<f64>, ratio: f64, window: usize) -> Self {
         let features = ceiling.len();
         Self {
             recent: VecDeque::with_capacity(window * features),
             memory: PeakMemory::default(),
             ceiling,
+            resolution,
             ratio,
             window: window.max(2),
             steps: Vec::new(),
@@ -214,9 +260,13 @@ impl RoughnessGuard {
                 .map(|&v| f64::from(v));
             self.now.push(median_step(column, &mut self.steps));
         }
-        let above = self
-            .memory
-            .judge_above(&self.now, &self.ceiling, self.ratio, self.window);
+        let above = self.memory.judge_above(
+            &self.now,
+            &self.ceiling,
+            &self.resolution,
+            self.ratio,
+            self.window,
+        );
         WindowJudgement::beyond(above)
     }
 }
@@ -264,7 +314,7 @@ mod tests {
         let window = 16;
         let training: Vec<f64> = (0..400).map(|i| f64::from(normal(i))).collect();
         let ceiling = roughest_windows([&training[..]], 1, window).unwrap_or_default();
-        let mut guard = RoughnessGuard::new(ceiling, 2.0, window);
+        let mut guard = RoughnessGuard::new(ceiling, Vec::new(), 2.0, window);
         for i in 0..400 {
             assert!(!guard.judge(&[normal(i)]).flagged, "normal point {i}");
         }
@@ -290,7 +340,7 @@ mod tests {
         let calm = |i: usize| if i.is_multiple_of(2) { 0.0f32 } else { 0.1 };
         let rough = |i: usize| if i.is_multiple_of(2) { 0.0f32 } else { 1.0 };
         let flags_of_second_stretch = |calm_for: usize| {
-            let mut guard = RoughnessGuard::new(vec![0.1], 2.0, window);
+            let mut guard = RoughnessGuard::new(vec![0.1], Vec::new(), 2.0, window);
             let mut values: Vec<f32> = (0..8).map(calm).collect();
             values.extend((0..8).map(rough));
             values.extend((0..calm_for).map(calm));
@@ -306,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_memory_is_bounded() {
-        let mut guard = RoughnessGuard::new(vec![1.0], 2.0, 4);
+        let mut guard = RoughnessGuard::new(vec![1.0], Vec::new(), 2.0, 4);
         for i in 0..10 * 4 * MEMORY_WINDOWS {
             guard.judge(&[(i % 2) as f32 * i as f32]);
         }
@@ -316,26 +366,57 @@ mod tests {
     #[test]
     fn the_score_is_one_half_at_the_allowed_step() {
         // Steps of 3 against an allowed 2 × 1.
-        let mut guard = RoughnessGuard::new(vec![1.0], 2.0, 2);
+        let mut guard = RoughnessGuard::new(vec![1.0], Vec::new(), 2.0, 2);
         guard.judge(&[0.0]);
         let judgement = guard.judge(&[3.0]);
         let r = 3.0 / 2.0 - 1.0;
         assert!(judgement.flagged);
         assert!((judgement.score - (1.0 - 1.0 / (2.0 + r))).abs() < 1e-9);
-        let mut at = RoughnessGuard::new(vec![1.0], 2.0, 2);
+        let mut at = RoughnessGuard::new(vec![1.0], Vec::new(), 2.0, 2);
         at.judge(&[0.0]);
         let edge = at.judge(&[2.0]);
         assert!(!edge.flagged && edge.score == 0.0, "{edge:?}");
     }
 
     #[test]
+    fn the_finest_step_is_found_per_feature_and_never_across_parts() {
+        // Feature 0 moves by 2, then 0.5; feature 1 never moves; the seam
+        // between the parts would be a step of 0.25.
+        let first = [0.0, 7.0, 2.0, 7.0, 2.5, 7.0];
+        let second = [2.75, 7.0, 4.75, 7.0];
+        assert_eq!(finest_steps([&first[..], &second[..]], 2), vec![0.5, 0.0]);
+        assert_eq!(
+            finest_steps([&[1.0, f64::NAN, 3.0, 5.5][..]], 1),
+            vec![2.5],
+            "no step to or from a missing value"
+        );
+    }
+
+    /// Counts whose training windows' median step is 1 (whole steps): a
+    /// window of steps of 2 is one quantum rougher, which the resolution
+    /// allows at a ratio of 1.25, and a window of steps of 3 is not;
+    /// without the resolution the steps of 2 are flagged.
+    #[test]
+    fn one_quantum_more_is_allowed_in_quantised_data() {
+        let window = 8;
+        let counts = |step: u32| (0..window as u32).map(move |i| (10 + (i % 2) * step) as f32);
+        let flags = |resolution: Vec<f64>, step: u32| {
+            let mut guard = RoughnessGuard::new(vec![1.0], resolution, 1.25, window);
+            counts(step).any(|v| guard.judge(&[v]).flagged)
+        };
+        assert!(!flags(vec![1.0], 2));
+        assert!(flags(vec![1.0], 3));
+        assert!(flags(Vec::new(), 2));
+    }
+
+    #[test]
     fn a_missing_value_restarts_the_window_and_a_still_feature_is_not_judged() {
-        let mut guard = RoughnessGuard::new(vec![0.0, 1.0], 2.0, 2);
+        let mut guard = RoughnessGuard::new(vec![0.0, 1.0], Vec::new(), 2.0, 2);
         assert!(!guard.judge(&[0.0, 0.0]).flagged);
         assert!(!guard.judge(&[9.0, f32::NAN]).flagged);
         assert!(!guard.judge(&[0.0, 5.0]).flagged, "one point is no window");
         assert!(guard.judge(&[9.0, 0.0]).flagged, "feature 1 stepped by 5");
-        let mut still = RoughnessGuard::new(vec![0.0], 2.0, 2);
+        let mut still = RoughnessGuard::new(vec![0.0], Vec::new(), 2.0, 2);
         still.judge(&[0.0]);
         assert!(!still.judge(&[9.0]).flagged, "feature 0 never moved");
     }

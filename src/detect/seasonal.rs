@@ -84,6 +84,9 @@ pub fn largest_daily_differences<'a>(
 pub struct SeasonalGuard {
     /// Per feature: the largest training window's median difference.
     ceiling: Vec<f64>,
+    /// Per feature: the training data's resolution (empty: none known).
+    #[serde(default)]
+    resolution: Vec<f64>,
     ratio: f64,
     window: usize,
     /// A day, in points.
@@ -99,14 +102,22 @@ pub struct SeasonalGuard {
 }
 
 impl SeasonalGuard {
-    /// `ceiling` per feature in the units of the values to come; `window`
-    /// and `period` in points.
-    pub fn new(ceiling: Vec<f64>, ratio: f64, window: usize, period: usize) -> Self {
+    /// `ceiling` and `resolution` per feature in the units of the values
+    /// to come (`resolution` may be empty); `window` and `period` in
+    /// points.
+    pub fn new(
+        ceiling: Vec<f64>,
+        resolution: Vec<f64>,
+        ratio: f64,
+        window: usize,
+        period: usize,
+    ) -> Self {
         let window = window.max(1);
         Self {
             recent: VecDeque::with_capacity((period + window) * ceiling.len()),
             memory: PeakMemory::default(),
             ceiling,
+            resolution,
             ratio,
             window,
             period,
@@ -145,9 +156,13 @@ impl SeasonalGuard {
             });
             self.now.push(median_abs(differences, &mut self.scratch));
         }
-        let above = self
-            .memory
-            .judge_above(&self.now, &self.ceiling, self.ratio, self.window);
+        let above = self.memory.judge_above(
+            &self.now,
+            &self.ceiling,
+            &self.resolution,
+            self.ratio,
+            self.window,
+        );
         WindowJudgement::beyond(above)
     }
 }
@@ -201,7 +216,7 @@ mod tests {
         let ceiling =
             largest_daily_differences([&training[..]], 1, window, period).unwrap_or_default();
         assert!(ceiling[0] > 0.0 && ceiling[0] < 0.2, "{ceiling:?}");
-        let mut guard = SeasonalGuard::new(ceiling, 2.0, window, period);
+        let mut guard = SeasonalGuard::new(ceiling, Vec::new(), 2.0, window, period);
         for i in 0..4 * period {
             assert!(!guard.judge(&[day(i, period)]).flagged, "normal point {i}");
         }
@@ -240,7 +255,7 @@ mod tests {
     /// window: across it, "a day earlier" would be a day and the gap.
     #[test]
     fn a_broken_window_waits_for_a_day_again() {
-        let mut guard = SeasonalGuard::new(vec![0.1], 2.0, 2, 3);
+        let mut guard = SeasonalGuard::new(vec![0.1], Vec::new(), 2.0, 2, 3);
         for v in [0.0, 1.0, 2.0, 0.0, 1.0, 2.0] {
             assert!(!guard.judge(&[v]).flagged);
         }
@@ -257,9 +272,25 @@ mod tests {
         }
     }
 
+    /// Whole counts a day apart: a difference of 2 against a training
+    /// window's 1 is one quantum more, allowed with the data's resolution
+    /// and flagged without it; 3 is flagged either way.
+    #[test]
+    fn one_quantum_more_than_the_days_before_is_allowed_in_quantised_data() {
+        let flags = |resolution: Vec<f64>, later: f32| {
+            let mut guard = SeasonalGuard::new(vec![1.0], resolution, 1.25, 2, 3);
+            [0.0, 0.0, 0.0, later, later]
+                .iter()
+                .any(|&v| guard.judge(&[v]).flagged)
+        };
+        assert!(!flags(vec![1.0], 2.0));
+        assert!(flags(Vec::new(), 2.0));
+        assert!(flags(vec![1.0], 3.0));
+    }
+
     #[test]
     fn nothing_is_judged_before_a_day_and_a_gap_starts_the_day_again() {
-        let mut guard = SeasonalGuard::new(vec![0.1], 2.0, 2, 3);
+        let mut guard = SeasonalGuard::new(vec![0.1], Vec::new(), 2.0, 2, 3);
         for v in [0.0, 0.0, 0.0, 5.0] {
             assert!(!guard.judge(&[v]).flagged, "fewer than a day and a window");
         }

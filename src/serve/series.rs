@@ -831,6 +831,7 @@ mod tests {
             max: vec![10.0],
             quietest: Some(vec![1.0]),
             roughest: Some(vec![1.0]),
+            resolution: None,
             daily: None,
         };
         let before = ValueRange {
