@@ -117,7 +117,7 @@ const QUANTUM_MARGIN: f64 = 1.25;
 /// yet: a window that fills with a new motion point by point is compared
 /// with what came before it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(super) struct PeakMemory {
+struct PeakMemory {
     remembered: Vec<VecDeque<f64>>,
     /// Per feature: the largest of the block being judged.
     block: Vec<f64>,
@@ -153,7 +153,7 @@ impl PeakMemory {
     /// half a quantum further (the median of an even count), and the
     /// quarter between keeps single-precision rounding of the values from
     /// deciding.
-    pub(super) fn judge_above(
+    fn judge_above(
         &mut self,
         now: &[f64],
         ceiling: &[f64],
@@ -199,20 +199,56 @@ impl PeakMemory {
     }
 }
 
-/// The last window of one series and the ceiling over its median step.
+/// What a window statistic is judged against, for the roughness and
+/// seasonal checks alike: per feature the largest of any training window,
+/// the data's resolution and the windows judged lately, and the ratio.
+/// Flattened into each guard, so their saved form keeps its fields.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RoughnessGuard {
-    /// Per feature: the roughest training window's median step.
+pub(super) struct PeakBound {
+    /// Per feature: the largest training window's statistic.
     ceiling: Vec<f64>,
     /// Per feature: the training data's resolution (empty: none known).
     #[serde(default)]
     resolution: Vec<f64>,
     ratio: f64,
+    /// The statistics judged lately.
+    memory: PeakMemory,
+}
+
+impl PeakBound {
+    pub(super) fn new(ceiling: Vec<f64>, resolution: Vec<f64>, ratio: f64) -> Self {
+        Self {
+            ceiling,
+            resolution,
+            ratio,
+            memory: PeakMemory::default(),
+        }
+    }
+
+    pub(super) fn features(&self) -> usize {
+        self.ceiling.len()
+    }
+
+    /// Judges one window's statistic per feature (see
+    /// [`PeakMemory::judge_above`]), then remembers it.
+    pub(super) fn judge(&mut self, now: &[f64], window: usize) -> WindowJudgement {
+        let above =
+            self.memory
+                .judge_above(now, &self.ceiling, &self.resolution, self.ratio, window);
+        WindowJudgement::beyond(above)
+    }
+}
+
+/// The last window of one series and the ceiling over its median step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoughnessGuard {
+    /// The roughest training window's median step and the steps judged
+    /// lately.
+    #[serde(flatten)]
+    bound: PeakBound,
     window: usize,
     /// The last `window` points, row-major.
     recent: VecDeque<f32>,
-    /// The median steps judged lately.
-    memory: PeakMemory,
     #[serde(skip)]
     steps: Vec<f64>,
     #[serde(skip)]
@@ -226,10 +262,7 @@ impl RoughnessGuard {
         let features = ceiling.len();
         Self {
             recent: VecDeque::with_capacity(window * features),
-            memory: PeakMemory::default(),
-            ceiling,
-            resolution,
-            ratio,
+            bound: PeakBound::new(ceiling, resolution, ratio),
             window: window.max(2),
             steps: Vec::new(),
             now: Vec::new(),
@@ -246,7 +279,7 @@ impl RoughnessGuard {
     /// held, judges its median step against the ceiling and the windows
     /// remembered, then remembers it.
     pub fn judge(&mut self, values: &[f32]) -> WindowJudgement {
-        let features = self.ceiling.len();
+        let features = self.bound.features();
         if !hold_point(&mut self.recent, values, features, self.window) {
             return WindowJudgement::CALM;
         }
@@ -260,14 +293,7 @@ impl RoughnessGuard {
                 .map(|&v| f64::from(v));
             self.now.push(median_step(column, &mut self.steps));
         }
-        let above = self.memory.judge_above(
-            &self.now,
-            &self.ceiling,
-            &self.resolution,
-            self.ratio,
-            self.window,
-        );
-        WindowJudgement::beyond(above)
+        self.bound.judge(&self.now, self.window)
     }
 }
 
@@ -360,7 +386,7 @@ mod tests {
         for i in 0..10 * 4 * MEMORY_WINDOWS {
             guard.judge(&[(i % 2) as f32 * i as f32]);
         }
-        assert_eq!(guard.memory.blocks(0), MEMORY_WINDOWS + 1);
+        assert_eq!(guard.bound.memory.blocks(0), MEMORY_WINDOWS + 1);
     }
 
     #[test]
@@ -376,6 +402,19 @@ mod tests {
         at.judge(&[0.0]);
         let edge = at.judge(&[2.0]);
         assert!(!edge.flagged && edge.score == 0.0, "{edge:?}");
+    }
+
+    /// The bound is flattened into the guard, so a guard saved before it
+    /// (and before the resolution) reads back and judges as it did.
+    #[test]
+    fn a_guard_saved_before_the_shared_bound_reads_back() -> Result<(), serde_json::Error> {
+        let saved = r#"{"ceiling":[1.0],"ratio":2.0,"window":2,"recent":[0.0],
+            "memory":{"remembered":[],"block":[],"judged":0}}"#;
+        let mut guard: RoughnessGuard = serde_json::from_str(saved)?;
+        assert!(guard.judge(&[3.0]).flagged, "a step of 3 against 2 × 1");
+        let again: RoughnessGuard = serde_json::from_str(&serde_json::to_string(&guard)?)?;
+        assert_eq!(again.bound.ceiling, vec![1.0]);
+        Ok(())
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::roughness::{PeakMemory, median_abs};
+use super::roughness::{PeakBound, median_abs};
 use super::stillness::{WindowJudgement, hold_point};
 
 /// The longest day the guard keeps, in points: a day of one-minute points
@@ -82,19 +82,15 @@ pub fn largest_daily_differences<'a>(
 /// A day and a window of one series and the bound on its differences.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeasonalGuard {
-    /// Per feature: the largest training window's median difference.
-    ceiling: Vec<f64>,
-    /// Per feature: the training data's resolution (empty: none known).
-    #[serde(default)]
-    resolution: Vec<f64>,
-    ratio: f64,
+    /// The largest training window's median difference and the
+    /// differences judged lately.
+    #[serde(flatten)]
+    bound: PeakBound,
     window: usize,
     /// A day, in points.
     period: usize,
     /// The last `period + window` points, row-major.
     recent: VecDeque<f32>,
-    /// The median differences judged lately.
-    memory: PeakMemory,
     #[serde(skip)]
     scratch: Vec<f64>,
     #[serde(skip)]
@@ -115,10 +111,7 @@ impl SeasonalGuard {
         let window = window.max(1);
         Self {
             recent: VecDeque::with_capacity((period + window) * ceiling.len()),
-            memory: PeakMemory::default(),
-            ceiling,
-            resolution,
-            ratio,
+            bound: PeakBound::new(ceiling, resolution, ratio),
             window,
             period,
             scratch: Vec::new(),
@@ -136,7 +129,7 @@ impl SeasonalGuard {
     /// are held, judges the window's differences from a day earlier against
     /// the bound and the windows remembered, then remembers it.
     pub fn judge(&mut self, values: &[f32]) -> WindowJudgement {
-        let features = self.ceiling.len();
+        let features = self.bound.features();
         if !hold_point(
             &mut self.recent,
             values,
@@ -156,14 +149,7 @@ impl SeasonalGuard {
             });
             self.now.push(median_abs(differences, &mut self.scratch));
         }
-        let above = self.memory.judge_above(
-            &self.now,
-            &self.ceiling,
-            &self.resolution,
-            self.ratio,
-            self.window,
-        );
-        WindowJudgement::beyond(above)
+        self.bound.judge(&self.now, self.window)
     }
 }
 
