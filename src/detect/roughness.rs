@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use super::stillness::{MEMORY_WINDOWS, WindowJudgement, hold_point};
+use super::stillness::{MEMORY_WINDOWS, WindowJudgement, feature_column, hold_point};
 
 /// The largest per-feature median step over every window of `window`
 /// consecutive rows of row-major `[rows, features]` parts (windows do not
@@ -41,12 +41,7 @@ pub fn roughest_windows<'a>(
             continue;
         }
         for (feature, top) in roughest.iter_mut().enumerate() {
-            let column: Vec<f64> = part
-                .iter()
-                .skip(feature)
-                .step_by(features)
-                .copied()
-                .collect();
+            let column = feature_column(part, features, feature);
             for values in column.windows(window) {
                 *top = top.max(median_step(values.iter().copied(), &mut steps));
             }

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use super::roughness::{PeakBound, median_abs};
-use super::stillness::{WindowJudgement, hold_point};
+use super::stillness::{WindowJudgement, feature_column, hold_point};
 
 /// The longest day the guard keeps, in points: a day of one-minute points
 /// (5.8 kB a feature). Finer data would cost more per series than the
@@ -60,12 +60,7 @@ pub fn largest_daily_differences<'a>(
             continue;
         }
         for (feature, top) in largest.iter_mut().enumerate() {
-            let column: Vec<f64> = part
-                .iter()
-                .skip(feature)
-                .step_by(features)
-                .copied()
-                .collect();
+            let column = feature_column(part, features, feature);
             let differences: Vec<f64> = column
                 .iter()
                 .zip(&column[period..])

@@ -26,6 +26,16 @@ use serde::{Deserialize, Serialize};
 /// docs/detection.md).
 pub const MEMORY_WINDOWS: usize = 16;
 
+/// Feature `feature`'s values in row-major `[rows, features]` values: what
+/// the training-side scans of the window checks slide their windows over.
+pub(super) fn feature_column(part: &[f64], features: usize, feature: usize) -> Vec<f64> {
+    part.iter()
+        .skip(feature)
+        .step_by(features)
+        .copied()
+        .collect()
+}
+
 /// Adds one point's values (one per feature) to `recent`, the last points
 /// of a window check, row-major, keeping at most `rows` of them; true once
 /// it holds `rows`. A point with a missing or non-finite value, or the
@@ -70,12 +80,7 @@ pub fn quietest_windows<'a>(
         }
         any = true;
         for (feature, floor) in quietest.iter_mut().enumerate() {
-            let column: Vec<f64> = part
-                .iter()
-                .skip(feature)
-                .step_by(features)
-                .copied()
-                .collect();
+            let column = feature_column(part, features, feature);
             for values in column.windows(window) {
                 *floor = floor.min(spread(values.iter().copied()));
             }
