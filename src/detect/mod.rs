@@ -704,7 +704,9 @@ impl Detector {
     /// window), as [`Detector::with_range`] starts them for a new series:
     /// without this, a series that keeps streaming across such an upgrade
     /// is never judged by them, since only a cold start builds the guards.
-    /// A guard fills its window before it judges. True when it started one.
+    /// A guard fills its window before it judges. The roughness and
+    /// seasonal guards saved before they kept the data's resolution take
+    /// the artifact's. True when it started or updated one.
     pub fn resume_window_checks(
         &mut self,
         config: &DetectorConfig,
@@ -743,6 +745,13 @@ impl Detector {
         {
             self.seasonal = Some(guard);
             started = true;
+        }
+        let resolution = resolution_of(range);
+        if let Some(guard) = &mut self.roughness {
+            started |= guard.adopt_resolution(&resolution);
+        }
+        if let Some(guard) = &mut self.seasonal {
+            started |= guard.adopt_resolution(&resolution);
         }
         started
     }
@@ -1349,6 +1358,18 @@ mod tests {
         };
         assert!(!rough(Some(vec![1.0])));
         assert!(rough(None));
+
+        // A detector saved before the resolution was kept takes it from
+        // the artifact as it resumes, once.
+        let mut resumed = Detector::new(&config, 10.0, 8).with_range(&config, Some(range(None)));
+        let with = range(Some(vec![1.0]));
+        assert!(resumed.resume_window_checks(&config, Some(&with), 8));
+        assert!(!resumed.resume_window_checks(&config, Some(&with), 8));
+        let flagged = values.iter().any(|&v| {
+            resumed.observe_values(&[v]);
+            resumed.update(0.01).rough
+        });
+        assert!(!flagged);
     }
 
     #[test]

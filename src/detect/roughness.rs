@@ -224,6 +224,17 @@ impl PeakBound {
         self.ceiling.len()
     }
 
+    /// Takes the data's resolution where the bound has none (one saved
+    /// before it was kept) and `resolution` has one per feature. True when
+    /// it took it.
+    pub(super) fn adopt_resolution(&mut self, resolution: &[f64]) -> bool {
+        let adopt = self.resolution.is_empty() && resolution.len() == self.ceiling.len();
+        if adopt {
+            self.resolution = resolution.to_vec();
+        }
+        adopt
+    }
+
     /// Judges one window's statistic per feature (see
     /// [`PeakMemory::judge_above`]), then remembers it.
     pub(super) fn judge(&mut self, now: &[f64], window: usize) -> WindowJudgement {
@@ -268,6 +279,11 @@ impl RoughnessGuard {
     /// judgement waits for a whole window again.
     pub fn break_window(&mut self) {
         self.recent.clear();
+    }
+
+    /// See [`PeakBound::adopt_resolution`].
+    pub fn adopt_resolution(&mut self, resolution: &[f64]) -> bool {
+        self.bound.adopt_resolution(resolution)
     }
 
     /// Takes one point's values (one per feature); once a whole window is

@@ -120,6 +120,11 @@ impl SeasonalGuard {
         self.recent.clear();
     }
 
+    /// See [`super::roughness::PeakBound::adopt_resolution`].
+    pub fn adopt_resolution(&mut self, resolution: &[f64]) -> bool {
+        self.bound.adopt_resolution(resolution)
+    }
+
     /// Takes one point's values (one per feature); once a day and a window
     /// are held, judges the window's differences from a day earlier against
     /// the bound and the windows remembered, then remembers it.

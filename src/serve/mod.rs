@@ -464,7 +464,7 @@ fn resume(
                 if started > 0 {
                     tracing::info!(
                         series = started,
-                        "stillness, roughness or seasonal check started on resumed series saved without it"
+                        "stillness, roughness or seasonal check started (or given the data's resolution) on resumed series saved without it"
                     );
                 }
             }
