@@ -6,7 +6,7 @@
 
 use anomalyd::data::window::to_tensor;
 use anomalyd::detect::{
-    DailyBound, Detector, DetectorConfig, ThresholdConfig, ThresholdKind, ThresholdParams,
+    CycleBound, Detector, DetectorConfig, ThresholdConfig, ThresholdKind, ThresholdParams,
     ValueRange,
 };
 use anomalyd::device::DeviceSpec;
@@ -77,6 +77,7 @@ fn detectors(c: &mut Criterion) {
         roughest: None,
         resolution: None,
         daily: None,
+        weekly: None,
     };
     // With the training windows' quietest spread too, the stillness check
     // runs over the last 32 values at every point.
@@ -95,10 +96,12 @@ fn detectors(c: &mut Criterion) {
     // sine's differences), the seasonal check: a median of 32 differences
     // at every point.
     let all = ValueRange {
-        daily: Some(DailyBound {
+        daily: Some(CycleBound {
             period: 288,
             largest: vec![2.0],
         }),
+        // A week of five-minute points is more than a guard keeps.
+        weekly: None,
         ..rough.clone()
     };
     for (name, range) in [

@@ -6,7 +6,7 @@
 //! not timings, so they do not vary between runs.
 //! `cargo bench --bench series_memory` prints one JSON line.
 
-use anomalyd::detect::{DEFAULT_MEANSTD_WINDOW, DailyBound, Detector, DetectorConfig, ValueRange};
+use anomalyd::detect::{CycleBound, DEFAULT_MEANSTD_WINDOW, Detector, DetectorConfig, ValueRange};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -33,10 +33,12 @@ fn main() {
                 roughest: Some(vec![0.2]),
                 resolution: Some(vec![0.001]),
                 // Five-minute points: a day of them.
-                daily: Some(DailyBound {
+                daily: Some(CycleBound {
                     period: 288,
                     largest: vec![0.2],
                 }),
+                // A week of them is more than a guard keeps: no weekly guard.
+                weekly: None,
             }),
         );
     // Both scales' windows span the same time (the coarse one a quarter as

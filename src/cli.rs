@@ -457,6 +457,13 @@ pub struct DetectorArgs {
     /// daily peak missing, late or low); 0 turns the check off.
     #[arg(long, default_value_t = anomalyd::detect::DEFAULT_SEASONAL_RATIO)]
     pub seasonal_ratio: f64,
+    /// Where the data's interval divides a week (into at most 1440 points)
+    /// and training saw a week and a window, flag a window whose median
+    /// difference from the same points a week earlier exceeds this multiple
+    /// of the largest training window's (a weekday shaped like a weekend);
+    /// 0 turns it off.
+    #[arg(long, default_value_t = anomalyd::detect::DEFAULT_WEEKLY_RATIO)]
+    pub weekly_ratio: f64,
     /// Multiply mean-std's k by the factor `anomalyd train` calibrated on
     /// the model's training data (`threshold.k_factor`), where the artifact
     /// has one. Models `eval` trains have none: it calibrates on train
@@ -507,6 +514,7 @@ impl DetectorArgs {
             flatline_ratio: self.flatline_ratio,
             roughness_ratio: self.roughness_ratio,
             seasonal_ratio: self.seasonal_ratio,
+            weekly_ratio: self.weekly_ratio,
             calibrated_k: self.calibrated_k,
         };
         config.validate()?;
@@ -1222,7 +1230,7 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
     );
     match &manifest.value_range {
         Some(range) => println!(
-            "range           min {:?} max {:?} (range check), quietest window's spread {} (stillness check), roughest window's median step {} (roughness check), {} (seasonal check), resolution {} (one step more is allowed by both)",
+            "range           min {:?} max {:?} (range check), quietest window's spread {} (stillness check), roughest window's median step {} (roughness check), {}, {} (seasonal check), resolution {} (one step more is allowed by both)",
             range.min,
             range.max,
             range
@@ -1239,6 +1247,14 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
                 |d| format!(
                     "a day of {} points, largest median difference from a day earlier {:?}",
                     d.period, d.largest
+                )
+            ),
+            range.weekly.as_ref().map_or_else(
+                || "no week (the interval does not divide one, training held less, or trained before 2026-12-01's weekly check)"
+                    .to_owned(),
+                |w| format!(
+                    "a week of {} points, largest median difference from a week earlier {:?}",
+                    w.period, w.largest
                 )
             ),
             range.resolution.as_ref().map_or_else(

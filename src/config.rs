@@ -481,13 +481,14 @@ mod tests {
             ("roughness_ratio = 1.0", "roughness_ratio"),
             ("roughness_ratio = inf", "roughness_ratio"),
             ("seasonal_ratio = 0.9", "seasonal_ratio"),
+            ("weekly_ratio = 1.0", "weekly_ratio"),
         ] {
             let config = parse(&format!("{base}{line}\n")).unwrap_or_else(|e| panic!("{e}"));
             let message = refusal(&config);
             assert!(message.contains(field), "{message}");
         }
         let off = parse(&format!(
-            "{base}range_tolerance = 0.0\nflatline_ratio = 0.0\nroughness_ratio = 0.0\nseasonal_ratio = 0.0\n"
+            "{base}range_tolerance = 0.0\nflatline_ratio = 0.0\nroughness_ratio = 0.0\nseasonal_ratio = 0.0\nweekly_ratio = 0.0\n"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(off.validate().is_ok());

@@ -178,7 +178,7 @@ impl Metrics {
                 IntCounterVec::new(
                     Opts::new(
                         "anomalyd_seasonal_total",
-                        "Points whose window differed from a day earlier by more than detector.seasonal_ratio times the largest training window's difference.",
+                        "Points whose window differed from a day earlier by more than detector.seasonal_ratio times the largest training window's difference, or from a week earlier by more than detector.weekly_ratio times.",
                     ),
                     &["series"],
                 )

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::calendar;
 use crate::data::window::{Centering, Segment, to_tensor};
 use crate::data::{Scaler, ScalerKind, Series, WindowSet};
-use crate::detect::ValueRange;
+use crate::detect::{ValueRange, seasonal};
 use crate::error::{Error, Result};
 use crate::model::artifact::{
     ErrorStats, FileFingerprint, Manifest, Threshold, TrainedModel, WindowingSpec,
@@ -1287,9 +1287,9 @@ fn train_scale(
 }
 
 /// The per-feature range of the training points and the spread of their
-/// quietest and roughest windows of `window` points, and where a day is a
-/// whole number of points its windows' largest difference from a day
-/// earlier: what the range, stillness, roughness and seasonal checks start
+/// quietest and roughest windows of `window` points, and where a day or a
+/// week is a whole number of points its windows' largest difference from
+/// a cycle earlier: what the range, stillness, roughness and seasonal checks start
 /// from. Only the first `scored` of each point's `width` features,
 /// those read from data.
 fn training_range(
@@ -1309,15 +1309,18 @@ fn training_range(
         .iter()
         .max_by_key(|p| p.rows())
         .map_or(0.0, |p| calendar::typical_spacing(&p.times));
-    let daily = crate::detect::seasonal::daily_period(spacing).and_then(|period| {
-        crate::detect::seasonal::largest_daily_differences(parts(), scored, window, period)
-            .map(|largest| crate::detect::DailyBound { period, largest })
-    });
+    let cycle = |seconds: f64| {
+        seasonal::cycle_period(spacing, seconds).and_then(|period| {
+            seasonal::largest_cycle_differences(parts(), scored, window, period)
+                .map(|largest| crate::detect::CycleBound { period, largest })
+        })
+    };
     ValueRange::of_rows(parts(), scored).map(|range| ValueRange {
         quietest: crate::detect::stillness::quietest_windows(parts(), scored, window),
         roughest: crate::detect::roughness::roughest_windows(parts(), scored, window),
         resolution: Some(crate::detect::roughness::finest_steps(parts(), scored)),
-        daily,
+        daily: cycle(seasonal::DAY),
+        weekly: cycle(seasonal::WEEK),
         ..range
     })
 }
@@ -1378,6 +1381,61 @@ mod tests {
             dropped_rows: 0,
             filled_cells: 0,
         }
+    }
+
+    /// `n` rows `spacing` seconds apart from 2024-01-01 (a Monday), busy
+    /// in the working hours of the first five days of every seven.
+    fn working_rows(n: usize, spacing: f64) -> Series {
+        let start = 1_704_067_200.0;
+        let times: Vec<f64> = (0..n).map(|i| start + i as f64 * spacing).collect();
+        let values = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let (day, hour) = (
+                    ((t - start) / 86_400.0) as usize,
+                    ((t - start) % 86_400.0) / 3600.0,
+                );
+                let busy = day % 7 < 5 && (9.0..17.0).contains(&hour);
+                f64::from(u8::from(busy)) * 3.0 + (i % 5) as f64 * 0.01
+            })
+            .collect();
+        Series {
+            timestamps: times.iter().map(|t| t.to_string()).collect(),
+            times,
+            values,
+            ..rows(n)
+        }
+    }
+
+    /// The seasonal check's bounds: a day wherever the interval divides one
+    /// and the data hold a day and a window, a week likewise; the week's
+    /// largest difference is the noise's, the day's that of a Saturday
+    /// from its Friday.
+    #[test]
+    fn the_training_range_holds_a_week_only_where_the_data_hold_one() {
+        let window = 16;
+        let hourly = |n| training_range(&[working_rows(n, 3600.0)], 1, 1, window);
+        let three_weeks = hourly(3 * 168).unwrap_or_else(|| panic!("finite values"));
+        let daily = three_weeks
+            .daily
+            .unwrap_or_else(|| panic!("a day of hours"));
+        let weekly = three_weeks
+            .weekly
+            .unwrap_or_else(|| panic!("a week of hours"));
+        assert_eq!((daily.period, weekly.period), (24, 168));
+        assert!(weekly.largest[0] < 0.05, "the noise: {weekly:?}");
+        assert!(
+            daily.largest[0] > 1.0,
+            "a weekday from a weekend: {daily:?}"
+        );
+        let short = hourly(168 + window - 1).unwrap_or_else(|| panic!("finite values"));
+        assert!(short.daily.is_some() && short.weekly.is_none(), "{short:?}");
+        assert!(hourly(168 + window).is_some_and(|r| r.weekly.is_some()));
+        // A week of five-minute points is more than a guard keeps.
+        let fine = training_range(&[working_rows(3 * 2016, 300.0)], 1, 1, window)
+            .unwrap_or_else(|| panic!("finite values"));
+        assert!(fine.daily.is_some() && fine.weekly.is_none(), "{fine:?}");
     }
 
     #[test]

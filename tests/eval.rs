@@ -819,6 +819,54 @@ fn a_day_without_its_afternoon_is_found_by_the_day_before() {
     assert_only_the_check_finds_it(&checked, &unchecked, "seasonal check");
 }
 
+/// `rows` of five-minute data from `seed`: a weekly shape (busy 9:00 to
+/// 17:00 on the first five days of every seven, quiet otherwise) with
+/// noise; on the days in `holidays` the working hours do not come.
+fn working_weeks(rows: usize, seed: u64, holidays: std::ops::Range<usize>) -> Vec<f64> {
+    let noise = noise(rows, seed);
+    (0..rows)
+        .map(|row| {
+            let (day, hour) = (row / 288, (row % 288) / 12);
+            let busy = day % 7 < 5 && (9..17).contains(&hour) && !holidays.contains(&day);
+            let level = if busy { 3.0 } else { 0.0 };
+            level + 0.2 * noise[row]
+        })
+        .collect()
+}
+
+/// A holiday: a weekday shaped like a weekend day. It differs from the day
+/// before no more than every Saturday differs from its Friday, so the
+/// daily guard (at three times the largest training difference) lets it
+/// be, and a 16-hour window of it looks like any quiet weekend stretch;
+/// the weekly guard compares it with the same weekday a week earlier.
+/// Hourly points (`--aggregate 12`), so that a week is 168 of them.
+#[test]
+fn a_holiday_is_found_by_the_week_before() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let root = dir.path().join("dataset");
+    let day = 288;
+    // Two weeks; the fourth day of the first is a holiday.
+    let live = working_weeks(14 * day, 7, 3..4);
+    let (first, last) = (3 * day + 9 * 12, 3 * day + 17 * 12 - 1);
+    labelled_dataset(&root, "s", &live, &[(first, last)]);
+    // Three whole weeks, so that the series' rows go on the train file's
+    // week.
+    write_train_file(&root, &working_weeks(21 * day, 1, 0..0));
+    let args = [
+        "--window",
+        "16",
+        "--aggregate",
+        "12",
+        "--coarse",
+        "1",
+        "--epochs",
+        "5",
+        "--no-plots",
+    ];
+    let (checked, unchecked) = eval_on_and_off(&root, dir.path(), &args, &["--weekly-ratio", "0"]);
+    assert_only_the_check_finds_it(&checked, &unchecked, "weekly guard");
+}
+
 /// A sensor that sticks, moves again for a while, then sticks again: the
 /// stillness check remembers the first flat window only for a while, so
 /// the second stretch raises its own event (remembered for ever, the first

@@ -33,6 +33,9 @@
 //! median difference from a day earlier exceeds `seasonal_ratio` times the
 //! largest training window's is flagged too ([`seasonal`]): a day shaped
 //! unlike the days before it, which a window of a few hours cannot see.
+//! Where it divides a week and training saw one, the same goes for the
+//! difference from a week earlier at `weekly_ratio`: a weekday shaped like
+//! a weekend.
 
 pub mod events;
 pub mod range;
@@ -47,7 +50,7 @@ pub mod threshold;
 use serde::{Deserialize, Serialize};
 
 pub use events::{Event, EventChange, EventConfig, EventTracker};
-pub use range::{DailyBound, RangeGuard, RangeJudgement, ValueRange};
+pub use range::{CycleBound, RangeGuard, RangeJudgement, ValueRange};
 pub use roughness::RoughnessGuard;
 pub use seasonal::SeasonalGuard;
 pub use smoothing::{Smoother, SmoothingConfig};
@@ -198,6 +201,9 @@ pub struct DetectorConfig {
     /// exceeds this multiple of the largest training window's is flagged;
     /// 0 turns the check off.
     pub seasonal_ratio: f64,
+    /// The same for the difference from a week earlier, where training saw
+    /// a week; 0 turns that guard off.
+    pub weekly_ratio: f64,
     /// Multiply mean-std's k by the factor a model's artifact carries
     /// (`threshold.k_factor`, calibrated by `anomalyd train` on its
     /// training data), where it has one.
@@ -252,6 +258,13 @@ pub const DEFAULT_ROUGHNESS_RATIO: f64 = 1.25;
 /// (see docs/detection.md, "A day unlike the days before it").
 pub const DEFAULT_SEASONAL_RATIO: f64 = 3.0;
 
+/// The default `weekly_ratio`: a quarter over the largest training
+/// window's difference from a week earlier. The same hours a week apart
+/// differ far less than a day apart do (a Saturday is not a Friday), so
+/// the bound is tight where the data has a weekly cycle (see
+/// docs/detection.md, "A week unlike the weeks before it").
+pub const DEFAULT_WEEKLY_RATIO: f64 = 1.25;
+
 impl Default for DetectorConfig {
     fn default() -> Self {
         Self {
@@ -265,6 +278,7 @@ impl Default for DetectorConfig {
             flatline_ratio: DEFAULT_FLATLINE_RATIO,
             roughness_ratio: DEFAULT_ROUGHNESS_RATIO,
             seasonal_ratio: DEFAULT_SEASONAL_RATIO,
+            weekly_ratio: DEFAULT_WEEKLY_RATIO,
             calibrated_k: true,
         }
     }
@@ -402,6 +416,13 @@ impl DetectorConfig {
                 "must be 0 (off) or above 1: a multiple of the largest training window's median difference from a day earlier",
             ));
         }
+        if !(self.weekly_ratio == 0.0 || (self.weekly_ratio > 1.0 && self.weekly_ratio.is_finite()))
+        {
+            return Err(Error::config(
+                "weekly_ratio",
+                "must be 0 (off) or above 1: a multiple of the largest training window's median difference from a week earlier",
+            ));
+        }
         match self.smoothing {
             SmoothingConfig::Ewma { alpha } if !(alpha > 0.0 && alpha <= 1.0) => {
                 return Err(Error::config("smoothing.alpha", "must lie in (0, 1]"));
@@ -472,8 +493,8 @@ pub enum Cause {
     /// A window that moved faster than any training window (see
     /// [`roughness`]).
     Roughness,
-    /// A window unlike the same hours a day earlier, more than any training
-    /// window (see [`seasonal`]).
+    /// A window unlike the same hours a day (or a week) earlier, more than
+    /// any training window (see [`seasonal`]).
     Seasonal,
 }
 
@@ -510,8 +531,8 @@ pub struct Decision {
     /// Its window moved faster than any training window (see
     /// [`roughness`]).
     pub rough: bool,
-    /// Its window differed from a day earlier more than any training
-    /// window (see [`seasonal`]).
+    /// Its window differed from a day (or a week) earlier more than any
+    /// training window (see [`seasonal`]).
     pub seasonal: bool,
     /// The point lies in a confirmed anomaly event.
     pub anomalous: bool,
@@ -639,6 +660,11 @@ pub struct Detector {
     seasonal: Option<SeasonalGuard>,
     #[serde(skip)]
     pending_seasonal: Option<WindowJudgement>,
+    /// The seasonal check's guard for a week.
+    #[serde(default)]
+    weekly: Option<SeasonalGuard>,
+    #[serde(skip)]
+    pending_weekly: Option<WindowJudgement>,
     /// The model's window in points: the stillness and roughness checks'
     /// window.
     #[serde(default)]
@@ -662,6 +688,8 @@ impl Detector {
             pending_roughness: None,
             seasonal: None,
             pending_seasonal: None,
+            weekly: None,
+            pending_weekly: None,
             model_window,
         }
     }
@@ -673,9 +701,11 @@ impl Detector {
     /// The same range's `quietest` spreads (format 5 on) start the
     /// stillness check, unless `flatline_ratio` is 0, and its `roughest`
     /// steps the roughness check, unless `roughness_ratio` is 0, and its
-    /// `daily` bound the seasonal check, unless `seasonal_ratio` is 0.
+    /// `daily` and `weekly` bounds the seasonal check, unless
+    /// `seasonal_ratio` (`weekly_ratio`) is 0.
     pub fn with_range(mut self, config: &DetectorConfig, range: Option<ValueRange>) -> Self {
-        self.seasonal = seasonal_guard(config, range.as_ref(), self.model_window);
+        self.seasonal = seasonal_guard(config, range.as_ref(), Cycle::Day, self.model_window);
+        self.weekly = seasonal_guard(config, range.as_ref(), Cycle::Week, self.model_window);
         self.roughness = range
             .as_ref()
             .and_then(|range| range.roughest.clone())
@@ -740,17 +770,23 @@ impl Detector {
             ));
             started = true;
         }
-        if self.seasonal.is_none()
-            && let Some(guard) = seasonal_guard(config, range, self.model_window)
-        {
-            self.seasonal = Some(guard);
-            started = true;
+        for cycle in [Cycle::Day, Cycle::Week] {
+            let held = match cycle {
+                Cycle::Day => &mut self.seasonal,
+                Cycle::Week => &mut self.weekly,
+            };
+            if held.is_none()
+                && let Some(guard) = seasonal_guard(config, range, cycle, self.model_window)
+            {
+                *held = Some(guard);
+                started = true;
+            }
         }
         let resolution = resolution_of(range);
         if let Some(guard) = &mut self.roughness {
             started |= guard.adopt_resolution(&resolution);
         }
-        if let Some(guard) = &mut self.seasonal {
+        for guard in [&mut self.seasonal, &mut self.weekly].into_iter().flatten() {
             started |= guard.adopt_resolution(&resolution);
         }
         started
@@ -788,6 +824,10 @@ impl Detector {
             let verdict = guard.judge(values);
             self.pending_seasonal = Some(most_severe(self.pending_seasonal, verdict, |j| j.score));
         }
+        if let Some(guard) = &mut self.weekly {
+            let verdict = guard.judge(values);
+            self.pending_weekly = Some(most_severe(self.pending_weekly, verdict, |j| j.score));
+        }
     }
 
     /// A gap in time between two points: the checks that judge a window of
@@ -802,7 +842,7 @@ impl Detector {
         if let Some(guard) = &mut self.roughness {
             guard.break_window();
         }
-        if let Some(guard) = &mut self.seasonal {
+        for guard in [&mut self.seasonal, &mut self.weekly].into_iter().flatten() {
             guard.break_window();
         }
     }
@@ -855,7 +895,12 @@ impl Detector {
         let flatline = stillness.is_some_and(|s| s.flagged);
         let roughness = self.pending_roughness.take();
         let rough = roughness.is_some_and(|r| r.flagged);
-        let daily = self.pending_seasonal.take();
+        // The day's and the week's guards are one check: its verdict is the
+        // more severe of theirs.
+        let daily = match (self.pending_seasonal.take(), self.pending_weekly.take()) {
+            (Some(day), Some(week)) if week.score > day.score => Some(week),
+            (day, week) => day.or(week),
+        };
         let seasonal = daily.is_some_and(|d| d.flagged);
         let certain = out_of_range || flatline || rough || seasonal;
         let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged) || certain;
@@ -903,8 +948,6 @@ impl Detector {
     }
 }
 
-/// The seasonal check for `range`'s daily bound, unless `seasonal_ratio` is
-/// 0 or the data's interval does not divide a day.
 /// The training data's resolution, which the roughness and seasonal checks
 /// allow on top of their ratio; empty (none) for an artifact without it.
 fn resolution_of(range: Option<&ValueRange>) -> Vec<f64> {
@@ -913,19 +956,33 @@ fn resolution_of(range: Option<&ValueRange>) -> Vec<f64> {
         .unwrap_or_default()
 }
 
+/// The seasonal check's two guards.
+#[derive(Debug, Clone, Copy)]
+enum Cycle {
+    Day,
+    Week,
+}
+
+/// The seasonal check's guard for `range`'s bound of `cycle`, unless its
+/// ratio is 0 or the range has none (the data's interval does not divide
+/// the cycle, or training held less than one).
 fn seasonal_guard(
     config: &DetectorConfig,
     range: Option<&ValueRange>,
+    cycle: Cycle,
     model_window: usize,
 ) -> Option<SeasonalGuard> {
-    let daily = range?.daily.as_ref()?;
-    (config.seasonal_ratio > 0.0).then(|| {
+    let (bound, ratio) = match cycle {
+        Cycle::Day => (range?.daily.as_ref()?, config.seasonal_ratio),
+        Cycle::Week => (range?.weekly.as_ref()?, config.weekly_ratio),
+    };
+    (ratio > 0.0).then(|| {
         SeasonalGuard::new(
-            daily.largest.clone(),
+            bound.largest.clone(),
             resolution_of(range),
-            config.seasonal_ratio,
+            ratio,
             model_window,
-            daily.period,
+            bound.period,
         )
     })
 }
@@ -1255,6 +1312,7 @@ mod tests {
             roughest: None,
             resolution: None,
             daily: None,
+            weekly: None,
         };
         let run = |config: &DetectorConfig, range: ValueRange| {
             judge_values(config, Some(range), &values, 0.01)
@@ -1301,6 +1359,7 @@ mod tests {
             roughest,
             resolution: None,
             daily: None,
+            weekly: None,
         };
         let run = |config: &DetectorConfig, range: ValueRange| {
             judge_values(config, Some(range), &values, 0.01)
@@ -1349,6 +1408,7 @@ mod tests {
             roughest: Some(vec![1.0]),
             resolution,
             daily: None,
+            weekly: None,
         };
         let config = DetectorConfig::default();
         let rough = |resolution| {
@@ -1372,6 +1432,86 @@ mod tests {
         assert!(!flagged);
     }
 
+    /// Days of 8 points, busy in points 2 to 5 on the first five days of
+    /// every seven, but on the days in `holidays` (counted from 0).
+    fn working_week(days: std::ops::Range<usize>, holidays: &[usize]) -> Vec<f32> {
+        (days.start * 8..days.end * 8)
+            .map(|i| {
+                let (day, hour) = (i / 8, i % 8);
+                let busy = day % 7 < 5 && (2..6).contains(&hour) && !holidays.contains(&day);
+                f32::from(u8::from(busy)) * 3.0 + ((i * 7919) % 13) as f32 / 100.0
+            })
+            .collect()
+    }
+
+    /// A weekday shaped like a weekend day differs from its day before no
+    /// more than a Saturday does from its Friday, so the day's guard lets
+    /// it be; the week's guard flags it, and only it (its echo a week later
+    /// is within the windows it remembers). A detector resumed from a state
+    /// saved before the week's guard existed starts it.
+    #[test]
+    fn a_holiday_is_flagged_by_the_weeks_guard_alone() {
+        let (window, day, week) = (8, 8, 56);
+        let training: Vec<f64> = working_week(0..21, &[])
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let bound = |period| {
+            seasonal::largest_cycle_differences([&training[..]], 1, window, period)
+                .map(|largest| CycleBound { period, largest })
+        };
+        let range = ValueRange {
+            daily: bound(day),
+            weekly: bound(week),
+            ..ValueRange {
+                min: vec![-1.0],
+                max: vec![4.0],
+                quietest: None,
+                roughest: None,
+                resolution: None,
+                daily: None,
+                weekly: None,
+            }
+        };
+        // Weeks 0 and 1 fill the guards; day 17 is a Wednesday off.
+        let live = working_week(0..28, &[17]);
+        let holiday = 17 * day + 2..17 * day + 6 + window;
+        let seasonal_rows = |config: &DetectorConfig, range: &ValueRange| -> Vec<usize> {
+            judge_values(config, Some(range.clone()), &live, 0.01)
+                .iter()
+                .enumerate()
+                .filter_map(|(row, d)| d.seasonal.then_some(row))
+                .collect()
+        };
+        let config = DetectorConfig::default();
+        let flagged = seasonal_rows(&config, &range);
+        assert!(!flagged.is_empty(), "the holiday is found");
+        assert!(
+            flagged.iter().all(|row| holiday.contains(row)),
+            "{flagged:?}"
+        );
+        let day_alone = DetectorConfig {
+            weekly_ratio: 0.0,
+            ..config
+        };
+        assert_eq!(seasonal_rows(&day_alone, &range), Vec::<usize>::new());
+
+        let mut resumed = Detector::new(&config, 10.0, window).with_range(
+            &config,
+            Some(ValueRange {
+                weekly: None,
+                ..range.clone()
+            }),
+        );
+        assert!(resumed.resume_window_checks(&config, Some(&range), window));
+        assert!(!resumed.resume_window_checks(&config, Some(&range), window));
+        let found = live.iter().any(|&v| {
+            resumed.observe_values(&[v]);
+            resumed.update(0.01).seasonal
+        });
+        assert!(found, "the resumed detector's week guard judges");
+    }
+
     #[test]
     fn values_beyond_the_training_range_are_flagged_whatever_the_error() {
         let range = ValueRange {
@@ -1381,6 +1521,7 @@ mod tests {
             roughest: None,
             resolution: None,
             daily: None,
+            weekly: None,
         };
         let run = |config: &DetectorConfig, range: Option<ValueRange>| {
             judge_values(config, range, &[0.5, 1.05, 1.5, 1.5, 0.0], 1.0)
@@ -1505,6 +1646,7 @@ mod tests {
             flatline_ratio: DEFAULT_FLATLINE_RATIO,
             roughness_ratio: DEFAULT_ROUGHNESS_RATIO,
             seasonal_ratio: DEFAULT_SEASONAL_RATIO,
+            weekly_ratio: DEFAULT_WEEKLY_RATIO,
             calibrated_k: true,
         };
         let (alone, events_alone) = detect_all(&config, 0.5, 10, &fine);

@@ -43,15 +43,22 @@ pub struct ValueRange {
     /// training window (see [`crate::detect::seasonal`]); absent otherwise
     /// and in artifacts trained before 2026-12-01.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub daily: Option<DailyBound>,
+    pub daily: Option<CycleBound>,
+    /// The same for a week, where the data's interval divides one into at
+    /// most [`crate::detect::seasonal::MAX_PERIOD`] points and the training
+    /// data holds a week and a window; absent otherwise and in artifacts
+    /// trained before 2026-12-01's weekly check (an older anomalyd ignores
+    /// it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weekly: Option<CycleBound>,
 }
 
-/// What the seasonal check starts from.
+/// What one of the seasonal check's guards starts from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DailyBound {
-    /// A day, in the model's points.
+pub struct CycleBound {
+    /// The cycle (a day or a week), in the model's points.
     pub period: usize,
-    /// Per feature, the largest median absolute difference from a day
+    /// Per feature, the largest median absolute difference from a cycle
     /// earlier of any training window.
     pub largest: Vec<f64>,
 }
@@ -87,6 +94,7 @@ impl ValueRange {
             roughest: None,
             resolution: None,
             daily: None,
+            weekly: None,
         })
     }
 
@@ -115,15 +123,29 @@ impl ValueRange {
             quietest: scaled(&self.quietest),
             roughest: scaled(&self.roughest),
             resolution: scaled(&self.resolution),
-            daily: self.daily.as_ref().map(|daily| DailyBound {
-                period: daily.period,
-                largest: scaled(&Some(daily.largest.clone())).unwrap_or_default(),
-            }),
+            daily: self.daily.as_ref().map(|cycle| cycle.scaled(scale)),
+            weekly: self.weekly.as_ref().map(|cycle| cycle.scaled(scale)),
         }
     }
 
     pub fn features(&self) -> usize {
         self.min.len()
+    }
+}
+
+impl CycleBound {
+    /// In the units of values divided by `scale` (per feature): differences
+    /// are scaled, never shifted.
+    fn scaled(&self, scale: &[f64]) -> Self {
+        Self {
+            period: self.period,
+            largest: self
+                .largest
+                .iter()
+                .zip(scale)
+                .map(|(&v, &scale)| v / scale)
+                .collect(),
+        }
     }
 }
 
@@ -200,6 +222,7 @@ mod tests {
                 roughest: None,
                 resolution: None,
                 daily: None,
+                weekly: None,
             },
             0.05,
         )
@@ -254,9 +277,13 @@ mod tests {
             quietest: Some(vec![4.0, 5.0]),
             roughest: Some(vec![8.0, 50.0]),
             resolution: None,
-            daily: Some(DailyBound {
+            daily: Some(CycleBound {
                 period: 288,
                 largest: vec![2.0, 20.0],
+            }),
+            weekly: Some(CycleBound {
+                period: 2016,
+                largest: vec![4.0, 30.0],
             }),
             ..range
         }
@@ -265,9 +292,16 @@ mod tests {
         assert_eq!(windows.roughest, Some(vec![4.0, 5.0]));
         assert_eq!(
             windows.daily,
-            Some(DailyBound {
+            Some(CycleBound {
                 period: 288,
                 largest: vec![1.0, 2.0]
+            })
+        );
+        assert_eq!(
+            windows.weekly,
+            Some(CycleBound {
+                period: 2016,
+                largest: vec![2.0, 3.0]
             })
         );
         assert!(ValueRange::of_rows([&[f64::NAN, f64::NAN][..]], 1).is_none());

@@ -1,16 +1,20 @@
-//! A day unlike the days before it.
+//! A day, or a week, unlike the ones before it.
 //!
 //! A daily cycle whose peak comes late, stays low or goes missing keeps
 //! every value and every step within what training saw, and a model window
 //! of a few hours cannot tell one day's afternoon from another's. The guard
-//! keeps a day and a window of points per feature and judges each window's
-//! differences from the same points one day earlier: it flags a window
-//! whose median absolute difference is more than `ratio` times the largest
-//! of any training window, or of any window it judged lately that no longer
-//! overlaps this one (the memory of the roughness check). The median
-//! ignores a spike or two that a day's difference carries twice. It runs
-//! only where the data's interval divides a day into at most [`MAX_PERIOD`]
-//! points, and judges nothing until it holds a day.
+//! keeps a cycle (a day, or a week) and a window of points per feature and
+//! judges each window's differences from the same points one cycle
+//! earlier: it flags a window whose median absolute difference is more
+//! than `ratio` times the largest of any training window, or of any window
+//! it judged lately that no longer overlaps this one (the memory of the
+//! roughness check). The median ignores a spike or two that a cycle's
+//! difference carries twice. A detector keeps one guard a day and one a
+//! week: a weekday that looks like a Sunday (a holiday) differs from the
+//! day before no more than every Monday does, but it differs from the same
+//! day a week earlier. A guard runs only where the data's interval divides
+//! its cycle into at most [`MAX_PERIOD`] points, and judges nothing until
+//! it holds a cycle.
 
 use std::collections::VecDeque;
 
@@ -19,21 +23,25 @@ use serde::{Deserialize, Serialize};
 use super::roughness::{PeakBound, median_abs};
 use super::stillness::{WindowJudgement, feature_column, hold_point};
 
-/// The longest day the guard keeps, in points: a day of one-minute points
-/// (5.8 kB a feature). Finer data would cost more per series than the
-/// rest of its detector; the check stays off there.
+/// The longest cycle a guard keeps, in points: a day of one-minute points,
+/// a week of seven-minute ones (5.8 kB a feature). Finer data would cost
+/// more per series than the rest of its detector; the check stays off
+/// there.
 pub const MAX_PERIOD: usize = 1440;
 
 /// Seconds in a day.
-const DAY: f64 = 86_400.0;
+pub const DAY: f64 = 86_400.0;
 
-/// The points in a day at `spacing` seconds a point, where that is a whole
-/// number from 2 to [`MAX_PERIOD`].
-pub fn daily_period(spacing: f64) -> Option<usize> {
+/// Seconds in a week.
+pub const WEEK: f64 = 7.0 * DAY;
+
+/// The points in a cycle of `cycle` seconds at `spacing` seconds a point,
+/// where that is a whole number from 2 to [`MAX_PERIOD`].
+pub fn cycle_period(spacing: f64, cycle: f64) -> Option<usize> {
     if !(spacing > 0.0 && spacing.is_finite()) {
         return None;
     }
-    let points = DAY / spacing;
+    let points = cycle / spacing;
     let whole = points.round();
     ((points - whole).abs() < 1e-6 && (2.0..=MAX_PERIOD as f64).contains(&whole))
         .then_some(whole as usize)
@@ -43,7 +51,7 @@ pub fn daily_period(spacing: f64) -> Option<usize> {
 /// earlier over every window of `window` consecutive differences of
 /// row-major `[rows, features]` parts (neither crosses parts). `None` when
 /// no part holds `period + window` rows.
-pub fn largest_daily_differences<'a>(
+pub fn largest_cycle_differences<'a>(
     parts: impl IntoIterator<Item = &'a [f64]>,
     features: usize,
     window: usize,
@@ -74,7 +82,7 @@ pub fn largest_daily_differences<'a>(
     largest.iter().all(|v| v.is_finite()).then_some(largest)
 }
 
-/// A day and a window of one series and the bound on its differences.
+/// A cycle and a window of one series and the bound on its differences.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeasonalGuard {
     /// The largest training window's median difference and the
@@ -82,7 +90,7 @@ pub struct SeasonalGuard {
     #[serde(flatten)]
     bound: PeakBound,
     window: usize,
-    /// A day, in points.
+    /// The cycle (a day or a week), in points.
     period: usize,
     /// The last `period + window` points, row-major.
     recent: VecDeque<f32>,
@@ -125,8 +133,8 @@ impl SeasonalGuard {
         self.bound.adopt_resolution(resolution)
     }
 
-    /// Takes one point's values (one per feature); once a day and a window
-    /// are held, judges the window's differences from a day earlier against
+    /// Takes one point's values (one per feature); once a cycle and a window
+    /// are held, judges the window's differences from a cycle earlier against
     /// the bound and the windows remembered, then remembers it.
     pub fn judge(&mut self, values: &[f32]) -> WindowJudgement {
         let features = self.bound.features();
@@ -158,15 +166,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_day_is_counted_only_where_the_interval_divides_it() {
-        assert_eq!(daily_period(300.0), Some(288));
-        assert_eq!(daily_period(3600.0), Some(24));
-        assert_eq!(daily_period(60.0), Some(1440));
-        assert_eq!(daily_period(7.0), None, "not a whole number of points");
-        assert_eq!(daily_period(30.0), None, "more points than kept");
-        assert_eq!(daily_period(86_400.0), None, "one point a day");
-        assert_eq!(daily_period(0.0), None);
-        assert_eq!(daily_period(f64::NAN), None);
+    fn a_cycle_is_counted_only_where_the_interval_divides_it() {
+        assert_eq!(cycle_period(300.0, DAY), Some(288));
+        assert_eq!(cycle_period(3600.0, DAY), Some(24));
+        assert_eq!(cycle_period(60.0, DAY), Some(1440));
+        assert_eq!(cycle_period(7.0, DAY), None, "not a whole number of points");
+        assert_eq!(cycle_period(30.0, DAY), None, "more points than kept");
+        assert_eq!(cycle_period(86_400.0, DAY), None, "one point a day");
+        assert_eq!(cycle_period(0.0, DAY), None);
+        assert_eq!(cycle_period(f64::NAN, DAY), None);
+        assert_eq!(cycle_period(3600.0, WEEK), Some(168));
+        assert_eq!(cycle_period(1800.0, WEEK), Some(336));
+        assert_eq!(
+            cycle_period(300.0, WEEK),
+            None,
+            "a week of 5-minute points is too long"
+        );
     }
 
     #[test]
@@ -175,10 +190,10 @@ mod tests {
         // feature 1 differs by 1, then 3, from two rows before.
         let first = [0.0, 0.0, 5.0, 1.0, 0.0, 1.0, 5.0, 4.0];
         let second = [9.0, 0.0, 9.0, 0.0, 9.0, 0.0];
-        let largest = largest_daily_differences([&first[..], &second[..]], 2, 2, 2);
+        let largest = largest_cycle_differences([&first[..], &second[..]], 2, 2, 2);
         assert_eq!(largest, Some(vec![0.0, 2.0]));
         assert_eq!(
-            largest_daily_differences([&first[..]], 2, 3, 2),
+            largest_cycle_differences([&first[..]], 2, 3, 2),
             None,
             "no part holds a day and a window"
         );
@@ -200,7 +215,7 @@ mod tests {
         let (period, window) = (48, 8);
         let training: Vec<f64> = (0..4 * period).map(|i| f64::from(day(i, period))).collect();
         let ceiling =
-            largest_daily_differences([&training[..]], 1, window, period).unwrap_or_default();
+            largest_cycle_differences([&training[..]], 1, window, period).unwrap_or_default();
         assert!(ceiling[0] > 0.0 && ceiling[0] < 0.2, "{ceiling:?}");
         let mut guard = SeasonalGuard::new(ceiling, Vec::new(), 2.0, window, period);
         for i in 0..4 * period {

@@ -833,6 +833,7 @@ mod tests {
             roughest: Some(vec![1.0]),
             resolution: None,
             daily: None,
+            weekly: None,
         };
         let before = ValueRange {
             quietest: None,
