@@ -785,19 +785,29 @@ fn a_signal_that_starts_to_oscillate_is_found_by_its_steps() {
     );
 }
 
-/// `rows` of five-minute data from `seed`: a daily shape (a block of three
-/// busy hours every afternoon) with noise; on the days in `quiet` the
-/// afternoon does not come.
-fn afternoons(rows: usize, seed: u64, quiet: std::ops::Range<usize>) -> Vec<f64> {
+/// `rows` of five-minute data from `seed`: 3 in the hours when `busy(day,
+/// hour)` says so (days counted from the first row), 0 otherwise, with
+/// noise.
+fn busy_hours(rows: usize, seed: u64, busy: impl Fn(usize, usize) -> bool) -> Vec<f64> {
     let noise = noise(rows, seed);
     (0..rows)
         .map(|row| {
-            let (day, hour) = (row / 288, (row % 288) / 12);
-            let busy = (14..17).contains(&hour) && !quiet.contains(&day);
-            let level = if busy { 3.0 } else { 0.0 };
+            let level = if busy(row / 288, (row % 288) / 12) {
+                3.0
+            } else {
+                0.0
+            };
             level + 0.2 * noise[row]
         })
         .collect()
+}
+
+/// A daily shape: a block of three busy hours every afternoon, but on the
+/// days in `quiet`.
+fn afternoons(rows: usize, seed: u64, quiet: std::ops::Range<usize>) -> Vec<f64> {
+    busy_hours(rows, seed, |day, hour| {
+        (14..17).contains(&hour) && !quiet.contains(&day)
+    })
 }
 
 /// An afternoon that does not come: every value and every step stays
@@ -819,19 +829,12 @@ fn a_day_without_its_afternoon_is_found_by_the_day_before() {
     assert_only_the_check_finds_it(&checked, &unchecked, "seasonal check");
 }
 
-/// `rows` of five-minute data from `seed`: a weekly shape (busy 9:00 to
-/// 17:00 on the first five days of every seven, quiet otherwise) with
-/// noise; on the days in `holidays` the working hours do not come.
+/// A weekly shape: busy 9:00 to 17:00 on the first five days of every
+/// seven, but on the days in `holidays`.
 fn working_weeks(rows: usize, seed: u64, holidays: std::ops::Range<usize>) -> Vec<f64> {
-    let noise = noise(rows, seed);
-    (0..rows)
-        .map(|row| {
-            let (day, hour) = (row / 288, (row % 288) / 12);
-            let busy = day % 7 < 5 && (9..17).contains(&hour) && !holidays.contains(&day);
-            let level = if busy { 3.0 } else { 0.0 };
-            level + 0.2 * noise[row]
-        })
-        .collect()
+    busy_hours(rows, seed, |day, hour| {
+        day % 7 < 5 && (9..17).contains(&hour) && !holidays.contains(&day)
+    })
 }
 
 /// A holiday: a weekday shaped like a weekend day. It differs from the day

@@ -897,18 +897,18 @@ impl Detector {
         let rough = roughness.is_some_and(|r| r.flagged);
         // The day's and the week's guards are one check: its verdict is the
         // more severe of theirs.
-        let daily = match (self.pending_seasonal.take(), self.pending_weekly.take()) {
+        let cycles = match (self.pending_seasonal.take(), self.pending_weekly.take()) {
             (Some(day), Some(week)) if week.score > day.score => Some(week),
             (day, week) => day.or(week),
         };
-        let seasonal = daily.is_some_and(|d| d.flagged);
+        let seasonal = cycles.is_some_and(|c| c.flagged);
         let certain = out_of_range || flatline || rough || seasonal;
         let flagged = fine.flagged || coarse.is_some_and(|c| c.flagged) || certain;
         let coarse_score = coarse.map(|c| c.score);
         let range_score = range.map(|r| r.score);
         let stillness_score = stillness.map(|s| s.score);
         let roughness_score = roughness.map(|r| r.score);
-        let seasonal_score = daily.map(|d| d.score);
+        let seasonal_score = cycles.map(|c| c.score);
         let score = coarse_score
             .map_or(fine.score, |c| fine.score.max(c))
             .max(range_score.unwrap_or(0.0))
@@ -1461,17 +1461,13 @@ mod tests {
                 .map(|largest| CycleBound { period, largest })
         };
         let range = ValueRange {
+            min: vec![-1.0],
+            max: vec![4.0],
+            quietest: None,
+            roughest: None,
+            resolution: None,
             daily: bound(day),
             weekly: bound(week),
-            ..ValueRange {
-                min: vec![-1.0],
-                max: vec![4.0],
-                quietest: None,
-                roughest: None,
-                resolution: None,
-                daily: None,
-                weekly: None,
-            }
         };
         // Weeks 0 and 1 fill the guards; day 17 is a Wednesday off.
         let live = working_week(0..28, &[17]);
