@@ -4,7 +4,9 @@
 //! the shape `train` gives by default: a main scale, a 4× coarse scale
 //! beside it, and the range and stillness checks. The figures are counts,
 //! not timings, so they do not vary between runs.
-//! `cargo bench --bench series_memory` prints one JSON line.
+//! Five-minute points (a day for the seasonal check) and ten-minute ones
+//! (a day and a week). `cargo bench --bench series_memory` prints one JSON
+//! line for each.
 
 use anomalyd::detect::{CycleBound, DEFAULT_MEANSTD_WINDOW, Detector, DetectorConfig, ValueRange};
 
@@ -20,9 +22,22 @@ fn live_bytes() -> usize {
 
 fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
+    // Five-minute points: a day of them; a week is more than a guard keeps.
+    measure("5min", 288, None);
+    // Ten-minute points: a day and a week of them, both guards.
+    measure("10min", 144, Some(1008));
+}
+
+/// Fills one series' detector and prints what it holds, for points that
+/// make a day of `day` and, where given, a week of `week`.
+fn measure(points_of: &str, day: usize, week: Option<usize>) {
     let config = DetectorConfig::default();
     let window = DEFAULT_MEANSTD_WINDOW;
     let before = live_bytes();
+    let cycle = |period| CycleBound {
+        period,
+        largest: vec![0.2],
+    };
     let mut detector = Detector::with_coarse(&config, 1.0, MODEL_WINDOW, COARSE_MULTIPLE, 1.0)
         .with_range(
             &config,
@@ -32,17 +47,13 @@ fn main() {
                 quietest: Some(vec![0.01]),
                 roughest: Some(vec![0.2]),
                 resolution: Some(vec![0.001]),
-                // Five-minute points: a day of them.
-                daily: Some(CycleBound {
-                    period: 288,
-                    largest: vec![0.2],
-                }),
-                // A week of them is more than a guard keeps: no weekly guard.
-                weekly: None,
+                daily: Some(cycle(day)),
+                weekly: week.map(cycle),
             }),
         );
     // Both scales' windows span the same time (the coarse one a quarter as
-    // many points): twice that fills them and slides them.
+    // many points): twice that fills them and slides them, and every
+    // seasonal guard's cycle.
     let points = 2 * window;
     for i in 0..points {
         let noise = ((i * 7919) % 101) as f64 / 1000.0;
@@ -56,7 +67,7 @@ fn main() {
     let mut state = Vec::new();
     ciborium::into_writer(&detector, &mut state).unwrap_or_else(|e| panic!("{e}"));
     println!(
-        "{{\"bench\":\"series_memory\",\"threshold_window\":{window},\"coarse_multiple\":{COARSE_MULTIPLE},\"heap_bytes\":{held},\"state_bytes\":{}}}",
+        "{{\"bench\":\"series_memory\",\"points\":\"{points_of}\",\"threshold_window\":{window},\"coarse_multiple\":{COARSE_MULTIPLE},\"heap_bytes\":{held},\"state_bytes\":{}}}",
         state.len()
     );
 }

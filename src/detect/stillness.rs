@@ -52,11 +52,12 @@ pub(super) fn hold_point(
         recent.clear();
         return false;
     }
-    recent.extend(values.iter().copied());
+    // Room first, then the point: pushing past a full deque's capacity
+    // would double it, and the guards are held per series for months.
     let held = rows * features;
-    if recent.len() > held {
-        recent.drain(..recent.len() - held);
-    }
+    let excess = (recent.len() + features).saturating_sub(held);
+    recent.drain(..excess.min(recent.len()));
+    recent.extend(values.iter().copied());
     recent.len() == held
 }
 
@@ -228,6 +229,22 @@ impl StillnessGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A full window makes room before each point: its buffer never grows
+    /// past what it was given for the window (a guard is held per series).
+    #[test]
+    fn held_points_never_outgrow_their_window() {
+        let (rows, features) = (40, 2);
+        let mut recent = VecDeque::with_capacity(rows * features);
+        let capacity = recent.capacity();
+        for i in 0..10 * rows {
+            let full = hold_point(&mut recent, &[i as f32, 1.0], features, rows);
+            assert_eq!(full, i + 1 >= rows);
+        }
+        assert_eq!(recent.len(), rows * features);
+        assert_eq!(recent.front(), Some(&(9.0 * rows as f32)));
+        assert_eq!(recent.capacity(), capacity);
+    }
 
     #[test]
     fn the_quietest_window_is_found_per_feature_and_never_across_parts() {
