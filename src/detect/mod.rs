@@ -1469,7 +1469,7 @@ mod tests {
             daily: bound(day),
             weekly: bound(week),
         };
-        // Weeks 0 and 1 fill the guards; day 17 is a Wednesday off.
+        // Weeks 0 and 1 fill the guards; day 17, the fourth of week 2, is off.
         let live = working_week(0..28, &[17]);
         let holiday = 17 * day + 2..17 * day + 6 + window;
         let seasonal_rows = |config: &DetectorConfig, range: &ValueRange| -> Vec<usize> {
