@@ -1008,6 +1008,8 @@ async fn multiscale_daemon_matches_offline(center: Center, detrend: bool, time_o
         smoothed,
         out_of_range,
         flatlines,
+        rough,
+        seasonal,
     } = multiscale_case(&model_dir, center, detrend, time_of_day);
     let rows = values.len();
     assert!(
@@ -1019,6 +1021,10 @@ async fn multiscale_daemon_matches_offline(center: Center, detrend: bool, time_o
         "the spike should leave the training range"
     );
     assert!(flatlines > 0, "the stuck stretch should be flagged");
+    assert!(
+        rough > 0 && seasonal > 0,
+        "the wide swings should be flagged as rough ({rough}) and unlike the day before ({seasonal})"
+    );
 
     let windows = multiscale_windows(rows);
     let daemon = serve_one_series("ms", &values, &model_dir, windows, |_| {}).await;
@@ -1049,6 +1055,16 @@ async fn multiscale_daemon_matches_offline(center: Center, detrend: bool, time_o
         metrics.flatlines.with_label_values(&["ms"]).get(),
         flatlines as u64,
         "windows that stopped moving, daemon against offline"
+    );
+    assert_eq!(
+        metrics.rough.with_label_values(&["ms"]).get(),
+        rough as u64,
+        "windows that moved faster than any training window, daemon against offline"
+    );
+    assert_eq!(
+        metrics.seasonal.with_label_values(&["ms"]).get(),
+        seasonal as u64,
+        "windows unlike the day before, daemon against offline"
     );
     if time_of_day != TimeOfDay::Off {
         // The same models without the clock cut a series' points otherwise:
@@ -1278,6 +1294,10 @@ struct MultiscaleCase {
     out_of_range: usize,
     /// Points flagged for a window that stopped moving.
     flatlines: usize,
+    /// Points flagged for a window that moved faster than any training
+    /// window, and for one unlike the same points a day earlier.
+    rough: usize,
+    seasonal: usize,
 }
 
 /// Trains a multi-scale model into `model_dir` and returns a live series
@@ -1366,6 +1386,12 @@ fn multiscale_case(
     // A stuck stretch, for the stillness check.
     let stuck = values[420];
     values[420..450].fill(stuck);
+    // The season at six times its swing, for the roughness check (steps
+    // six times the training's) and the seasonal check (a day earlier, the
+    // same hours swung as usual).
+    for value in &mut values[480..520] {
+        *value *= 6.0;
+    }
     let detector = anomalyd::detect::DetectorConfig::default();
     let offline = offline_errors(&model, &values);
     let last = |decisions: &[Option<anomalyd::detect::Decision>]| {
@@ -1380,7 +1406,11 @@ fn multiscale_case(
     );
     let out_of_range = both.iter().flatten().filter(|d| d.out_of_range).count();
     let flatlines = both.iter().flatten().filter(|d| d.flatline).count();
+    let rough = both.iter().flatten().filter(|d| d.rough).count();
+    let seasonal = both.iter().flatten().filter(|d| d.seasonal).count();
     MultiscaleCase {
+        rough,
+        seasonal,
         values,
         smoothed: last(&both).map_or(f64::NAN, |d| d.smoothed),
         flatlines,
