@@ -1046,26 +1046,26 @@ async fn multiscale_daemon_matches_offline(center: Center, detrend: bool, time_o
         (served_smoothed - smoothed).abs() <= 1e-5 * smoothed.abs().max(1e-9),
         "the daemon's main-scale smoothed error {served_smoothed}, offline {smoothed}"
     );
-    assert_eq!(
-        metrics.out_of_range.with_label_values(&["ms"]).get(),
-        out_of_range as u64,
-        "points out of the training range, daemon against offline"
-    );
-    assert_eq!(
-        metrics.flatlines.with_label_values(&["ms"]).get(),
-        flatlines as u64,
-        "windows that stopped moving, daemon against offline"
-    );
-    assert_eq!(
-        metrics.rough.with_label_values(&["ms"]).get(),
-        rough as u64,
-        "windows that moved faster than any training window, daemon against offline"
-    );
-    assert_eq!(
-        metrics.seasonal.with_label_values(&["ms"]).get(),
-        seasonal as u64,
-        "windows unlike the day before, daemon against offline"
-    );
+    for (counter, offline, what) in [
+        (
+            &metrics.out_of_range,
+            out_of_range,
+            "points out of the training range",
+        ),
+        (&metrics.flatlines, flatlines, "windows that stopped moving"),
+        (
+            &metrics.rough,
+            rough,
+            "windows that moved faster than any training window",
+        ),
+        (&metrics.seasonal, seasonal, "windows unlike the day before"),
+    ] {
+        assert_eq!(
+            counter.with_label_values(&["ms"]).get(),
+            offline as u64,
+            "{what}, daemon against offline"
+        );
+    }
     if time_of_day != TimeOfDay::Off {
         // The same models without the clock cut a series' points otherwise:
         // a reload of them is rejected, and these keep serving.
