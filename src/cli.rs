@@ -458,7 +458,7 @@ pub struct DetectorArgs {
     #[arg(long, default_value_t = anomalyd::detect::DEFAULT_SEASONAL_RATIO)]
     pub seasonal_ratio: f64,
     /// Where the data's interval divides a week (into at most 1440 points)
-    /// and training saw a week and a window, flag a window whose median
+    /// and training saw two weeks, flag a window whose median
     /// difference from the same points a week earlier exceeds this multiple
     /// of the largest training window's (a weekday shaped like a weekend);
     /// 0 turns it off.
@@ -1250,7 +1250,7 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
                 )
             ),
             range.weekly.as_ref().map_or_else(
-                || "no week (the interval does not divide one, training held less, or trained before 2026-12-01's weekly check)"
+                || "no week (the interval does not divide one, training held less than two, or trained before 2026-12-01's weekly check)"
                     .to_owned(),
                 |w| format!(
                     "a week of {} points, largest median difference from a week earlier {:?}",

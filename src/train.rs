@@ -1409,7 +1409,7 @@ mod tests {
     }
 
     /// The seasonal check's bounds: a day wherever the interval divides one
-    /// and the data hold a day and a window, a week likewise; the week's
+    /// and the data hold two of them, a week likewise; the week's
     /// largest difference is the noise's, the day's that of a Saturday
     /// from its Friday.
     #[test]
@@ -1429,9 +1429,11 @@ mod tests {
             daily.largest[0] > 1.0,
             "a weekday from a weekend: {daily:?}"
         );
-        let short = hourly(168 + window - 1).unwrap_or_else(|| panic!("finite values"));
+        // Two weeks, so that every hour of the week has been compared with
+        // the week before.
+        let short = hourly(2 * 168 - 1).unwrap_or_else(|| panic!("finite values"));
         assert!(short.daily.is_some() && short.weekly.is_none(), "{short:?}");
-        assert!(hourly(168 + window).is_some_and(|r| r.weekly.is_some()));
+        assert!(hourly(2 * 168).is_some_and(|r| r.weekly.is_some()));
         // A week of five-minute points is more than a guard keeps.
         let fine = training_range(&[working_rows(3 * 2016, 300.0)], 1, 1, window)
             .unwrap_or_else(|| panic!("finite values"));

@@ -162,8 +162,8 @@ fn train_score_inspect_on_a_nab_series() {
         "24 points of 2 row(s) each",
         "(range check)",
         "resolution [",
-        // Ten-minute points: the file's two weeks hold a day and a week of
-        // them, and a window.
+        // Ten-minute points: the file holds exactly two weeks of them (the
+        // range is taken over every training row, validation included).
         "a day of 144 points",
         "a week of 1008 points",
         "coarse model    coarse/: window 24 points of 8 row(s) each",

@@ -33,7 +33,7 @@
 //! median difference from a day earlier exceeds `seasonal_ratio` times the
 //! largest training window's is flagged too ([`seasonal`]): a day shaped
 //! unlike the days before it, which a window of a few hours cannot see.
-//! Where it divides a week and training saw one, the same goes for the
+//! Where it divides a week and training saw two, the same goes for the
 //! difference from a week earlier at `weekly_ratio`: a weekday shaped like
 //! a weekend.
 
@@ -202,7 +202,7 @@ pub struct DetectorConfig {
     /// 0 turns the check off.
     pub seasonal_ratio: f64,
     /// The same for the difference from a week earlier, where training saw
-    /// a week; 0 turns that guard off.
+    /// two weeks; 0 turns that guard off.
     pub weekly_ratio: f64,
     /// Multiply mean-std's k by the factor a model's artifact carries
     /// (`threshold.k_factor`, calibrated by `anomalyd train` on its

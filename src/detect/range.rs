@@ -38,15 +38,15 @@ pub struct ValueRange {
     /// allow none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution: Option<Vec<f64>>,
-    /// Where the data's interval divides a day: the day in points and, per
-    /// feature, the largest median difference from a day earlier of any
-    /// training window (see [`crate::detect::seasonal`]); absent otherwise
-    /// and in artifacts trained before 2026-12-01.
+    /// Where the data's interval divides a day and training held two: the
+    /// day in points and, per feature, the largest median difference from
+    /// a day earlier of any training window (see [`crate::detect::seasonal`]);
+    /// absent otherwise and in artifacts trained before 2026-12-01.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily: Option<CycleBound>,
     /// The same for a week, where the data's interval divides one into at
     /// most [`crate::detect::seasonal::MAX_PERIOD`] points and the training
-    /// data holds a week and a window; absent otherwise and in artifacts
+    /// data hold two weeks; absent otherwise and in artifacts
     /// trained before 2026-12-01's weekly check (an older anomalyd ignores
     /// it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

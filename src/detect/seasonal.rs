@@ -29,6 +29,14 @@ use super::stillness::{WindowJudgement, feature_column, hold_point};
 /// there.
 pub const MAX_PERIOD: usize = 1440;
 
+/// Cycles a training part must hold for its differences to bound a guard:
+/// with one cycle and a window, NAB's hourly realAdExchange series (243–246
+/// probationary rows) bounded the weekly guard with about two days of
+/// differences, as did the hourly Yahoo-like and point-outlier sets under
+/// the streaming protocol, and all of them raised false events by it (see
+/// docs/detection.md, "A week unlike the weeks before it").
+pub const MIN_CYCLES: usize = 2;
+
 /// Seconds in a day.
 pub const DAY: f64 = 86_400.0;
 
@@ -49,8 +57,11 @@ pub fn cycle_period(spacing: f64, cycle: f64) -> Option<usize> {
 
 /// The largest per-feature median absolute difference from `period` rows
 /// earlier over every window of `window` consecutive differences of
-/// row-major `[rows, features]` parts (neither crosses parts). `None` when
-/// no part holds `period + window` rows.
+/// row-major `[rows, features]` parts (neither crosses parts). Only parts
+/// that hold two cycles (and a window) count: a cycle's difference varies
+/// with where in the cycle it is taken (a Monday from its Sunday, a
+/// Tuesday from its Monday), and a bound from a few of its hours is no
+/// bound for the rest. `None` when no part holds that.
 pub fn largest_cycle_differences<'a>(
     parts: impl IntoIterator<Item = &'a [f64]>,
     features: usize,
@@ -64,7 +75,7 @@ pub fn largest_cycle_differences<'a>(
     let mut scratch = Vec::with_capacity(window);
     for part in parts {
         let rows = part.len() / features;
-        if rows < period + window {
+        if rows < (period + window).max(MIN_CYCLES * period) {
             continue;
         }
         for (feature, top) in largest.iter_mut().enumerate() {
@@ -196,6 +207,14 @@ mod tests {
             largest_cycle_differences([&first[..]], 2, 3, 2),
             None,
             "no part holds a day and a window"
+        );
+        // Period 3, windows of 1: a cycle and a window (4 rows) are not
+        // enough, two cycles (6) are.
+        let rows = |n: usize| (0..n).map(|i| i as f64).collect::<Vec<f64>>();
+        assert_eq!(largest_cycle_differences([&rows(5)[..]], 1, 1, 3), None);
+        assert_eq!(
+            largest_cycle_differences([&rows(6)[..]], 1, 1, 3),
+            Some(vec![3.0])
         );
     }
 
