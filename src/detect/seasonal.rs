@@ -58,7 +58,7 @@ pub fn cycle_period(spacing: f64, cycle: f64) -> Option<usize> {
 /// The largest per-feature median absolute difference from `period` rows
 /// earlier over every window of `window` consecutive differences of
 /// row-major `[rows, features]` parts (neither crosses parts). Only parts
-/// that hold two cycles (and a window) count: a cycle's difference varies
+/// that hold two cycles (and no fewer than a cycle and a window) count: a cycle's difference varies
 /// with where in the cycle it is taken (a Monday from its Sunday, a
 /// Tuesday from its Monday), and a bound from a few of its hours is no
 /// bound for the rest. `None` when no part holds that.
