@@ -1309,8 +1309,8 @@ fn training_range(
         .iter()
         .max_by_key(|p| p.rows())
         .map_or(0.0, |p| calendar::typical_spacing(&p.times));
-    let cycle = |seconds: f64| {
-        seasonal::cycle_period(spacing, seconds).and_then(|period| {
+    let cycle = |cycle: seasonal::Cycle| {
+        seasonal::cycle_period(spacing, cycle).and_then(|period| {
             seasonal::largest_cycle_differences(parts(), scored, window, period)
                 .map(|largest| crate::detect::CycleBound { period, largest })
         })
@@ -1319,8 +1319,8 @@ fn training_range(
         quietest: crate::detect::stillness::quietest_windows(parts(), scored, window),
         roughest: crate::detect::roughness::roughest_windows(parts(), scored, window),
         resolution: Some(crate::detect::roughness::finest_steps(parts(), scored)),
-        daily: cycle(seasonal::DAY),
-        weekly: cycle(seasonal::WEEK),
+        daily: cycle(seasonal::Cycle::Day),
+        weekly: cycle(seasonal::Cycle::Week),
         ..range
     })
 }

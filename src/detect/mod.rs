@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 pub use events::{Event, EventChange, EventConfig, EventTracker};
 pub use range::{CycleBound, RangeGuard, RangeJudgement, ValueRange};
 pub use roughness::RoughnessGuard;
-pub use seasonal::SeasonalGuard;
+pub use seasonal::{Cycle, SeasonalGuard};
 pub use smoothing::{Smoother, SmoothingConfig};
 use spot::{Spot, SpotConfig, SpotMode};
 pub use stillness::{StillnessGuard, WindowJudgement};
@@ -770,7 +770,7 @@ impl Detector {
             ));
             started = true;
         }
-        for cycle in [Cycle::Day, Cycle::Week] {
+        for cycle in Cycle::ALL {
             let held = match cycle {
                 Cycle::Day => &mut self.seasonal,
                 Cycle::Week => &mut self.weekly,
@@ -954,13 +954,6 @@ fn resolution_of(range: Option<&ValueRange>) -> Vec<f64> {
     range
         .and_then(|range| range.resolution.clone())
         .unwrap_or_default()
-}
-
-/// The seasonal check's two guards.
-#[derive(Debug, Clone, Copy)]
-enum Cycle {
-    Day,
-    Week,
 }
 
 /// The seasonal check's guard for `range`'s bound of `cycle`, unless its

@@ -37,19 +37,32 @@ pub const MAX_PERIOD: usize = 1440;
 /// docs/detection.md, "A week unlike the weeks before it").
 pub const MIN_CYCLES: usize = 2;
 
-/// Seconds in a day.
-pub const DAY: f64 = 86_400.0;
+/// The cycles a detector keeps a guard for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cycle {
+    Day,
+    Week,
+}
 
-/// Seconds in a week.
-pub const WEEK: f64 = 7.0 * DAY;
+impl Cycle {
+    pub const ALL: [Cycle; 2] = [Cycle::Day, Cycle::Week];
 
-/// The points in a cycle of `cycle` seconds at `spacing` seconds a point,
-/// where that is a whole number from 2 to [`MAX_PERIOD`].
-pub fn cycle_period(spacing: f64, cycle: f64) -> Option<usize> {
+    /// Its length in seconds.
+    pub fn seconds(self) -> f64 {
+        match self {
+            Cycle::Day => 86_400.0,
+            Cycle::Week => 7.0 * 86_400.0,
+        }
+    }
+}
+
+/// The points in `cycle` at `spacing` seconds a point, where that is a
+/// whole number from 2 to [`MAX_PERIOD`].
+pub fn cycle_period(spacing: f64, cycle: Cycle) -> Option<usize> {
     if !(spacing > 0.0 && spacing.is_finite()) {
         return None;
     }
-    let points = cycle / spacing;
+    let points = cycle.seconds() / spacing;
     let whole = points.round();
     ((points - whole).abs() < 1e-6 && (2.0..=MAX_PERIOD as f64).contains(&whole))
         .then_some(whole as usize)
@@ -58,10 +71,10 @@ pub fn cycle_period(spacing: f64, cycle: f64) -> Option<usize> {
 /// The largest per-feature median absolute difference from `period` rows
 /// earlier over every window of `window` consecutive differences of
 /// row-major `[rows, features]` parts (neither crosses parts). Only parts
-/// that hold two cycles (and no fewer than a cycle and a window) count: a cycle's difference varies
-/// with where in the cycle it is taken (a Monday from its Sunday, a
-/// Tuesday from its Monday), and a bound from a few of its hours is no
-/// bound for the rest. `None` when no part holds that.
+/// that hold two cycles (and no fewer than a cycle and a window) count: a
+/// cycle's difference varies with where in the cycle it is taken (a Monday
+/// from its Sunday, a Tuesday from its Monday), and a bound from a few of
+/// its hours is no bound for the rest. `None` when no part holds that.
 pub fn largest_cycle_differences<'a>(
     parts: impl IntoIterator<Item = &'a [f64]>,
     features: usize,
@@ -178,18 +191,26 @@ mod tests {
 
     #[test]
     fn a_cycle_is_counted_only_where_the_interval_divides_it() {
-        assert_eq!(cycle_period(300.0, DAY), Some(288));
-        assert_eq!(cycle_period(3600.0, DAY), Some(24));
-        assert_eq!(cycle_period(60.0, DAY), Some(1440));
-        assert_eq!(cycle_period(7.0, DAY), None, "not a whole number of points");
-        assert_eq!(cycle_period(30.0, DAY), None, "more points than kept");
-        assert_eq!(cycle_period(86_400.0, DAY), None, "one point a day");
-        assert_eq!(cycle_period(0.0, DAY), None);
-        assert_eq!(cycle_period(f64::NAN, DAY), None);
-        assert_eq!(cycle_period(3600.0, WEEK), Some(168));
-        assert_eq!(cycle_period(1800.0, WEEK), Some(336));
+        assert_eq!(cycle_period(300.0, Cycle::Day), Some(288));
+        assert_eq!(cycle_period(3600.0, Cycle::Day), Some(24));
+        assert_eq!(cycle_period(60.0, Cycle::Day), Some(1440));
         assert_eq!(
-            cycle_period(300.0, WEEK),
+            cycle_period(7.0, Cycle::Day),
+            None,
+            "not a whole number of points"
+        );
+        assert_eq!(
+            cycle_period(30.0, Cycle::Day),
+            None,
+            "more points than kept"
+        );
+        assert_eq!(cycle_period(86_400.0, Cycle::Day), None, "one point a day");
+        assert_eq!(cycle_period(0.0, Cycle::Day), None);
+        assert_eq!(cycle_period(f64::NAN, Cycle::Day), None);
+        assert_eq!(cycle_period(3600.0, Cycle::Week), Some(168));
+        assert_eq!(cycle_period(1800.0, Cycle::Week), Some(336));
+        assert_eq!(
+            cycle_period(300.0, Cycle::Week),
             None,
             "a week of 5-minute points is too long"
         );
