@@ -1242,7 +1242,7 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
                 |q| format!("{q:?}")
             ),
             range.daily.as_ref().map_or_else(
-                || "no day (the interval does not divide one, or trained before 2026-12-01)"
+                || "no day (the interval does not divide one, training held less than two, the values do not follow one, or trained before 2026-12-01)"
                     .to_owned(),
                 |d| format!(
                     "a day of {} points, largest median difference from a day earlier {:?}",
@@ -1250,7 +1250,7 @@ fn run_inspect(args: &InspectArgs) -> Result<()> {
                 )
             ),
             range.weekly.as_ref().map_or_else(
-                || "no week (the interval does not divide one, training held less than two, or trained before 2026-12-01's weekly check)"
+                || "no week (the interval does not divide one, training held less than two, the values do not follow one, or trained before 2026-12-01's weekly check)"
                     .to_owned(),
                 |w| format!(
                     "a week of {} points, largest median difference from a week earlier {:?}",

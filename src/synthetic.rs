@@ -31,11 +31,22 @@ impl Injection {
 
 /// A noisy sine (period 20 rows) with `features` phase-shifted channels.
 pub fn seasonal(rows: usize, features: usize, seed: u64, injections: &[Injection]) -> Vec<f64> {
+    seasonal_with_period(rows, features, seed, PERIOD, injections)
+}
+
+/// [`seasonal`] with a season of `period` rows.
+pub fn seasonal_with_period(
+    rows: usize,
+    features: usize,
+    seed: u64,
+    period: f64,
+    injections: &[Injection],
+) -> Vec<f64> {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut values = Vec::with_capacity(rows * features);
     let mut phase = 0.0f64;
     for t in 0..rows {
-        let mut step = 2.0 * std::f64::consts::PI / PERIOD;
+        let mut step = 2.0 * std::f64::consts::PI / period;
         let mut level = 0.0;
         let mut spike = 0.0;
         for injection in injections {

@@ -1310,10 +1310,12 @@ fn training_range(
         .max_by_key(|p| p.rows())
         .map_or(0.0, |p| calendar::typical_spacing(&p.times));
     let cycle = |cycle: seasonal::Cycle| {
-        seasonal::cycle_period(spacing, cycle).and_then(|period| {
-            seasonal::largest_cycle_differences(parts(), scored, window, period)
-                .map(|largest| crate::detect::CycleBound { period, largest })
-        })
+        seasonal::cycle_period(spacing, cycle)
+            .filter(|&period| seasonal::cycle_explains(parts(), scored, period))
+            .and_then(|period| {
+                seasonal::largest_cycle_differences(parts(), scored, window, period)
+                    .map(|largest| crate::detect::CycleBound { period, largest })
+            })
     };
     ValueRange::of_rows(parts(), scored).map(|range| ValueRange {
         quietest: crate::detect::stillness::quietest_windows(parts(), scored, window),
@@ -1438,6 +1440,24 @@ mod tests {
         let fine = training_range(&[working_rows(3 * 2016, 300.0)], 1, 1, window)
             .unwrap_or_else(|| panic!("finite values"));
         assert!(fine.daily.is_some() && fine.weekly.is_none(), "{fine:?}");
+    }
+
+    /// Hourly noise for three weeks holds days and weeks enough, but the
+    /// values do not follow them: the range is kept, no cycle's bound.
+    #[test]
+    fn the_training_range_bounds_no_cycle_the_data_do_not_follow() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let noise = Series {
+            values: (0..3 * 168).map(|_| rng.random::<f64>()).collect(),
+            ..working_rows(3 * 168, 3600.0)
+        };
+        let range = training_range(&[noise], 1, 1, 16).unwrap_or_else(|| panic!("finite values"));
+        assert!(range.daily.is_none() && range.weekly.is_none(), "{range:?}");
+        assert!(
+            range.roughest.is_some(),
+            "the other checks keep their bounds"
+        );
     }
 
     #[test]

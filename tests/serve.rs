@@ -28,6 +28,10 @@ const SPIKE_AT: usize = 300;
 /// live as offline.
 const START_MS: i64 = 1_704_067_200_000;
 const STEP_MS: i64 = 300_000;
+/// A season of 32 five-minute rows: nine a day, so the same time a day
+/// earlier is the same phase and half a day earlier the opposite one, as
+/// the seasonal check asks of its training data before it guards a day.
+const DAY_FOLLOWING_PERIOD: f64 = 32.0;
 /// Samples sent after the reload checks.
 const EXTRA: usize = 20;
 
@@ -1324,7 +1328,11 @@ fn multiscale_case(
         data,
         train: train_config(15),
     };
-    let training = series("train.csv", &common::seasonal(1200, 1, 1, &[]), 1);
+    let training = series(
+        "train.csv",
+        &common::seasonal_with_period(1200, 1, 1, DAY_FOLLOWING_PERIOD, &[]),
+        1,
+    );
     let mut model = train(
         std::slice::from_ref(&training),
         &request,
@@ -1370,10 +1378,11 @@ fn multiscale_case(
         .save(model_dir)
         .unwrap_or_else(|e| panic!("save failed: {e}"));
     let rows = 600;
-    let mut values = common::seasonal(
+    let mut values = common::seasonal_with_period(
         rows,
         1,
         41,
+        DAY_FOLLOWING_PERIOD,
         &[
             common::Injection::Spike { at: 300, size: 8.0 },
             common::Injection::Shift {

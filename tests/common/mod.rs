@@ -15,7 +15,7 @@ use anomalyd::train::{DataConfig, TrainConfig};
 
 pub const WINDOW: usize = 16;
 #[allow(unused_imports)] // each test binary uses its own part of the fixtures
-pub use anomalyd::synthetic::{Injection, seasonal};
+pub use anomalyd::synthetic::{Injection, seasonal, seasonal_with_period};
 
 /// Writes `values` as a CSV with a NAB-style datetime column.
 pub fn csv_text(values: &[f64], features: usize) -> String {
