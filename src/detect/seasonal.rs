@@ -38,6 +38,13 @@ pub const MAX_PERIOD: usize = 1440;
 /// docs/detection.md, "A week unlike the weeks before it").
 pub const MIN_CYCLES: usize = 2;
 
+/// Whether a training part of `rows` points holds the cycles
+/// ([`MIN_CYCLES`]) that a guard's bound and its verdict on whether the
+/// data follow the cycle are taken from.
+fn holds_cycles(rows: usize, period: usize) -> bool {
+    rows >= MIN_CYCLES * period
+}
+
 /// The cycles a detector keeps a guard for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cycle {
@@ -89,7 +96,7 @@ pub fn largest_cycle_differences<'a>(
     let mut scratch = Vec::with_capacity(window);
     for part in parts {
         let rows = part.len() / features;
-        if rows < (period + window).max(MIN_CYCLES * period) {
+        if rows < period + window || !holds_cycles(rows, period) {
             continue;
         }
         for (feature, top) in largest.iter_mut().enumerate() {
@@ -139,7 +146,7 @@ pub fn cycle_explains<'a>(
     // cycle apart, taken at the same points (from a cycle on), and their count.
     let mut sums = vec![(0.0, 0.0, 0usize); features];
     for part in parts {
-        if part.len() / features < MIN_CYCLES * period {
+        if !holds_cycles(part.len() / features, period) {
             continue;
         }
         for (feature, (cycle_apart, half_apart, count)) in sums.iter_mut().enumerate() {
