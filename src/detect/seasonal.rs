@@ -325,8 +325,11 @@ mod tests {
             !cycle_explains([&daily[..2 * period - 1]], 1, period),
             "less than two cycles"
         );
+        // Loud noise that would swamp the day's differences, were a part
+        // shorter than two cycles counted.
+        let loud: Vec<f64> = noise[..2 * period - 1].iter().map(|v| v * 100.0).collect();
         assert!(
-            cycle_explains([&daily[..2 * period - 1], &daily[..]], 1, period),
+            cycle_explains([&loud[..], &daily[..]], 1, period),
             "a short part is passed over, not held against the cycle"
         );
         let interleave = |other: &[f64]| -> Vec<f64> {
